@@ -1,0 +1,55 @@
+"""The one place that wires config, store, cache, resources and errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+from asgilook.cache import RedisCache
+from asgilook.config import Config
+from asgilook.images import Images
+from asgilook.images import Thumbnails
+from asgilook.store import ImageNotFound
+from asgilook.store import ImageTooLarge
+from asgilook.store import InvalidImage
+from asgilook.store import Store
+from asgilook.store import UnsupportedImage
+
+# NOTE: Falcon picks the handler of the most specific class in an error's MRO,
+#   so UnsupportedImage is a 415 although it is also an InvalidImage.
+_ERRORS: tuple[tuple[type[Exception], type[falcon.HTTPError], str], ...] = (
+    (ImageNotFound, falcon.HTTPNotFound, 'Not Found'),
+    (ImageTooLarge, falcon.HTTPContentTooLarge, 'Image Too Large'),
+    (UnsupportedImage, falcon.HTTPUnsupportedMediaType, 'Unsupported Image Format'),
+    (InvalidImage, falcon.HTTPBadRequest, 'Invalid Image'),
+)
+
+
+def _error_handler(http_error: type[falcon.HTTPError], title: str) -> Any:
+    async def handle(
+        req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: Any
+    ) -> None:
+        raise http_error(title=title, description=str(ex)) from ex
+
+    return handle
+
+
+def create_app(config: Config | None = None) -> falcon.asgi.App:
+    """Build the ASGI app; with no config, a default ``Config()``."""
+    config = config or Config()
+    store = Store(config)
+    cache = RedisCache(config)
+    images = Images(config, store)
+    thumbnails = Thumbnails(store)
+
+    app = falcon.asgi.App(middleware=[store, cache])
+    app.add_route('/images', images)
+    app.add_route('/images/{image_id:uuid}.jpeg', images, suffix='image')
+    app.add_route(
+        '/thumbnails/{image_id:uuid}/{width:int}x{height:int}.jpeg', thumbnails
+    )
+    for error_type, http_error, title in _ERRORS:
+        app.add_error_handler(error_type, _error_handler(http_error, title))
+    return app

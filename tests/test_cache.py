@@ -1,0 +1,121 @@
+import fakeredis
+import falcon.testing
+import msgpack
+import pytest
+import redis.asyncio
+
+from asgilook.app import create_app
+from asgilook.cache import RedisCache
+from tests.conftest import FIRST_IDS
+
+
+@pytest.fixture
+def fake_server():
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+def inspectable(config, fake_server):
+    """A client whose fake Redis the test can look into afterwards."""
+    config.redis_from_url = lambda url: fakeredis.FakeAsyncRedis(server=fake_server)
+    return falcon.testing.TestClient(create_app(config))
+
+
+def test_entry_is_msgpack_of_content_type_and_body_with_ttl(inspectable, fake_server):
+    listing = inspectable.simulate_get('/images')
+
+    redis = fakeredis.FakeRedis(server=fake_server)
+    entry = redis.get('asgilook:/images')
+    assert msgpack.unpackb(entry, raw=False) == [
+        'application/json', listing.content
+    ]  # fmt: skip
+    assert 3590 < redis.ttl('asgilook:/images') <= 3600
+
+
+def test_query_string_is_part_of_the_key(inspectable, fake_server):
+    assert inspectable.simulate_get('/images').headers['X-ASGILook-Cache'] == 'Miss'
+    with_query = inspectable.simulate_get('/images', query_string='limit=5')
+    assert with_query.headers['X-ASGILook-Cache'] == 'Miss'
+    assert (
+        fakeredis.FakeRedis(server=fake_server).exists(
+            'asgilook:/images', 'asgilook:/images?limit=5'
+        )
+        == 2
+    )
+
+
+def test_post_drops_every_cached_listing(client, png_image):
+    client.simulate_get('/images')
+    client.simulate_get('/images', query_string='page=2')
+
+    assert client.simulate_post('/images', body=png_image).status_code == 201
+
+    plain = client.simulate_get('/images')
+    query = client.simulate_get('/images', query_string='page=2')
+    assert plain.headers['X-ASGILook-Cache'] == 'Miss'
+    assert query.headers['X-ASGILook-Cache'] == 'Miss'
+    assert [item['id'] for item in plain.json] == [FIRST_IDS[0]]
+
+
+def test_invalidating_methods_say_miss_and_are_not_cached(client, png_image):
+    first = client.simulate_post('/images', body=png_image)
+    assert first.headers['X-ASGILook-Cache'] == 'Miss'
+    second = client.simulate_post('/images', body=png_image)
+    assert second.headers['X-ASGILook-Cache'] == 'Miss'
+    assert second.json['id'] == FIRST_IDS[1]
+
+
+def test_errors_are_not_cached(client):
+    uri = '/images/1a256a8a-2063-46ff-b53f-d04d5bcf5eee.jpeg'
+    for _ in range(2):
+        resp = client.simulate_get(uri)
+        assert resp.status_code == 404
+        assert resp.headers['X-ASGILook-Cache'] == 'Miss'
+
+
+def test_options_does_not_poison_the_get_entry(client):
+    options = client.simulate_options('/images')
+    assert options.status_code == 200
+    assert client.simulate_get('/images').headers['X-ASGILook-Cache'] == 'Miss'
+    assert client.simulate_get('/images').json == []
+
+
+def test_real_redis_across_many_lifespans(config, redis_server, png_image):
+    # NOTE: falcon.testing runs a new event loop and lifespan per request: the
+    #   one real client must reconnect each time after process_shutdown.
+    config.redis_from_url = redis.asyncio.from_url
+    config.redis_host = redis_server.url
+    client = falcon.testing.TestClient(create_app(config))
+    client.simulate_post('/images', body=png_image)
+    uri = f'/thumbnails/{FIRST_IDS[0]}/160x90.jpeg'
+
+    states = [client.simulate_get(uri).headers['X-ASGILook-Cache'] for _ in range(3)]
+    assert states == ['Miss', 'Hit', 'Hit']
+
+    cached = redis.Redis.from_url(redis_server.url)
+    try:
+        assert cached.exists(f'{RedisCache.PREFIX}{uri}') == 1
+        cached.flushall()
+    finally:
+        cached.close()
+
+
+class _Streamed:
+    async def on_get(self, req, resp):
+        async def chunks():
+            yield b'streamed '
+            yield b'body'
+
+        resp.stream = chunks()
+        resp.content_type = 'text/plain'
+
+
+def test_a_streamed_body_is_served_but_not_cached(config):
+    app = create_app(config)
+    app.add_route('/streamed', _Streamed())
+    client = falcon.testing.TestClient(app)
+
+    for _ in range(2):
+        resp = client.simulate_get('/streamed')
+        assert resp.text == 'streamed body'
+        assert resp.headers['X-ASGILook-Cache'] == 'Miss'

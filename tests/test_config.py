@@ -1,0 +1,44 @@
+import pathlib
+import uuid
+
+import redis.asyncio
+
+from asgilook.config import Config
+
+
+def test_defaults(monkeypatch, tmp_path):
+    monkeypatch.delenv('ASGI_LOOK_REDIS_URL', raising=False)
+    monkeypatch.delenv('ASGI_LOOK_IMAGE_WORKERS', raising=False)
+    monkeypatch.setattr(Config, 'DEFAULT_CONFIG_PATH', str(tmp_path / 'default'))
+    monkeypatch.delenv('ASGI_LOOK_STORAGE_PATH', raising=False)
+
+    config = Config()
+    assert config.storage_path == tmp_path / 'default'
+    assert config.storage_path.is_dir()
+    assert config.min_thumb_size == 64
+    assert config.redis_host == 'redis://localhost'
+    assert config.redis_from_url is redis.asyncio.from_url
+    assert config.uuid_generator is uuid.uuid4
+    assert config.image_workers == 2
+
+
+def test_class_defaults_are_the_tutorials():
+    assert Config.DEFAULT_CONFIG_PATH == '/tmp/asgilook'
+    assert Config.DEFAULT_MIN_THUMB_SIZE == 64
+    assert Config.DEFAULT_REDIS_HOST == 'redis://localhost'
+    assert Config.DEFAULT_REDIS_FROM_URL is redis.asyncio.from_url
+    assert Config.DEFAULT_UUID_GENERATOR is uuid.uuid4
+
+
+def test_environment(monkeypatch, tmp_path):
+    storage = tmp_path / 'nested' / 'images'
+    monkeypatch.setenv('ASGI_LOOK_STORAGE_PATH', str(storage))
+    monkeypatch.setenv('ASGI_LOOK_REDIS_URL', 'redis://cache.internal:6380/2')
+    monkeypatch.setenv('ASGI_LOOK_IMAGE_WORKERS', '5')
+
+    config = Config()
+    assert isinstance(config.storage_path, pathlib.Path)
+    assert config.storage_path == storage
+    assert storage.is_dir()
+    assert config.redis_host == 'redis://cache.internal:6380/2'
+    assert config.image_workers == 5
