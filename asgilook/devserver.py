@@ -23,9 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 STARTUP_TIMEOUT = 15.0
@@ -50,6 +52,20 @@ def free_port(host: str = '127.0.0.1') -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    process: subprocess.Popen[Any],
+    timeout: float = STARTUP_TIMEOUT,
+) -> bool:
+    """Poll ``ready()`` until it is true; False once ``process`` exits or time is up."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _redis_answers(port: int) -> bool:
@@ -88,16 +104,13 @@ class RedisServer:
         self.process = subprocess.Popen(
             args, start_new_session=True, preexec_fn=die_with_parent
         )
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not _redis_answers(self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                with open(self.log_path, errors='replace') as log:
-                    reason = log.read().strip()
-                self.stop()
-                raise RuntimeError(
-                    f'redis-server did not start on port {self.port}: {reason}'
-                )
-            time.sleep(0.05)
+        if not wait_until(lambda: _redis_answers(self.port), self.process):
+            with open(self.log_path, errors='replace') as log:
+                reason = log.read().strip()
+            self.stop()
+            raise RuntimeError(
+                f'redis-server did not start on port {self.port}: {reason}'
+            )
         return self.url
 
     def stop(self) -> None:
@@ -166,7 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        return uvicorn.wait()
+        status = uvicorn.wait()
+        # NOTE: uvicorn exits by re-raising the SIGTERM it was stopped with,
+        #   after a clean shutdown; that is a normal end, not a failure.
+        return 0 if status == -signal.SIGTERM else status
 
 
 if __name__ == '__main__':

@@ -1,0 +1,57 @@
+"""Real processes for the end-to-end tests: uvicorn serving the app over TCP."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+from asgilook.devserver import free_port
+from asgilook.devserver import wait_until
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(('127.0.0.1', port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(port, process, timeout=20.0):
+    if not wait_until(lambda: port_open(port), process, timeout):
+        raise RuntimeError(f'nothing listens on port {port} ({process.args})')
+
+
+def stop(process, timeout=20.0):
+    """SIGTERM (so uvicorn shuts down its lifespan), then SIGKILL if stuck."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+class Uvicorn:
+    """``uvicorn asgilook.asgi:app`` on a free loopback port."""
+
+    def __init__(self, storage_path, redis_url, *args):
+        self.port = free_port()
+        self.url = f'http://127.0.0.1:{self.port}'
+        env = dict(os.environ)
+        env['ASGI_LOOK_STORAGE_PATH'] = str(storage_path)
+        env['ASGI_LOOK_REDIS_URL'] = redis_url
+        self.process = subprocess.Popen(
+            [
+                sys.executable, '-m', 'uvicorn', 'asgilook.asgi:app',
+                '--host', '127.0.0.1', '--port', str(self.port), *args,
+            ],
+            env=env,
+        )  # fmt: skip
+        wait_for_port(self.port, self.process)
+
+    def stop(self):
+        return stop(self.process)

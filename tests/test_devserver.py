@@ -1,0 +1,177 @@
+"""`make run` and the private Redis it starts: real processes, real signals."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import psutil
+import pytest
+import redis
+
+from asgilook import devserver
+from asgilook.devserver import RedisServer
+from asgilook.devserver import free_port
+from asgilook.devserver import wait_until
+from tests.conftest import draw_image
+from tests.servers import port_open
+from tests.servers import stop
+from tests.servers import wait_for_port
+
+pytestmark = pytest.mark.e2e
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def wait_gone(processes, timeout=15.0):
+    gone, alive = psutil.wait_procs(processes, timeout=timeout)
+    return alive
+
+
+@pytest.fixture
+def start_devserver(tmp_path):
+    """Start ``python -m asgilook.devserver`` (or ``make run``) on a free port."""
+    started = []
+
+    def start(env_overrides=None, command=None):
+        process, url = _start(tmp_path, env_overrides, command)
+        started.append(process)
+        return process, url
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
+def _start(tmp_path, env_overrides, command):
+    port = free_port()
+    env = dict(os.environ)
+    env.pop('ASGI_LOOK_REDIS_URL', None)
+    env['ASGI_LOOK_STORAGE_PATH'] = str(tmp_path / 'storage')
+    env.update(env_overrides or {})
+    command = command or [sys.executable, '-m', 'asgilook.devserver']
+    process = subprocess.Popen(
+        [*command, '--port', str(port)] if command[0] == sys.executable else
+        [*command, f'PORT={port}'],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )  # fmt: skip
+    wait_for_port(port, process, timeout=60)
+    return process, f'http://127.0.0.1:{port}'
+
+
+def private_redis_port(process):
+    for line in process.stdout:
+        found = re.search(r'started a private Redis at redis://127.0.0.1:(\d+)', line)
+        if found:
+            return int(found.group(1))
+    raise AssertionError('the devserver did not say which Redis it started')
+
+
+def exercise(url):
+    with httpx.Client(base_url=url, timeout=30) as client:
+        document = client.post('/images', content=draw_image((256, 256))).json()
+        thumbnail = document['thumbnails'][0]
+        states = [client.get(thumbnail).headers['x-asgilook-cache'] for _ in range(2)]
+    assert states == ['Miss', 'Hit']
+    return thumbnail
+
+
+def test_sigterm_stops_uvicorn_and_its_private_redis(start_devserver):
+    process, url = start_devserver()
+    redis_port = private_redis_port(process)
+    assert port_open(redis_port)
+    exercise(url)
+    children = psutil.Process(process.pid).children(recursive=True)
+    assert len(children) == 2
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    assert wait_gone(children) == []
+    assert not port_open(redis_port)
+
+
+def test_children_die_with_a_killed_devserver(start_devserver):
+    process, url = start_devserver()
+    redis_port = private_redis_port(process)
+    children = psutil.Process(process.pid).children(recursive=True)
+
+    process.kill()
+    process.wait()
+    assert wait_gone(children) == []
+    assert not port_open(redis_port)
+
+
+def test_an_existing_redis_is_used_instead(start_devserver, redis_server):
+    process, url = start_devserver({'ASGI_LOOK_REDIS_URL': redis_server.url})
+    thumbnail = exercise(url)
+    assert [child.name() for child in psutil.Process(process.pid).children()] != []
+    assert all(
+        'redis-server' not in child.name()
+        for child in psutil.Process(process.pid).children(recursive=True)
+    )
+    assert redis.Redis.from_url(redis_server.url).exists(f'asgilook:{thumbnail}')
+    assert stop(process) == 0
+    assert 'private Redis' not in process.stdout.read()
+
+
+def test_make_run_stops_everything_on_sigterm(start_devserver):
+    process, url = start_devserver(command=['make', '--no-print-directory', 'run'])
+    redis_port = private_redis_port(process)
+    exercise(url)
+    descendants = psutil.Process(process.pid).children(recursive=True)
+    assert len(descendants) == 3  # devserver, uvicorn and redis-server
+
+    process.send_signal(signal.SIGTERM)
+    process.wait(30)
+    assert wait_gone(descendants) == []
+    assert not port_open(redis_port)
+
+
+def test_redis_that_cannot_start_says_why():
+    with socket.socket() as busy:
+        busy.bind(('127.0.0.1', 0))
+        busy.listen()
+        server = RedisServer(port=busy.getsockname()[1])
+        with pytest.raises(
+            RuntimeError, match='(?s)did not start.*Address already in use'
+        ):
+            server.start()
+    assert server.process is None
+    server.stop()  # stopping twice is harmless
+
+
+def test_wait_until_polls_until_ready():
+    answers = iter([False, False, True])
+    with subprocess.Popen(
+        [sys.executable, '-c', 'import time; time.sleep(30)']
+    ) as alive:
+        assert wait_until(lambda: next(answers), alive, timeout=10)
+        assert not wait_until(lambda: False, alive, timeout=0.2)
+        alive.kill()
+
+
+def test_stubborn_child_is_killed():
+    ignores_sigterm = subprocess.Popen(
+        [sys.executable, '-c',
+         'import signal, sys, time\n'
+         'signal.signal(signal.SIGTERM, signal.SIG_IGN)\n'
+         'print("ready", flush=True)\n'
+         'time.sleep(60)'],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    with ignores_sigterm.stdout:
+        assert ignores_sigterm.stdout.readline() == b'ready\n'
+    started = time.monotonic()
+    devserver._terminate(ignores_sigterm, timeout=0.5)
+    assert ignores_sigterm.returncode == -signal.SIGKILL
+    assert time.monotonic() - started < 10

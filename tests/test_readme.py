@@ -1,0 +1,96 @@
+"""The README's examples, pasted into a shell, against a real service."""
+
+import os
+import pathlib
+import pty
+import re
+import subprocess
+import sys
+
+import docutils.core
+import PIL.Image
+import pytest
+import redis
+
+import asgilook.config
+from tests.conftest import draw_image
+from tests.servers import Uvicorn
+
+README = pathlib.Path(__file__).parent.parent / 'README.rst'
+
+
+def usage_commands():
+    """The ``$ `` lines of the README's "Using it" section, in order."""
+    text = README.read_text()
+    section = text[text.index('\nUsing it\n') : text.index('The image document')]
+    return [line.strip()[2:] for line in section.splitlines()
+            if line.strip().startswith('$ ')]  # fmt: skip
+
+
+def test_the_section_has_curl_and_httpie_for_every_route():
+    commands = usage_commands()
+    for route in ('/images', '/images/$ID.jpeg', '$THUMB'):
+        assert any(c.startswith('curl') and route in c for c in commands), route
+        assert any(c.startswith('http ') and route in c for c in commands), route
+
+
+@pytest.mark.e2e
+def test_usage_examples_work_when_pasted(tmp_path, redis_server):
+    redis.Redis.from_url(redis_server.url).flushall()
+    service = Uvicorn(tmp_path / 'storage', redis_server.url)
+    work = tmp_path / 'work'
+    work.mkdir()
+    (work / 'photo.jpg').write_bytes(draw_image((800, 600), format='JPEG'))
+
+    script = '\n'.join(['set -e', *usage_commands()])
+    script = script.replace('127.0.0.1:8000', f'127.0.0.1:{service.port}')
+    script = script.replace(':8000', f':{service.port}')
+    env = dict(os.environ)
+    env['PATH'] = f'{pathlib.Path(sys.executable).parent}:{env["PATH"]}'
+    # HTTPie reads a body from stdin unless it is a terminal, as it is for a
+    # person pasting the examples: give it one.
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run(
+            ['bash', '-c', script],
+            cwd=work,
+            env=env,
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(terminal)
+        os.close(controller)
+        service.stop()
+
+    assert done.returncode == 0, done.stderr
+    # Two uploads (curl, HTTPie); the fetches saved real JPEGs of the right size.
+    assert len(re.findall(r'"id":', done.stdout)) >= 2
+    with PIL.Image.open(work / 'picture.jpeg') as picture:
+        assert (picture.format, picture.size) == ('JPEG', (800, 600))
+    with PIL.Image.open(work / 'thumb.jpeg') as thumb:
+        assert (thumb.format, thumb.size) == ('JPEG', (400, 300))
+    assert 'x-asgilook-cache: Miss' in done.stdout.replace(
+        'X-ASGILook-Cache', 'x-asgilook-cache'
+    )
+
+
+def test_readme_is_valid_restructuredtext():
+
+    docutils.core.publish_string(
+        README.read_text(),
+        writer='null',
+        settings_overrides={'halt_level': 2, 'report_level': 2},
+    )
+
+
+def test_every_environment_variable_is_documented():
+
+    source = pathlib.Path(asgilook.config.__file__).read_text()
+    names = set(re.findall(r'ASGI_LOOK_[A-Z_]+', source))
+    assert names
+    assert (
+        sorted(name for name in names if f'``{name}``' not in README.read_text()) == []
+    )
