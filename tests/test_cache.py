@@ -119,3 +119,22 @@ def test_a_streamed_body_is_served_but_not_cached(config):
         resp = client.simulate_get('/streamed')
         assert resp.text == 'streamed body'
         assert resp.headers['X-ASGILook-Cache'] == 'Miss'
+
+
+def test_lifespan_pings_at_startup_and_closes_at_shutdown(config):
+    calls = []
+
+    class Recording(fakeredis.FakeAsyncRedis):
+        async def ping(self, *args, **kwargs):
+            calls.append('ping')
+            return await super().ping(*args, **kwargs)
+
+        async def aclose(self, *args, **kwargs):
+            calls.append('aclose')
+            return await super().aclose(*args, **kwargs)
+
+    config.redis_from_url = lambda url: Recording(server=fakeredis.FakeServer())
+    client = falcon.testing.TestClient(create_app(config))
+    client.simulate_get('/images')
+    client.simulate_get('/images')
+    assert calls == ['ping', 'aclose', 'ping', 'aclose']

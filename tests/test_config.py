@@ -1,8 +1,11 @@
 import pathlib
 import uuid
 
+import falcon.asgi
+import falcon.testing
 import redis.asyncio
 
+from asgilook.app import create_app
 from asgilook.config import Config
 
 
@@ -42,3 +45,17 @@ def test_environment(monkeypatch, tmp_path):
     assert storage.is_dir()
     assert config.redis_host == 'redis://cache.internal:6380/2'
     assert config.image_workers == 5
+
+
+def test_create_app_without_a_config_reads_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv('ASGI_LOOK_STORAGE_PATH', str(tmp_path / 'from-env'))
+    assert isinstance(create_app(), falcon.asgi.App)
+    assert (tmp_path / 'from-env').is_dir()
+
+
+def test_storage_path_may_be_a_plain_string(config, tmp_path, png_image):
+    config.storage_path = str(tmp_path)
+    client = falcon.testing.TestClient(create_app(config))
+    location = client.simulate_post('/images', body=png_image).headers['Location']
+    assert client.simulate_get(location).status_code == 200
+    assert any(path.suffix == '.jpeg' for path in tmp_path.iterdir())
