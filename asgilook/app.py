@@ -9,13 +9,13 @@ import falcon.asgi
 
 from asgilook.cache import RedisCache
 from asgilook.config import Config
+from asgilook.errors import ImageNotFound
+from asgilook.errors import ImageTooLarge
+from asgilook.errors import InvalidImage
+from asgilook.errors import UnsupportedImage
 from asgilook.images import Images
 from asgilook.images import Thumbnails
-from asgilook.store import ImageNotFound
-from asgilook.store import ImageTooLarge
-from asgilook.store import InvalidImage
 from asgilook.store import Store
-from asgilook.store import UnsupportedImage
 
 # NOTE: Falcon picks the handler of the most specific class in an error's MRO,
 #   so UnsupportedImage is a 415 although it is also an InvalidImage.

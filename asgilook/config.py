@@ -3,8 +3,12 @@
 import os
 import pathlib
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 import redis.asyncio
+
+N = TypeVar('N', int, float)
 
 
 class Config:
@@ -22,6 +26,9 @@ class Config:
     DEFAULT_REDIS_FROM_URL = staticmethod(redis.asyncio.from_url)
     DEFAULT_UUID_GENERATOR = staticmethod(uuid.uuid4)
     DEFAULT_IMAGE_WORKERS = 2
+    DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024
+    DEFAULT_MAX_PIXELS = 50_000_000
+    DEFAULT_REDIS_TIMEOUT = 0.5
 
     def __init__(self) -> None:
         self.storage_path = pathlib.Path(
@@ -33,6 +40,32 @@ class Config:
         self.redis_host = os.environ.get('ASGI_LOOK_REDIS_URL', self.DEFAULT_REDIS_HOST)
         self.redis_from_url = self.DEFAULT_REDIS_FROM_URL
         self.uuid_generator = self.DEFAULT_UUID_GENERATOR
-        self.image_workers = int(
-            os.environ.get('ASGI_LOOK_IMAGE_WORKERS', self.DEFAULT_IMAGE_WORKERS)
+        self.image_workers = _positive(
+            'ASGI_LOOK_IMAGE_WORKERS', self.DEFAULT_IMAGE_WORKERS, int
         )
+        self.max_upload_bytes = _positive(
+            'ASGI_LOOK_MAX_UPLOAD_BYTES', self.DEFAULT_MAX_UPLOAD_BYTES, int
+        )
+        self.max_pixels = _positive(
+            'ASGI_LOOK_MAX_PIXELS', self.DEFAULT_MAX_PIXELS, int
+        )
+        self.redis_timeout = _positive(
+            'ASGI_LOOK_REDIS_TIMEOUT', self.DEFAULT_REDIS_TIMEOUT, float
+        )
+        # NOTE: No admin token by default: then only an image's own delete
+        #   token can delete it.
+        self.admin_token: str | None = os.environ.get('ASGI_LOOK_ADMIN_TOKEN') or None
+
+
+def _positive(name: str, default: N, kind: Callable[[str], N]) -> N:
+    """Read a positive number from the environment variable ``name``."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = kind(0)
+    if not value > 0:
+        raise ValueError(f'{name} must be a positive number, not {raw!r}')
+    return value

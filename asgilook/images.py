@@ -9,6 +9,7 @@ import falcon.asgi
 
 from asgilook.config import Config
 from asgilook.store import Store
+from asgilook.uploads import read_upload
 
 LISTING_TAG = 'listing'
 
@@ -47,7 +48,7 @@ class Images:
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
-        data = await req.stream.read()
+        data = await read_upload(req, self._config.max_upload_bytes)
         image_id = str(self._config.uuid_generator())
         image = await self._store.save(image_id, data)
         resp.location = image.uri

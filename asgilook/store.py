@@ -6,7 +6,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import datetime
-import io
 import os
 import pathlib
 import secrets
@@ -18,32 +17,14 @@ from typing import TypeVar
 import aiofiles
 import aiofiles.os
 import falcon
-import PIL.Image
 
+from asgilook import pixels
 from asgilook.config import Config
+from asgilook.errors import ImageNotFound
+from asgilook.errors import InvalidImage
+from asgilook.pixels import Size
 
 T = TypeVar('T')
-Size = tuple[int, int]
-
-
-class StoreError(Exception):
-    """Base class of the store's domain errors; ``str(ex)`` says what was wrong."""
-
-
-class ImageNotFound(StoreError):
-    """No image with that id, or no thumbnail of that size for it."""
-
-
-class InvalidImage(StoreError):
-    """The upload is empty, truncated or corrupt: it cannot be decoded."""
-
-
-class UnsupportedImage(InvalidImage):
-    """The upload is not in any image format that the store reads."""
-
-
-class ImageTooLarge(InvalidImage):
-    """The upload has more pixels than the store is willing to decode."""
 
 
 class Image:
@@ -103,62 +84,6 @@ def _reductions(size: Size, min_size: int) -> Iterator[Size]:
         factor *= 2
 
 
-# NOTE: Quality 90 for the stored original keeps re-encoding loss invisible;
-#   thumbnails are small and viewed small, so 85 is plenty there.
-ORIGINAL_QUALITY = 90
-THUMBNAIL_QUALITY = 85
-
-
-def _flatten(image: PIL.Image.Image) -> PIL.Image.Image:
-    """Convert any Pillow mode to RGB, putting transparency onto white."""
-    if image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info:
-        rgba = image.convert('RGBA')
-        background = PIL.Image.new('RGB', rgba.size, 'white')
-        background.paste(rgba, mask=rgba.getchannel('A'))
-        return background
-    return image.convert('RGB')
-
-
-def _convert(data: bytes) -> tuple[bytes, Size]:
-    """Decode an upload of any format Pillow reads and encode it as JPEG."""
-    try:
-        image = PIL.Image.open(io.BytesIO(data))
-        image.load()
-        rgb = _flatten(image)
-    except PIL.UnidentifiedImageError as ex:
-        raise UnsupportedImage(
-            'The upload is not an image in a format this service reads.'
-        ) from ex
-    except PIL.Image.DecompressionBombError as ex:
-        raise ImageTooLarge(f'The image has too many pixels: {ex}') from ex
-    except MemoryError:
-        raise
-    # NOTE: Decoders raise many types (OSError, ValueError, SyntaxError,
-    #   struct.error, ...) for bad input; all of them mean the client's bytes
-    #   are broken, which is a 400, never a 500.
-    except Exception as ex:
-        raise InvalidImage(
-            'The image is truncated or corrupt and cannot be decoded.'
-        ) from ex
-    output = io.BytesIO()
-    rgb.save(output, 'JPEG', quality=ORIGINAL_QUALITY)
-    return output.getvalue(), rgb.size
-
-
-def _resize(data: bytes, size: Size) -> bytes:
-    """Scale a stored JPEG to exactly ``size``.
-
-    ``draft`` lets the JPEG decoder itself downscale by 1/2, 1/4 or 1/8 while
-    decoding, so a thumbnail of a big photo never decodes the full bitmap.
-    """
-    image = PIL.Image.open(io.BytesIO(data))
-    image.draft('RGB', size)
-    resized = image.convert('RGB').resize(size, PIL.Image.Resampling.LANCZOS)
-    output = io.BytesIO()
-    resized.save(output, 'JPEG', quality=THUMBNAIL_QUALITY)
-    return output.getvalue()
-
-
 class Store:
     """The image store: pictures as JPEG files, Pillow work in a thread pool.
 
@@ -212,7 +137,7 @@ class Store:
         """
         if not data:
             raise InvalidImage('The upload is empty: send the image as the body.')
-        converted, size = await self._run(_convert, data)
+        converted, size = await self._run(pixels.convert, data, self._config.max_pixels)
 
         image = Image(self._config, image_id, size)
         partial = self._root / f'.{image_id}.{secrets.token_hex(8)}.partial'
@@ -242,4 +167,4 @@ class Store:
                 f'Image {image.image_id} has no {size[0]}x{size[1]} thumbnail; '
                 'its sizes are listed in its "thumbnails".'
             )
-        return await self._run(_resize, await self.read(image), size)
+        return await self._run(pixels.thumbnail, await self.read(image), size)

@@ -3,6 +3,7 @@ import uuid
 
 import falcon.asgi
 import falcon.testing
+import pytest
 import redis.asyncio
 
 from asgilook.app import create_app
@@ -11,7 +12,14 @@ from asgilook.config import Config
 
 def test_defaults(monkeypatch, tmp_path):
     monkeypatch.delenv('ASGI_LOOK_REDIS_URL', raising=False)
-    monkeypatch.delenv('ASGI_LOOK_IMAGE_WORKERS', raising=False)
+    for name in (
+        'ASGI_LOOK_IMAGE_WORKERS',
+        'ASGI_LOOK_MAX_UPLOAD_BYTES',
+        'ASGI_LOOK_MAX_PIXELS',
+        'ASGI_LOOK_REDIS_TIMEOUT',
+        'ASGI_LOOK_ADMIN_TOKEN',
+    ):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(Config, 'DEFAULT_CONFIG_PATH', str(tmp_path / 'default'))
     monkeypatch.delenv('ASGI_LOOK_STORAGE_PATH', raising=False)
 
@@ -23,6 +31,10 @@ def test_defaults(monkeypatch, tmp_path):
     assert config.redis_from_url is redis.asyncio.from_url
     assert config.uuid_generator is uuid.uuid4
     assert config.image_workers == 2
+    assert config.max_upload_bytes == 32 * 1024 * 1024
+    assert config.max_pixels == 50_000_000
+    assert config.redis_timeout == 0.5
+    assert config.admin_token is None
 
 
 def test_class_defaults_are_the_tutorials():
@@ -38,6 +50,10 @@ def test_environment(monkeypatch, tmp_path):
     monkeypatch.setenv('ASGI_LOOK_STORAGE_PATH', str(storage))
     monkeypatch.setenv('ASGI_LOOK_REDIS_URL', 'redis://cache.internal:6380/2')
     monkeypatch.setenv('ASGI_LOOK_IMAGE_WORKERS', '5')
+    monkeypatch.setenv('ASGI_LOOK_MAX_UPLOAD_BYTES', '1048576')
+    monkeypatch.setenv('ASGI_LOOK_MAX_PIXELS', '1000000')
+    monkeypatch.setenv('ASGI_LOOK_REDIS_TIMEOUT', '0.05')
+    monkeypatch.setenv('ASGI_LOOK_ADMIN_TOKEN', 's3cret')
 
     config = Config()
     assert isinstance(config.storage_path, pathlib.Path)
@@ -45,6 +61,17 @@ def test_environment(monkeypatch, tmp_path):
     assert storage.is_dir()
     assert config.redis_host == 'redis://cache.internal:6380/2'
     assert config.image_workers == 5
+    assert config.max_upload_bytes == 1048576
+    assert config.max_pixels == 1_000_000
+    assert config.redis_timeout == 0.05
+    assert config.admin_token == 's3cret'
+
+
+@pytest.mark.parametrize('value', ['0', '-3', 'many', ''])
+def test_a_bad_number_in_the_environment_is_refused(monkeypatch, value):
+    monkeypatch.setenv('ASGI_LOOK_MAX_PIXELS', value)
+    with pytest.raises(ValueError, match='ASGI_LOOK_MAX_PIXELS must be a positive'):
+        Config()
 
 
 def test_create_app_without_a_config_reads_the_environment(monkeypatch, tmp_path):

@@ -4,7 +4,7 @@ import os
 import PIL.Image
 import pytest
 
-from asgilook import store as store_module
+from asgilook import pixels
 from asgilook.store import Store
 from tests.conftest import draw_image
 
@@ -45,4 +45,4 @@ def test_running_out_of_memory_is_not_blamed_on_the_upload(monkeypatch):
 
     monkeypatch.setattr(PIL.Image, 'open', exhausted)
     with pytest.raises(MemoryError):
-        store_module._convert(b'any bytes')
+        pixels.convert(b'any bytes', 50_000_000)

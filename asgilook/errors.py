@@ -1,0 +1,25 @@
+"""The domain errors of the store and the pixel pipeline.
+
+They know nothing of HTTP; ``create_app`` maps each to an HTTP error in one
+place. ``str(ex)`` is written for the client: it says what was wrong.
+"""
+
+
+class StoreError(Exception):
+    """Base class of the store's domain errors; ``str(ex)`` says what was wrong."""
+
+
+class ImageNotFound(StoreError):
+    """No image with that id, or no thumbnail of that size for it."""
+
+
+class InvalidImage(StoreError):
+    """The upload is empty, truncated or corrupt: it cannot be decoded."""
+
+
+class UnsupportedImage(InvalidImage):
+    """The upload is not in any image format that the store reads."""
+
+
+class ImageTooLarge(InvalidImage):
+    """The upload has more pixels than the store is willing to decode."""
