@@ -9,9 +9,13 @@ import falcon.asgi
 
 from asgilook.cache import RedisCache
 from asgilook.config import Config
+from asgilook.errors import DeleteForbidden
 from asgilook.errors import ImageNotFound
 from asgilook.errors import ImageTooLarge
 from asgilook.errors import InvalidImage
+from asgilook.errors import StorageFull
+from asgilook.errors import StorageUnavailable
+from asgilook.errors import UnknownCursor
 from asgilook.errors import UnsupportedImage
 from asgilook.images import Images
 from asgilook.images import Thumbnails
@@ -24,6 +28,10 @@ _ERRORS: tuple[tuple[type[Exception], type[falcon.HTTPError], str], ...] = (
     (ImageTooLarge, falcon.HTTPContentTooLarge, 'Image Too Large'),
     (UnsupportedImage, falcon.HTTPUnsupportedMediaType, 'Unsupported Image Format'),
     (InvalidImage, falcon.HTTPBadRequest, 'Invalid Image'),
+    (UnknownCursor, falcon.HTTPBadRequest, 'Invalid Parameter'),
+    (DeleteForbidden, falcon.HTTPForbidden, 'Forbidden'),
+    (StorageFull, falcon.HTTPInsufficientStorage, 'Storage Full'),
+    (StorageUnavailable, falcon.HTTPServiceUnavailable, 'Storage Unavailable'),
 )
 
 

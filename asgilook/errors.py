@@ -23,3 +23,19 @@ class UnsupportedImage(InvalidImage):
 
 class ImageTooLarge(InvalidImage):
     """The upload has more pixels than the store is willing to decode."""
+
+
+class UnknownCursor(StoreError):
+    """A listing was asked to start after an image that does not exist."""
+
+
+class DeleteForbidden(StoreError):
+    """The credential given may not delete that image."""
+
+
+class StorageFull(StoreError):
+    """The storage volume has no room (or quota) left for the upload."""
+
+
+class StorageUnavailable(StoreError):
+    """The storage volume cannot be written or read right now."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 import uuid
 
 import falcon
@@ -19,8 +20,18 @@ def image_tag(image_id: str) -> str:
     return f'image:{image_id}'
 
 
+def _bearer_token(req: falcon.asgi.Request) -> str | None:
+    scheme, _, token = (req.auth or '').partition(' ')
+    if scheme.lower() != 'bearer' or not token.strip():
+        return None
+    return token.strip()
+
+
 class Images:
     """``/images`` (list, upload) and, with the ``image`` suffix, one image."""
+
+    DEFAULT_LIMIT = 100
+    MAX_LIMIT = 1000
 
     def __init__(self, config: Config, store: Store) -> None:
         self._config = config
@@ -29,7 +40,18 @@ class Images:
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
-        images = await self._store.list_images()
+        limit = req.get_param_as_int(
+            'limit', min_value=1, max_value=self.MAX_LIMIT, default=self.DEFAULT_LIMIT
+        )
+        after = req.get_param('after')
+        # One more than asked tells whether another page follows.
+        images = await self._store.list_images(limit + 1, after)
+        if len(images) > limit:
+            images = images[:limit]
+            query = urllib.parse.urlencode(
+                {'limit': limit, 'after': images[-1].image_id}
+            )
+            resp.append_link(f'/images?{query}', 'next')
         resp.media = [image.serialize() for image in images]
         resp.context.cache_tags = (LISTING_TAG,)
 
@@ -38,10 +60,10 @@ class Images:
     ) -> None:
         # NOTE: image_id arrives as a UUID from the route's converter; the store
         #   keys images by its canonical string form.
-        image = await self._store.get(str(image_id))
-        # NOTE: The body is read whole rather than streamed so that the cache
+        image, data = await self._store.original(str(image_id))
+        # NOTE: The body is sent whole rather than streamed so that the cache
         #   can keep it: a stream cannot be replayed into Redis.
-        resp.data = await self._store.read(image)
+        resp.data = data
         resp.content_type = falcon.MEDIA_JPEG
         resp.context.cache_tags = (image_tag(image.image_id),)
 
@@ -50,13 +72,32 @@ class Images:
     ) -> None:
         data = await read_upload(req, self._config.max_upload_bytes)
         image_id = str(self._config.uuid_generator())
-        image = await self._store.save(image_id, data)
+        image, delete_token = await self._store.save(image_id, data)
         resp.location = image.uri
-        resp.media = image.serialize()
+        # NOTE: The delete token is shown here once and never again: the
+        #   store keeps only its hash.
+        resp.media = {**image.serialize(), 'delete_token': delete_token}
         resp.status = falcon.HTTP_201
         # NOTE: A repeated id replaces a picture: whatever was cached of the
         #   old one (original, thumbnails) and every listing are now stale.
         resp.context.invalidate_tags = (LISTING_TAG, image_tag(image_id))
+
+    async def on_delete_image(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: uuid.UUID
+    ) -> None:
+        token = _bearer_token(req)
+        if token is None:
+            # An unknown id is a 404 whoever asks; the listing is public anyway.
+            await self._store.get(str(image_id))
+            raise falcon.HTTPUnauthorized(
+                title='Token Required',
+                description='Send the delete_token of the image, or the admin '
+                'token, as "Authorization: Bearer <token>".',
+                challenges=['Bearer'],
+            )
+        await self._store.delete(str(image_id), token)
+        resp.status = falcon.HTTP_204
+        resp.context.invalidate_tags = (LISTING_TAG, image_tag(str(image_id)))
 
 
 class Thumbnails:
@@ -73,7 +114,7 @@ class Thumbnails:
         width: int,
         height: int,
     ) -> None:
-        image = await self._store.get(str(image_id))
-        resp.data = await self._store.make_thumbnail(image, (width, height))
+        image, data = await self._store.thumbnail(str(image_id), (width, height))
+        resp.data = data
         resp.content_type = falcon.MEDIA_JPEG
         resp.context.cache_tags = (image_tag(image.image_id),)

@@ -6,6 +6,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import datetime
+import errno
+import hashlib
+import hmac
 import os
 import pathlib
 import secrets
@@ -15,13 +18,17 @@ from typing import Any
 from typing import TypeVar
 
 import aiofiles
-import aiofiles.os
 import falcon
 
 from asgilook import pixels
 from asgilook.config import Config
 from asgilook.errors import ImageNotFound
 from asgilook.errors import InvalidImage
+from asgilook.errors import StorageFull
+from asgilook.errors import StorageUnavailable
+from asgilook.journal import Entry
+from asgilook.journal import Journal
+from asgilook.journal import fsync_directory
 from asgilook.pixels import Size
 
 T = TypeVar('T')
@@ -36,16 +43,19 @@ class Image:
         image_id: str,
         size: Size,
         modified: datetime.datetime | None = None,
+        path: pathlib.Path | None = None,
     ) -> None:
         self._config = config
         self.image_id = image_id
         self.size = size
         self.modified = modified or datetime.datetime.now(datetime.UTC)
-
-    @property
-    def path(self) -> pathlib.Path:
-        return pathlib.Path(os.fspath(self._config.storage_path)) / (
-            f'{self.image_id}.jpeg'
+        # NOTE: Each version of an image has a file of its own (see Store), so
+        #   the path comes from the index; the default is for images made by
+        #   hand.
+        self.path = path or (
+            pathlib.Path(os.fspath(config.storage_path))
+            / Journal.IMAGES
+            / f'{image_id}.jpeg'
         )
 
     @property
@@ -84,21 +94,30 @@ def _reductions(size: Size, min_size: int) -> Iterator[Size]:
         factor *= 2
 
 
-class Store:
-    """The image store: pictures as JPEG files, Pillow work in a thread pool.
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
-    The pool has ``config.image_workers`` threads, so a burst of uploads waits
-    its turn instead of decoding everything at once. It is created when first
-    needed and shut down with the ASGI lifespan (``process_shutdown``), so many
-    apps can start and stop in one process.
+
+class Store:
+    """The image store: JPEG files and their journal in the storage directory.
+
+    The directory is the one source of truth, shared by every worker and
+    every machine that mounts it (see :mod:`asgilook.journal`). Each version
+    of an image is written to a file of its own, synced, renamed into place
+    and only then recorded in the journal, so a reader never sees half a file
+    and a crash leaves the complete image or nothing listed.
+
+    Pillow work runs in a pool of ``config.image_workers`` threads, so a burst
+    of uploads waits its turn instead of decoding everything at once. The
+    pool is created when first needed and shut down with the ASGI lifespan
+    (``process_shutdown``), so many apps can start and stop in one process.
+    Disk work runs in the event loop's default executor.
     """
 
     def __init__(self, config: Config) -> None:
         self._config = config
-        self._images: dict[str, Image] = {}
+        self._journal = Journal(pathlib.Path(os.fspath(config.storage_path)))
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._root = pathlib.Path(os.fspath(config.storage_path))
-        self._root.mkdir(parents=True, exist_ok=True)
 
     async def process_startup(self, scope: Any, event: Any) -> None:
         """Nothing to open eagerly: the thread pool starts on first use."""
@@ -108,7 +127,7 @@ class Store:
             self._executor.shutdown(wait=False)
             self._executor = None
 
-    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+    async def _pillow(self, func: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=self._config.image_workers,
@@ -117,54 +136,134 @@ class Store:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, func, *args)
 
+    async def _disk(self, func: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, func, *args)
+        except OSError as ex:
+            raise _storage_error(ex) from ex
+
+    def _image(self, entry: Entry) -> Image:
+        return Image(
+            self._config,
+            entry.image_id,
+            entry.size,
+            modified=datetime.datetime.fromtimestamp(
+                entry.modified / 1_000_000, datetime.UTC
+            ),
+            path=self._journal.images / entry.file,
+        )
+
     async def get(self, image_id: str) -> Image:
-        """Return the image with that id, or raise ImageNotFound."""
-        image = self._images.get(image_id)
-        if image is None:
+        """Return the image with that id as of now, or raise ImageNotFound."""
+        entry = await self._disk(self._journal.get, image_id)
+        if entry is None:
             raise ImageNotFound(f'There is no image with the id {image_id}.')
-        return image
+        return self._image(entry)
 
-    async def list_images(self) -> list[Image]:
-        """Return every image, oldest upload first."""
-        return list(self._images.values())
+    async def list_images(
+        self, limit: int | None = None, after: str | None = None
+    ) -> list[Image]:
+        """Return up to ``limit`` images in upload order, following ``after``.
 
-    async def save(self, image_id: str, data: bytes) -> Image:
+        Raises:
+            UnknownCursor: there is no image ``after``.
+        """
+        entries = await self._disk(self._journal.page, limit, after)
+        return [self._image(entry) for entry in entries]
+
+    async def save(self, image_id: str, data: bytes) -> tuple[Image, str]:
         """Convert an upload to JPEG and store it under ``image_id``.
 
         An existing image with the same id is replaced and becomes the newest.
-        Nothing is written unless the upload decodes, and the JPEG appears
-        under its final name only once it is complete.
+        Nothing is written unless the upload decodes.
+
+        Returns:
+            The image, and the token that may delete it. Only a hash of the
+            token is kept.
         """
         if not data:
             raise InvalidImage('The upload is empty: send the image as the body.')
-        converted, size = await self._run(pixels.convert, data, self._config.max_pixels)
+        converted, size = await self._pillow(
+            pixels.convert, data, self._config.max_pixels
+        )
+        token = secrets.token_urlsafe(24)
+        entry = await self._disk(
+            self._write, image_id, converted, size, _token_hash(token)
+        )
+        return self._image(entry), token
 
-        image = Image(self._config, image_id, size)
-        partial = self._root / f'.{image_id}.{secrets.token_hex(8)}.partial'
+    def _write(self, image_id: str, data: bytes, size: Size, token_hash: str) -> Entry:
+        name = f'{image_id}.{secrets.token_hex(6)}.jpeg'
+        final = self._journal.images / name
+        partial = self._journal.images / f'.{name}.partial'
         try:
-            async with aiofiles.open(partial, 'wb') as output:
-                await output.write(converted)
-            await aiofiles.os.replace(partial, image.path)
+            with open(partial, 'wb') as output:
+                output.write(data)
+                output.flush()
+                os.fsync(output.fileno())
+            os.replace(partial, final)
+            fsync_directory(self._journal.images)
+            return self._journal.put(image_id, name, size, token_hash)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                await aiofiles.os.remove(partial)
+            for leftover in (partial, final):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
             raise
 
-        self._images.pop(image_id, None)
-        self._images[image_id] = image
-        return image
+    async def delete(self, image_id: str, token: str) -> None:
+        """Delete an image if ``token`` is its delete token or the admin token.
 
-    async def read(self, image: Image) -> bytes:
-        """Return the stored JPEG of an image."""
-        async with aiofiles.open(image.path, 'rb') as stored:
-            data: bytes = await stored.read()
-        return data
+        Raises:
+            ImageNotFound: there is no such image.
+            DeleteForbidden: the token may not delete it; nothing changed.
+        """
+        admin = self._config.admin_token
 
-    async def make_thumbnail(self, image: Image, size: Size) -> bytes:
-        """Render one thumbnail of the image's series as JPEG."""
-        if size not in image.thumbnail_sizes():
-            raise ImageNotFound(
-                f'Image {image.image_id} has no {size[0]}x{size[1]} thumbnail; '
-                'its sizes are listed in its "thumbnails".'
-            )
-        return await self._run(pixels.thumbnail, await self.read(image), size)
+        def allowed(entry: Entry) -> bool:
+            if admin is not None and hmac.compare_digest(token, admin):
+                return True
+            return hmac.compare_digest(_token_hash(token), entry.token_hash)
+
+        await self._disk(self._journal.delete, image_id, allowed)
+
+    async def _load(
+        self, image_id: str, thumbnail_size: Size | None = None
+    ) -> tuple[Image, bytes]:
+        # NOTE: Another process may replace or delete the image between the
+        #   look-up and the read; its old file is gone then, so look again.
+        for _ in range(2):
+            image = await self.get(image_id)
+            if thumbnail_size and thumbnail_size not in image.thumbnail_sizes():
+                width, height = thumbnail_size
+                raise ImageNotFound(
+                    f'Image {image_id} has no {width}x{height} thumbnail; '
+                    'its sizes are listed in its "thumbnails".'
+                )
+            try:
+                async with aiofiles.open(image.path, 'rb') as stored:
+                    data: bytes = await stored.read()
+            except FileNotFoundError:
+                continue
+            except OSError as ex:
+                raise _storage_error(ex) from ex
+            return image, data
+        raise ImageNotFound(f'The file of image {image_id} is missing.')
+
+    async def original(self, image_id: str) -> tuple[Image, bytes]:
+        """Return the image and its stored JPEG."""
+        return await self._load(image_id)
+
+    async def thumbnail(self, image_id: str, size: Size) -> tuple[Image, bytes]:
+        """Render one size of the image's thumbnail series as JPEG."""
+        image, data = await self._load(image_id, size)
+        return image, await self._pillow(pixels.thumbnail, data, size)
+
+
+def _storage_error(ex: OSError) -> StorageFull | StorageUnavailable:
+    if ex.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull('The image store is out of space; try again later.')
+    reason = os.strerror(ex.errno) if ex.errno else type(ex).__name__
+    return StorageUnavailable(
+        f'The image store cannot be used right now ({reason}); try again later.'
+    )

@@ -33,10 +33,12 @@ def predictable_uuid():
     return next_uuid
 
 
-@pytest.fixture(scope='session')
-def storage_path(tmpdir_factory):
+@pytest.fixture
+def storage_path(tmpdir):
     # NOTE: A py.path LocalPath on purpose: the tutorial's tests assign one.
-    return tmpdir_factory.mktemp('asgilook')
+    #   The store persists, so each test gets a directory of its own; the
+    #   tutorial's one shared directory is replayed in test_tutorial.py.
+    return tmpdir
 
 
 @pytest.fixture

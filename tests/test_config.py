@@ -85,4 +85,4 @@ def test_storage_path_may_be_a_plain_string(config, tmp_path, png_image):
     client = falcon.testing.TestClient(create_app(config))
     location = client.simulate_post('/images', body=png_image).headers['Location']
     assert client.simulate_get(location).status_code == 200
-    assert any(path.suffix == '.jpeg' for path in tmp_path.iterdir())
+    assert list((tmp_path / 'images').glob('*.jpeg'))

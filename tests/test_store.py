@@ -1,34 +1,127 @@
 import asyncio
+import errno
+import io
 import os
 
 import PIL.Image
 import pytest
 
 from asgilook import pixels
+from asgilook import store as store_module
+from asgilook.errors import ImageNotFound
+from asgilook.errors import StorageFull
+from asgilook.errors import StorageUnavailable
+from asgilook.store import Image
 from asgilook.store import Store
 from tests.conftest import draw_image
 
 
-def test_failed_write_leaves_no_partial_file(config, tmp_path):
+@pytest.fixture
+def store(config, tmp_path):
     config.storage_path = tmp_path
-    store = Store(config)
-    # A directory where the JPEG should go makes the final rename fail.
-    (tmp_path / 'blocked.jpeg').mkdir()
+    return Store(config)
 
-    with pytest.raises(IsADirectoryError):
-        asyncio.run(store.save('blocked', draw_image()))
 
-    assert os.listdir(tmp_path) == ['blocked.jpeg']
+def files_in(path):
+    return sorted(os.listdir(path))
+
+
+def test_images_survive_a_new_store_on_the_same_directory(config, store, tmp_path):
+    async def fill():
+        for image_id in ('a', 'b', 'c'):
+            await store.save(image_id, draw_image((128, 128)))
+        await store.save('a', draw_image((256, 128)))
+        return await store.list_images()
+
+    before = asyncio.run(fill())
+    after = asyncio.run(Store(config).list_images())
+    assert [image.serialize() for image in after] == [
+        image.serialize() for image in before
+    ]
+    assert [image.image_id for image in after] == ['b', 'c', 'a']
+    assert after[-1].size == (256, 128)
+    # The replaced version's file is gone; one file per image remains.
+    assert len(files_in(tmp_path / 'images')) == 3
+
+
+def test_modified_follows_the_upload_order(store):
+    async def fill():
+        for number in range(20):
+            await store.save(f'id-{number}', draw_image((64, 64)))
+        return await store.list_images()
+
+    stamps = [image.modified for image in asyncio.run(fill())]
+    assert stamps == sorted(stamps)
+    assert len(set(stamps)) == len(stamps)
+
+
+@pytest.mark.parametrize(
+    ('code', 'error'),
+    [
+        (errno.ENOSPC, StorageFull),
+        (errno.EDQUOT, StorageFull),
+        (errno.EROFS, StorageUnavailable),
+        (errno.EACCES, StorageUnavailable),
+    ],
+)
+def test_a_failed_write_is_a_storage_error_and_leaves_nothing(
+    store, tmp_path, monkeypatch, code, error
+):
+    def fail(path):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(store_module, 'fsync_directory', fail)
+    with pytest.raises(error):
+        asyncio.run(store.save('doomed', draw_image()))
+
+    assert files_in(tmp_path / 'images') == []
     assert asyncio.run(store.list_images()) == []
 
 
-def test_pool_serves_many_operations_and_restarts_after_shutdown(config, tmp_path):
-    config.storage_path = tmp_path
-    store = Store(config)
+def test_an_unreadable_file_is_a_storage_error(store, monkeypatch):
+    asyncio.run(store.save('locked', draw_image((128, 128))))
 
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, 'Permission denied')
+
+    monkeypatch.setattr(store_module.aiofiles, 'open', refuse)
+    with pytest.raises(StorageUnavailable, match='Permission denied'):
+        asyncio.run(store.original('locked'))
+
+
+def test_a_replacement_between_lookup_and_read_is_followed(config, store):
+    asyncio.run(store.save('moving', draw_image((128, 128))))
+    other_worker = Store(config)
+    real_get = store.get
+    looked = []
+
+    async def get_then_replace(image_id):
+        image = await real_get(image_id)
+        if not looked:
+            await other_worker.save(image_id, draw_image((256, 256)))
+        looked.append(image.size)
+        return image
+
+    store.get = get_then_replace
+    image, data = asyncio.run(store.original('moving'))
+    assert looked == [(128, 128), (256, 256)]
+    assert image.size == (256, 256)
+    with PIL.Image.open(io.BytesIO(data)) as decoded:
+        assert decoded.size == (256, 256)
+
+
+def test_a_listed_image_whose_file_vanished_is_not_found(store, tmp_path):
+    image, _ = asyncio.run(store.save('vanishing', draw_image((128, 128))))
+    os.unlink(image.path)
+    with pytest.raises(ImageNotFound, match='file of image vanishing is missing'):
+        asyncio.run(store.original('vanishing'))
+
+
+def test_pool_serves_many_operations_and_restarts_after_shutdown(store):
     async def lifespan(ids):
-        saved = [await store.save(image_id, draw_image((256, 128))) for image_id in ids]
-        thumbs = [await store.make_thumbnail(image, (128, 64)) for image in saved]
+        for image_id in ids:
+            await store.save(image_id, draw_image((256, 128)))
+        thumbs = [await store.thumbnail(image_id, (128, 64)) for image_id in ids]
         await store.process_shutdown(None, None)
         return thumbs
 
@@ -37,6 +130,16 @@ def test_pool_serves_many_operations_and_restarts_after_shutdown(config, tmp_pat
     assert [image.image_id for image in asyncio.run(store.list_images())] == [
         'a', 'b', 'c'
     ]  # fmt: skip
+
+
+def test_an_image_made_by_hand_lives_in_the_images_directory(config, tmp_path):
+    config.storage_path = tmp_path
+    image = Image(config, 'by-hand', (640, 360))
+    assert image.path == tmp_path / 'images' / 'by-hand.jpeg'
+    assert image.serialize()['thumbnails'] == [
+        '/thumbnails/by-hand/320x180.jpeg',
+        '/thumbnails/by-hand/160x90.jpeg',
+    ]
 
 
 def test_running_out_of_memory_is_not_blamed_on_the_upload(monkeypatch):

@@ -1,0 +1,327 @@
+"""The index of stored images: an append-only journal that every process shares.
+
+The storage directory is the one source of truth. Beside the JPEG files in
+``images/`` it holds ``journal.jsonl``: one JSON line per change, ``put`` (an
+image stored or replaced) or ``del`` (an image deleted), in the order the
+changes happened. Every process, on this machine or another one mounting the
+same directory, keeps the index in memory and catches up with the journal
+before it answers (one ``stat`` when nothing changed, reading only the new
+lines when something did), so all of them see the same images in the same
+order, and nobody reads every image's metadata to list a page.
+
+Writers take an exclusive ``flock`` on ``journal.lock``, so lines from many
+workers never interleave and their order is the upload order. A line is
+written with one ``write`` and synced before the lock is released; a line
+torn by a crash has no newline, is never read, and is cut off by the next
+writer. When most lines are dead (replaced or deleted images), a writer
+rewrites the journal with the live ones only and renames it into place;
+readers notice the new inode and reload.
+
+Everything here blocks: the store calls it from a thread.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import pathlib
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from collections.abc import Iterator
+from typing import Any
+from typing import BinaryIO
+
+from asgilook.errors import DeleteForbidden
+from asgilook.errors import ImageNotFound
+from asgilook.errors import UnknownCursor
+
+logger = logging.getLogger(__name__)
+
+Size = tuple[int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """What the index knows of one image."""
+
+    image_id: str
+    file: str
+    size: Size
+    modified: int  # microseconds since the epoch, UTC
+    token_hash: str
+
+
+def _put_record(entry: Entry) -> dict[str, Any]:
+    return {
+        'op': 'put',
+        'id': entry.image_id,
+        'file': entry.file,
+        'size': list(entry.size),
+        'modified': entry.modified,
+        'token': entry.token_hash,
+    }
+
+
+def _line(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, separators=(',', ':')).encode() + b'\n'
+
+
+def _header() -> bytes:
+    return _line({'op': 'journal', 'id': uuid.uuid4().hex})
+
+
+def fsync_directory(path: pathlib.Path) -> None:
+    """Make a rename or unlink in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Journal:
+    """The in-memory index of one process, kept in step with the shared journal.
+
+    Thread-safe: every method may be called from any thread of the process.
+    """
+
+    FILE = 'journal.jsonl'
+    LOCK = 'journal.lock'
+    IMAGES = 'images'
+    # Compact when dead lines outnumber live ones and are at least this many.
+    COMPACT_MIN_DEAD = 1000
+    # An unreferenced file younger than this may belong to an upload that is
+    # waiting for the lock; compaction leaves it alone.
+    ORPHAN_GRACE_SECONDS = 3600.0
+
+    def __init__(self, root: pathlib.Path) -> None:
+        self.root = root
+        self.images = root / self.IMAGES
+        self.images.mkdir(parents=True, exist_ok=True)
+        self._path = root / self.FILE
+        self._lock_path = root / self.LOCK
+        self._mutex = threading.RLock()
+        self._reset(header=None)
+
+    def _reset(self, header: bytes | None) -> None:
+        self._header = header
+        self._offset = len(header or b'')
+        self._entries: dict[str, Entry] = {}
+        self._seqs: dict[str, int] = {}
+        self._ids_by_seq: dict[int, str] = {}
+        # Sequence numbers of live images, ascending: the listing order.
+        self._order: list[int] = []
+        self._next_seq = 0
+        self._dead = 0
+        self._clock = 0
+
+    # Reading
+
+    def refresh(self) -> None:
+        """Catch up with lines other processes (or threads) have appended."""
+        with self._mutex:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        try:
+            with open(self._path, 'rb') as journal:
+                # NOTE: The first line names this generation of the journal
+                #   with a random id. A compacted journal has a new one; inode
+                #   numbers could be reused, and NFS may not keep them.
+                header = journal.readline()
+                if not header.endswith(b'\n'):
+                    header = b''
+                if header != self._header:
+                    self._reset(header or None)
+                size = os.fstat(journal.fileno()).st_size
+                if size == self._offset:
+                    return
+                journal.seek(self._offset)
+                data = journal.read()
+        except FileNotFoundError:
+            self._reset(None)
+            return
+        # NOTE: Only whole lines count: a line without its newline is being
+        #   written right now, or was torn by a crash and will be cut off.
+        end = data.rfind(b'\n') + 1
+        for line in data[:end].splitlines():
+            self._apply(line)
+        self._offset += end
+
+    def _apply(self, line: bytes) -> None:
+        try:
+            record = json.loads(line)
+            image_id = record['id']
+            if record['op'] == 'put':
+                entry: Entry | None = Entry(
+                    image_id=image_id,
+                    file=record['file'],
+                    size=(record['size'][0], record['size'][1]),
+                    modified=record['modified'],
+                    token_hash=record['token'],
+                )
+            elif record['op'] == 'del':
+                entry = None
+            else:
+                raise ValueError(record['op'])
+        except (ValueError, KeyError, TypeError, IndexError):
+            # NOTE: A damaged line must not take the whole listing down.
+            logger.warning('Skipping an unreadable journal line: %r', line[:200])
+            self._dead += 1
+            return
+        if image_id in self._entries:
+            self._forget(image_id)
+        if entry is None:
+            self._dead += 1
+            return
+        seq = self._next_seq
+        self._next_seq += 1
+        self._entries[image_id] = entry
+        self._seqs[image_id] = seq
+        self._ids_by_seq[seq] = image_id
+        self._order.append(seq)
+        self._clock = max(self._clock, entry.modified)
+
+    def _forget(self, image_id: str) -> None:
+        del self._entries[image_id]
+        seq = self._seqs.pop(image_id)
+        del self._ids_by_seq[seq]
+        del self._order[bisect.bisect_left(self._order, seq)]
+        self._dead += 1
+
+    def get(self, image_id: str) -> Entry | None:
+        """The image's entry as of now, or None."""
+        with self._mutex:
+            self._catch_up()
+            return self._entries.get(image_id)
+
+    def page(self, limit: int | None = None, after: str | None = None) -> list[Entry]:
+        """Up to ``limit`` entries in upload order, following image ``after``."""
+        with self._mutex:
+            self._catch_up()
+            start = 0
+            if after is not None:
+                if after not in self._seqs:
+                    raise UnknownCursor(
+                        f'There is no image {after!r} to list after: it may have '
+                        'been deleted; start again without "after".'
+                    )
+                start = bisect.bisect_right(self._order, self._seqs[after])
+            stop = None if limit is None else start + limit
+            return [
+                self._entries[self._ids_by_seq[seq]] for seq in self._order[start:stop]
+            ]
+
+    # Writing
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[BinaryIO]:
+        """Hold the journal's lock, caught up and repaired, for one change."""
+        with self._mutex, open(self._lock_path, 'a+b') as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                with open(self._path, 'a+b') as journal:
+                    if self._repair(journal) == 0:
+                        journal.write(_header())
+                    self._catch_up()
+                    yield journal
+                self._catch_up()
+                self._compact_if_worth_it()
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    @staticmethod
+    def _repair(journal: BinaryIO) -> int:
+        """Cut off a line that a crash left without its newline; return the size."""
+        size = journal.seek(0, os.SEEK_END)
+        tail_start = max(0, size - 65536)
+        journal.seek(tail_start)
+        tail = journal.read()
+        if tail.endswith(b'\n') or not tail:
+            return size
+        # NOTE: Records are far shorter than 64 KiB, so the last newline is
+        #   in the tail unless the whole file is one torn line.
+        keep = tail_start + tail.rfind(b'\n') + 1
+        logger.warning('Cutting %d bytes of a torn journal line', size - keep)
+        journal.truncate(keep)
+        os.fsync(journal.fileno())
+        return keep
+
+    @staticmethod
+    def _write(journal: BinaryIO, record: dict[str, Any]) -> None:
+        journal.write(_line(record))
+        journal.flush()
+        os.fsync(journal.fileno())
+
+    def put(self, image_id: str, file: str, size: Size, token_hash: str) -> Entry:
+        """Record that ``file`` (already durable in ``images/``) is the image now.
+
+        Returns the new entry; an image it replaced is no longer listed, and
+        its file is removed.
+        """
+        with self._writing() as journal:
+            replaced = self._entries.get(image_id)
+            # NOTE: Taken under the lock and never behind the newest image, so
+            #   `modified` follows the listing order even if clocks step back.
+            modified = max(time.time_ns() // 1000, self._clock + 1)
+            entry = Entry(image_id, file, size, modified, token_hash)
+            self._write(journal, _put_record(entry))
+        if replaced is not None:
+            self._remove_file(replaced.file)
+        return entry
+
+    def delete(self, image_id: str, allowed: Callable[[Entry], bool]) -> Entry:
+        """Delete the image if ``allowed(entry)``; return what was deleted.
+
+        Raises:
+            ImageNotFound: there is no such image (any more).
+            DeleteForbidden: ``allowed`` said no; nothing was changed.
+        """
+        with self._writing() as journal:
+            entry = self._entries.get(image_id)
+            if entry is None:
+                raise ImageNotFound(f'There is no image with the id {image_id}.')
+            if not allowed(entry):
+                raise DeleteForbidden(
+                    'That token may not delete this image: send the delete_token '
+                    'its upload returned, or the admin token.'
+                )
+            self._write(journal, {'op': 'del', 'id': image_id})
+        self._remove_file(entry.file)
+        return entry
+
+    def _remove_file(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.images / name)
+
+    def _compact_if_worth_it(self) -> None:
+        if self._dead < max(self.COMPACT_MIN_DEAD, len(self._entries)):
+            return
+        live = [self._entries[self._ids_by_seq[seq]] for seq in self._order]
+        fresh = self.root / f'.{self.FILE}.compacting'
+        with open(fresh, 'wb') as journal:
+            journal.write(_header())
+            journal.write(b''.join(_line(_put_record(entry)) for entry in live))
+            journal.flush()
+            os.fsync(journal.fileno())
+        os.replace(fresh, self._path)
+        fsync_directory(self.root)
+        self._catch_up()
+        self._remove_orphans()
+
+    def _remove_orphans(self) -> None:
+        """Remove files no entry refers to: left by crashes or failed unlinks."""
+        referenced = {entry.file for entry in self._entries.values()}
+        cutoff = time.time() - self.ORPHAN_GRACE_SECONDS
+        with os.scandir(self.images) as found:
+            for item in found:
+                if item.name not in referenced and item.stat().st_mtime < cutoff:
+                    logger.info('Removing orphaned file %s', item.name)
+                    self._remove_file(item.name)
