@@ -51,7 +51,7 @@ class Images:
             query = urllib.parse.urlencode(
                 {'limit': limit, 'after': images[-1].image_id}
             )
-            resp.append_link(f'/images?{query}', 'next')
+            resp.append_header('Link', f'</images?{query}>; rel="next"')
         resp.media = [image.serialize() for image in images]
         resp.context.cache_tags = (LISTING_TAG,)
 

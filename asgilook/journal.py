@@ -124,11 +124,6 @@ class Journal:
 
     # Reading
 
-    def refresh(self) -> None:
-        """Catch up with lines other processes (or threads) have appended."""
-        with self._mutex:
-            self._catch_up()
-
     def _catch_up(self) -> None:
         try:
             with open(self._path, 'rb') as journal:
