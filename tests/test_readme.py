@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import docutils.core
+import httpx
 import PIL.Image
 import pytest
 import redis
@@ -27,22 +28,33 @@ def usage_commands():
             if line.strip().startswith('$ ')]  # fmt: skip
 
 
+def client_script(client):
+    """The commands a curl user (or an HTTPie user) pastes: the other's are left out."""
+    other = 'http ' if client == 'curl' else 'curl '
+    return [command for command in usage_commands() if not command.startswith(other)]
+
+
 def test_the_section_has_curl_and_httpie_for_every_route():
     commands = usage_commands()
-    for route in ('/images', '/images/$ID.jpeg', '$THUMB'):
+    routes = ('/images', '/images?limit=1', '/images/$ID.jpeg', '$THUMB')
+    for route in routes:
         assert any(c.startswith('curl') and route in c for c in commands), route
         assert any(c.startswith('http ') and route in c for c in commands), route
+    for method in ('DELETE',):
+        assert any(c.startswith('curl') and method in c for c in commands)
+        assert any(c.startswith('http ' + method) for c in commands)
 
 
 @pytest.mark.e2e
-def test_usage_examples_work_when_pasted(tmp_path, redis_server):
+@pytest.mark.parametrize('client', ['curl', 'http'])
+def test_usage_examples_work_when_pasted(tmp_path, redis_server, client):
     redis.Redis.from_url(redis_server.url).flushall()
     service = Uvicorn(tmp_path / 'storage', redis_server.url)
     work = tmp_path / 'work'
     work.mkdir()
     (work / 'photo.jpg').write_bytes(draw_image((800, 600), format='JPEG'))
 
-    script = '\n'.join(['set -e', *usage_commands()])
+    script = '\n'.join(['set -e', *client_script(client)])
     script = script.replace('127.0.0.1:8000', f'127.0.0.1:{service.port}')
     script = script.replace(':8000', f':{service.port}')
     env = dict(os.environ)
@@ -60,21 +72,23 @@ def test_usage_examples_work_when_pasted(tmp_path, redis_server):
             text=True,
             timeout=120,
         )
+        deleted = httpx.get(f'{service.url}/images')
     finally:
         os.close(terminal)
         os.close(controller)
         service.stop()
 
     assert done.returncode == 0, done.stderr
-    # Two uploads (curl, HTTPie); the fetches saved real JPEGs of the right size.
-    assert len(re.findall(r'"id":', done.stdout)) >= 2
     with PIL.Image.open(work / 'picture.jpeg') as picture:
         assert (picture.format, picture.size) == ('JPEG', (800, 600))
     with PIL.Image.open(work / 'thumb.jpeg') as thumb:
         assert (thumb.format, thumb.size) == ('JPEG', (400, 300))
-    assert 'x-asgilook-cache: Miss' in done.stdout.replace(
-        'X-ASGILook-Cache', 'x-asgilook-cache'
-    )
+    # The one upload was listed (without its token), then deleted.
+    assert '"delete_token"' not in done.stdout
+    assert done.stdout.count('"id":') >= 2
+    if client == 'curl':
+        assert 'x-asgilook-cache: miss' in done.stdout.lower()
+    assert deleted.json() == []
 
 
 def test_readme_is_valid_restructuredtext():
