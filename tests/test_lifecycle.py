@@ -1,5 +1,7 @@
 """Pagination, deletion, and several apps (workers) sharing one store and cache."""
 
+import errno
+import os
 import re
 import uuid
 
@@ -7,8 +9,10 @@ import fakeredis
 import falcon.testing
 import pytest
 
+from asgilook import store as store_module
 from asgilook.app import create_app
 from asgilook.config import Config
+from asgilook.journal import Journal
 from tests.conftest import FIRST_IDS
 from tests.conftest import draw_image
 
@@ -221,3 +225,30 @@ def test_a_restarted_app_serves_the_same_documents(client, config):
     for document in documents:
         for uri in (document['image'], *document['thumbnails']):
             assert restarted.simulate_get(uri).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ('code', 'status', 'title'),
+    [
+        (errno.ENOSPC, 507, 'Storage Full'),
+        (errno.EROFS, 503, 'Storage Unavailable'),
+        (errno.EACCES, 503, 'Storage Unavailable'),
+    ],
+)
+def test_storage_failures_are_clear_5xx_and_leave_nothing(
+    client, config, monkeypatch, code, status, title
+):
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(store_module, 'fsync_directory', fail)
+    resp = client.simulate_post('/images', body=TINY)
+    assert resp.status_code == status
+    assert resp.json['title'] == title
+    assert 'try again later' in resp.json['description']
+    assert (config.storage_path / 'images').listdir() == []
+
+    monkeypatch.setattr(Journal, 'page', fail)
+    listing = client.simulate_get('/images')
+    assert listing.status_code == status
+    assert listing.json['title'] == title
