@@ -20,9 +20,10 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/python -m pip install --quiet --editable '.[test,lint]'
 	$(BIN)/ruff check asgilook tests bench
 	$(BIN)/ruff format --check asgilook tests bench
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .coverage .coverage.* *.egg-info

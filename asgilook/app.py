@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -23,7 +24,7 @@ from asgilook.store import Store
 
 # NOTE: Falcon picks the handler of the most specific class in an error's MRO,
 #   so UnsupportedImage is a 415 although it is also an InvalidImage.
-_ERRORS: tuple[tuple[type[Exception], type[falcon.HTTPError], str], ...] = (
+_ERRORS: tuple[tuple[type[Exception], Callable[..., falcon.HTTPError], str], ...] = (
     (ImageNotFound, falcon.HTTPNotFound, 'Not Found'),
     (ImageTooLarge, falcon.HTTPContentTooLarge, 'Image Too Large'),
     (UnsupportedImage, falcon.HTTPUnsupportedMediaType, 'Unsupported Image Format'),
@@ -35,7 +36,7 @@ _ERRORS: tuple[tuple[type[Exception], type[falcon.HTTPError], str], ...] = (
 )
 
 
-def _error_handler(http_error: type[falcon.HTTPError], title: str) -> Any:
+def _error_handler(http_error: Callable[..., falcon.HTTPError], title: str) -> Any:
     async def handle(
         req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: Any
     ) -> None:
@@ -44,7 +45,7 @@ def _error_handler(http_error: type[falcon.HTTPError], title: str) -> Any:
     return handle
 
 
-def create_app(config: Config | None = None) -> falcon.asgi.App:
+def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     """Build the ASGI app; with no config, a default ``Config()``."""
     config = config or Config()
     store = Store(config)
@@ -52,7 +53,8 @@ def create_app(config: Config | None = None) -> falcon.asgi.App:
     images = Images(config, store)
     thumbnails = Thumbnails(store)
 
-    app = falcon.asgi.App(middleware=[store, cache])
+    middleware: list[Any] = [store, cache]
+    app = falcon.asgi.App(middleware=middleware)
     app.add_route('/images', images)
     app.add_route('/images/{image_id:uuid}.jpeg', images, suffix='image')
     app.add_route(

@@ -64,8 +64,8 @@ def _positive(name: str, default: N, kind: Callable[[str], N]) -> N:
         return default
     try:
         value = kind(raw)
+        if value > 0:
+            return value
     except ValueError:
-        value = kind(0)
-    if not value > 0:
-        raise ValueError(f'{name} must be a positive number, not {raw!r}')
-    return value
+        pass
+    raise ValueError(f'{name} must be a positive number, not {raw!r}')
