@@ -125,7 +125,8 @@ def _encode(image: PIL.Image.Image, quality: int) -> bytes:
 
 
 def _name(format: str | None) -> str:
-    return {'WEBP': 'WebP', 'MPO': 'JPEG'}.get(format or '', format or 'uploaded')
+    """How the README names a format, for the messages."""
+    return {'WEBP': 'WebP', 'MPO': 'JPEG'}.get(format or '', format or 'known')
 
 
 def _open(data: bytes, max_pixels: int) -> PIL.Image.Image:
@@ -147,20 +148,30 @@ def _open(data: bytes, max_pixels: int) -> PIL.Image.Image:
     except MemoryError:
         raise
     except Exception as ex:
-        raise InvalidImage(
-            f'The image header is truncated or corrupt and cannot be read ({ex}).'
-        ) from ex
+        raise _corrupt_header(_accepted_format(data), f' ({ex})') from ex
+
+
+def _corrupt_header(format: str | None, reason: str = '') -> InvalidImage:
+    return InvalidImage(
+        f'The upload looks like a {_name(format)} image, but its header is '
+        f'truncated or corrupt and cannot be read{reason}.'
+    )
+
+
+def _accepted_format(data: bytes) -> str | None:
+    """The accepted format whose magic number the upload starts with, if any."""
+    PIL.Image.init()
+    for format in ACCEPTED_FORMATS:
+        if _looks_like(format, data):
+            return format
+    return None
 
 
 def _unidentified(data: bytes) -> InvalidImage:
     """Say why no accepted plugin opened the upload: corrupt, or another format."""
-    PIL.Image.init()
-    for format in ACCEPTED_FORMATS:
-        if _looks_like(format, data):
-            return InvalidImage(
-                f'The upload looks like a {_name(format)} image, but its header is '
-                'truncated or corrupt and cannot be decoded.'
-            )
+    format = _accepted_format(data)
+    if format is not None:
+        return _corrupt_header(format)
     for format in sorted(PIL.Image.OPEN):
         if _looks_like(format, data):
             return UnsupportedImage(
