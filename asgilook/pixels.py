@@ -13,7 +13,6 @@ import math
 
 import PIL.Image
 import PIL.ImageCms
-import PIL.ImageOps
 
 from asgilook.errors import ImageTooLarge
 from asgilook.errors import InvalidImage
@@ -252,18 +251,24 @@ def _to_srgb(image: PIL.Image.Image) -> PIL.Image.Image:
     """Any Pillow mode to 8-bit sRGB ``RGB``, transparency flattened onto white."""
     profile = image.info.get('icc_profile')
     image = _normalise(image)
-    alpha = None
     if image.mode in ('LA', 'RGBA'):
-        alpha = image.getchannel('A')
-        image = image.convert(image.mode[:-1])
-        if alpha.getextrema() == (255, 255):
-            alpha = None
-    rgb = _colour_to_srgb(image, profile)
-    if alpha is not None:
-        # NOTE: Pasting white through the inverted alpha blends in place, with
-        #   no second full-size RGB bitmap for a background.
-        rgb.paste('white', mask=PIL.ImageOps.invert(alpha))
-    return rgb
+        image = _flatten(image)
+    return _colour_to_srgb(image, profile)
+
+
+def _flatten(image: PIL.Image.Image) -> PIL.Image.Image:
+    """An LA or RGBA image onto white, as L or RGB.
+
+    NOTE: Pasting the image through its own alpha needs no copy of either
+    the alpha channel or the colours; an alpha channel that is opaque
+    everywhere (as in many PNGs) is simply dropped.
+    """
+    colours = image.mode[:-1]
+    if image.getextrema()[-1] == (255, 255):
+        return image.convert(colours)
+    background = PIL.Image.new(colours, image.size, 'white')
+    background.paste(image, mask=image)
+    return background
 
 
 def _normalise(image: PIL.Image.Image) -> PIL.Image.Image:
