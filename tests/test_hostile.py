@@ -4,9 +4,11 @@ import asyncio
 import io
 import json
 import os
+import pathlib
 import socket
 import struct
 import subprocess
+import sys
 import time
 
 import httpx
@@ -391,3 +393,22 @@ def test_the_store_itself_refuses_an_empty_upload(config, tmp_path):
     with pytest.raises(InvalidImage, match='empty'):
         asyncio.run(Store(config).save('empty', b''))
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.e2e
+def test_forms_from_curl_and_httpie_are_stored(small_service, tmp_path):
+    photo = tmp_path / 'photo.jpg'
+    photo.write_bytes(draw_image((320, 240), format='JPEG'))
+    httpie = pathlib.Path(sys.executable).parent / 'http'
+
+    status, body = curl('-F', f'image=@{photo}', f'{small_service.url}/images')
+    assert status == 201
+    assert json.loads(body)['size'] == [320, 240]
+
+    done = subprocess.run(
+        [httpie, '--ignore-stdin', '--check-status', '--print=b', '-f', 'POST',
+         f'{small_service.url}/images', f'image@{photo}'],
+        capture_output=True,
+        check=True,
+    )  # fmt: skip
+    assert json.loads(done.stdout)['size'] == [320, 240]
