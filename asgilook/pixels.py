@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+from typing import cast
 
 import PIL.Image
 import PIL.ImageCms
@@ -303,7 +304,7 @@ def _scale_to_8_bits(image: PIL.Image.Image) -> PIL.Image.Image:
 
 
 def _range(image: PIL.Image.Image) -> tuple[float, float]:
-    least, most = image.getextrema()
+    least, most = cast(tuple[float, float], image.getextrema())
     if not (math.isfinite(least) and math.isfinite(most)):
         return 0.0, 255.0
     ranges = [(0.0, 1.0)] if image.mode == 'F' else []
@@ -319,16 +320,14 @@ def _colour_to_srgb(image: PIL.Image.Image, profile: bytes | None) -> PIL.Image.
     if image.mode == 'LAB':
         # NOTE: Pillow's plain LAB conversion is not colorimetric.
         lab = PIL.ImageCms.createProfile('LAB')
-        transform = PIL.ImageCms.buildTransform(lab, srgb, 'LAB', 'RGB')
-        return PIL.ImageCms.applyTransform(image, transform)
+        return PIL.ImageCms.buildTransform(lab, srgb, 'LAB', 'RGB').apply(image)
     transform = _transform(profile, srgb, image.mode)
     if transform is None:
         # NOTE: No profile (or an unusable one) means sRGB, as browsers assume.
         return image if image.mode == 'RGB' else image.convert('RGB')
     if image.mode == 'RGB':
-        PIL.ImageCms.applyTransform(image, transform, inPlace=True)
-        return image
-    return PIL.ImageCms.applyTransform(image, transform)
+        return transform.apply_in_place(image)
+    return transform.apply(image)
 
 
 def _transform(

@@ -14,10 +14,13 @@ import asyncio
 import collections
 import contextlib
 import weakref
+from collections.abc import AsyncIterable
 from collections.abc import AsyncIterator
+from typing import cast
 
 import falcon
 import falcon.asgi
+import falcon.asgi.multipart
 
 from asgilook.errors import InvalidImage
 
@@ -99,7 +102,7 @@ def _check_complete(received: int, length: int | None) -> None:
         )
 
 
-async def _read(stream: AsyncIterator[bytes], max_bytes: int) -> bytes:
+async def _read(stream: AsyncIterable[bytes], max_bytes: int) -> bytes:
     """Read a stream whole, stopping as soon as it is over ``max_bytes``."""
     chunks = []
     size = 0
@@ -112,7 +115,7 @@ async def _read(stream: AsyncIterator[bytes], max_bytes: int) -> bytes:
 
 
 async def _counted(
-    stream: AsyncIterator[bytes], limit: int, max_bytes: int
+    stream: AsyncIterable[bytes], limit: int, max_bytes: int
 ) -> AsyncIterator[bytes]:
     """Pass a stream on, failing once more than ``limit`` bytes went through."""
     size = 0
@@ -134,8 +137,14 @@ async def _read_form(req: falcon.asgi.Request, max_bytes: int, limit: int) -> by
     handler = req.options.media_handlers[falcon.MEDIA_MULTIPART]
     data = None
     try:
-        form = await handler.deserialize_async(
-            _counted(req.stream, limit, max_bytes), req.content_type, req.content_length
+        # NOTE: Falcon's multipart reader takes any async iterator of bytes.
+        form = cast(
+            falcon.asgi.multipart.MultipartForm,
+            await handler.deserialize_async(
+                _counted(req.stream, limit, max_bytes),  # type: ignore[arg-type]
+                req.content_type,
+                req.content_length,
+            ),
         )
         # NOTE: The form is read to its closing boundary, past the picture:
         #   that boundary is what proves that the whole form arrived.
