@@ -54,6 +54,18 @@ async def read_upload(req: falcon.asgi.Request, max_bytes: int) -> bytes:
             or the body ended before its ``Content-Length``.
         InvalidImage: The picture is empty.
     """
+    async with upload(req, max_bytes) as data:
+        return data
+
+
+@contextlib.asynccontextmanager
+async def upload(req: falcon.asgi.Request, max_bytes: int) -> AsyncIterator[bytes]:
+    """Like :func:`read_upload`, holding the bytes' share of the budget meanwhile.
+
+    ``read_upload`` gives the share back as soon as the body is read; a
+    caller that converts the bytes inside ``async with upload(...) as data``
+    keeps the bytes that wait for a Pillow thread within the budget too.
+    """
     form = _is_form(req)
     limit = max_bytes + FORM_OVERHEAD if form else max_bytes
     length = req.content_length
@@ -67,9 +79,9 @@ async def read_upload(req: falcon.asgi.Request, max_bytes: int) -> bytes:
         else:
             data = await _read(req.stream, max_bytes)
             _check_complete(len(data), length)
-    if not data:
-        raise InvalidImage(f'The upload is empty: {_HOW}.')
-    return data
+        if not data:
+            raise InvalidImage(f'The upload is empty: {_HOW}.')
+        yield data
 
 
 def _is_form(req: falcon.asgi.Request) -> bool:

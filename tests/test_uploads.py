@@ -303,6 +303,25 @@ def test_uploads_wait_for_the_budget_and_then_all_go_through(monkeypatch):
     assert second.received == len(picture)
 
 
+def test_an_upload_holds_its_share_of_the_budget_until_the_block_ends():
+    picture = draw_image((64, 64))
+    client = Client([picture])
+
+    async def scenario():
+        budget = uploads._budget(
+            uploads.UPLOADS_AT_ONCE * (1_000_000 + uploads.FORM_OVERHEAD)
+        )
+        async with uploads.upload(client.request(), 1_000_000) as data:
+            held = budget.capacity - budget.free
+        return data, held, budget.capacity - budget.free
+
+    data, held, after = asyncio.run(scenario())
+
+    assert data == picture
+    # A body without Content-Length may be as long as the limit.
+    assert (held, after) == (1_000_000, 0)
+
+
 def test_many_concurrent_uploads_all_finish(config):
     config.max_upload_bytes = 100_000
     client = falcon.testing.TestClient(create_app(config))
