@@ -21,6 +21,11 @@ from asgilook.errors import UnsupportedImage
 
 Size = tuple[int, int]
 
+# NOTE: Pillow registers its plugins lazily, on the first open() that needs
+#   them; this does it once, at import, rather than from a pool thread, and
+#   lets the error messages ask every plugin whether it knows an upload.
+PIL.Image.init()
+
 
 # NOTE: Quality 90 for the stored original keeps re-encoding loss invisible;
 #   thumbnails are small and viewed small, so 85 is plenty there.
@@ -160,7 +165,6 @@ def _corrupt_header(format: str | None, reason: str = '') -> InvalidImage:
 
 def _accepted_format(data: bytes) -> str | None:
     """The accepted format whose magic number the upload starts with, if any."""
-    PIL.Image.init()
     for format in ACCEPTED_FORMATS:
         if _looks_like(format, data):
             return format
