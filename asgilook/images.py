@@ -10,7 +10,7 @@ import falcon.asgi
 
 from asgilook.config import Config
 from asgilook.store import Store
-from asgilook.uploads import read_upload
+from asgilook.uploads import upload
 
 LISTING_TAG = 'listing'
 
@@ -70,9 +70,9 @@ class Images:
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
-        data = await read_upload(req, self._config.max_upload_bytes)
-        image_id = str(self._config.uuid_generator())
-        image, delete_token = await self._store.save(image_id, data)
+        async with upload(req, self._config.max_upload_bytes) as data:
+            image_id = str(self._config.uuid_generator())
+            image, delete_token = await self._store.save(image_id, data)
         resp.location = image.uri
         # NOTE: The delete token is shown here once and never again: the
         #   store keeps only its hash.

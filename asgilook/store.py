@@ -23,7 +23,6 @@ import falcon
 from asgilook import pixels
 from asgilook.config import Config
 from asgilook.errors import ImageNotFound
-from asgilook.errors import InvalidImage
 from asgilook.errors import StorageFull
 from asgilook.errors import StorageUnavailable
 from asgilook.journal import Entry
@@ -182,8 +181,6 @@ class Store:
             The image, and the token that may delete it. Only a hash of the
             token is kept.
         """
-        if not data:
-            raise InvalidImage('The upload is empty: send the image as the body.')
         converted, size = await self._pillow(
             pixels.convert, data, self._config.max_pixels
         )
