@@ -55,10 +55,18 @@ class RedisCache:
     (a circuit breaker); then one request probes it again. An invalidation
     that could not reach Redis makes the next successful probe drop every
     entry before any ``Hit`` is served again.
+
+    Races: ``GENERATION_KEY`` counts invalidations. A lookup that misses
+    reads it with the entry, and the response is stored only if it has not
+    moved since (WATCH/MULTI/EXEC), so a render that an invalidation overtook
+    is never stored.
     """
 
     PREFIX = 'asgilook:'
     TAG_PREFIX = 'asgilook-tag:'
+    # NOTE: Outside PREFIX on purpose: the outage flush deletes PREFIX*, and a
+    #   counter that fell back to an old value could match a stale reading.
+    GENERATION_KEY = 'asgilook-generation'
     INVALIDATE_ON = frozenset({'DELETE', 'POST', 'PUT'})
     CACHE_HEADER = 'X-ASGILook-Cache'
     TTL = 3600
@@ -67,6 +75,8 @@ class RedisCache:
     #   timeout per interval in each worker.
     RETRY_INTERVAL = 1.0
     FLUSH_BATCH = 1000
+    # Seconds between cancels of an operation that overran its timeout.
+    CANCEL_GRACE = 0.01
 
     def __init__(self, config: Config) -> None:
         self._config = config
@@ -108,17 +118,22 @@ class RedisCache:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
         resp.context.cached = False
+        # The generation a miss read: set only when the lookup reached Redis.
+        resp.context.cache_generation = None
         resp.set_header(self.CACHE_HEADER, 'Miss')
         if req.method != 'GET':
             return
 
         key = self._key(req)
         try:
-            data = await self._call(lambda: self._redis.get(key))
+            data, generation = await self._call(
+                lambda: self._redis.mget(key, self.GENERATION_KEY)
+            )
         except _Unavailable:
             resp.set_header(self.CACHE_HEADER, 'Bypass')
             return
         if data is None:
+            resp.context.cache_generation = generation or b'0'
             return
         resp.content_type, resp.data = msgpack.unpackb(data, raw=False)
         resp.complete = True
@@ -153,6 +168,11 @@ class RedisCache:
     async def _store(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
+        generation = resp.context.cache_generation
+        if generation is None:
+            # NOTE: Without the generation of the lookup, nothing proves that
+            #   this render is younger than the last invalidation.
+            return
         body = await resp.render_body()
         if body is None:
             # NOTE: A streamed body cannot be replayed, so it is not cached.
@@ -163,17 +183,42 @@ class RedisCache:
             f'{self.TAG_PREFIX}{tag}' for tag in getattr(resp.context, 'cache_tags', ())
         ]
         try:
-            await self._call(lambda: self._store_entry(key, entry, tag_keys))
+            await self._call(
+                lambda: self._store_if_current(key, entry, tag_keys, generation)
+            )
         except _Unavailable:
             resp.set_header(self.CACHE_HEADER, 'Bypass')
 
-    async def _store_entry(self, key: str, entry: bytes, tag_keys: list[str]) -> None:
+    async def _store_if_current(
+        self,
+        key: str,
+        entry: bytes,
+        tag_keys: list[str],
+        generation: bytes,
+    ) -> bool:
+        """Store ``entry`` unless an invalidation came after ``generation``.
+
+        Returns:
+            Whether the entry was stored.
+        """
+        # NOTE: Leaving the block resets the pipeline, which UNWATCHes; see
+        #   _timed for why that cannot hang against a paused Redis.
         async with self._redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(self.GENERATION_KEY)
+            if (await pipe.get(self.GENERATION_KEY) or b'0') != generation:
+                return False
+            # NOTE: redis-py leaves Pipeline.multi unannotated.
+            pipe.multi()  # type: ignore[no-untyped-call]
             pipe.set(key, entry, ex=self.TTL)
             for tag_key in tag_keys:
                 pipe.sadd(tag_key, key)
                 pipe.expire(tag_key, self.TTL)
-            await pipe.execute()
+            try:
+                await pipe.execute()
+            except redis.exceptions.WatchError:
+                # An invalidation moved the generation after the WATCH.
+                return False
+        return True
 
     async def _invalidate(self, keys: list[str], tags: Iterable[str]) -> bool:
         """Drop ``keys`` and every entry tagged with one of ``tags``.
@@ -191,14 +236,28 @@ class RedisCache:
         return True
 
     async def _drop(self, keys: list[str], tag_keys: list[str]) -> None:
-        stale: list[str | bytes] = list(keys)
-        for tag_key in tag_keys:
-            stale.extend(await self._redis.smembers(tag_key))
-            stale.append(tag_key)
-        await self._redis.delete(*stale)
+        # NOTE: INCR first: a request that looked up before it and is still
+        #   rendering will find the generation moved and not store its render.
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(self.GENERATION_KEY)
+            for tag_key in tag_keys:
+                pipe.smembers(tag_key)
+            _, *members = await pipe.execute()
+        # NOTE: SREM what was read rather than DEL the tag set: an entry stored
+        #   since the INCR (a fresh render) keeps its tag and stays reachable
+        #   by the next invalidation.
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*keys, *set().union(*members))
+            for tag_key, tagged in zip(tag_keys, members, strict=True):
+                if tagged:
+                    pipe.srem(tag_key, *tagged)
+            await pipe.execute()
 
     async def _flush(self) -> int:
         """Drop every entry under ``PREFIX``, in batches; return how many."""
+        # NOTE: INCR first, as for any invalidation: stores of renders that
+        #   started before the flush (in any worker) are then refused.
+        await self._timed(self._redis.incr(self.GENERATION_KEY))
         dropped = 0
         cursor = 0
         while True:
@@ -213,8 +272,25 @@ class RedisCache:
                 return dropped
 
     async def _timed(self, operation: Awaitable[T]) -> T:
-        async with asyncio.timeout(self._config.redis_timeout):
-            return await operation
+        """Await ``operation``; TimeoutError if it takes over ``redis_timeout``.
+
+        NOTE: Not asyncio.timeout, which cancels once: after a cancelled
+        command, redis-py cleans up by talking to Redis again (a pipeline
+        that WATCHes sends UNWATCH, over a new connection), and against a
+        paused Redis that waits forever. Run in a task of its own, the
+        operation is cancelled again every ``CANCEL_GRACE`` until it ends;
+        redis-py shields its pool's bookkeeping against such second cancels.
+        """
+        task = asyncio.ensure_future(operation)
+        try:
+            await asyncio.wait({task}, timeout=self._config.redis_timeout)
+        finally:
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=self.CANCEL_GRACE)
+        if task.cancelled():
+            raise TimeoutError
+        return task.result()
 
     async def _call(
         self, operation: Callable[[], Awaitable[T]], *, probe: bool = False

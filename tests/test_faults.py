@@ -489,7 +489,8 @@ def test_invalidations_missed_during_a_flush_are_flushed_too(
 
     probe, upload, after = asyncio.run(requests())
     assert (cache_state(probe), cache_state(upload)) == ('Miss', 'Bypass')
-    # The probe's own store flushed again.
+    # The probe's own store flushed again (and so did not store its render).
+    assert cache_state(after) == 'Miss'
     assert len(after.json) == 2
     assert kinds(logs()) == ['outage', 'recovery']
     # A flush starts with the SCAN of cursor 0.
@@ -524,4 +525,5 @@ def test_an_invalidation_finishes_even_if_its_request_is_cancelled(
 
     asyncio.run(cancelled_post())
     assert not fake.exists('asgilook:/notes')
+    assert fake.get(RedisCache.GENERATION_KEY) == b'1'
     assert logs() == []
