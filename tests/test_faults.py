@@ -3,12 +3,16 @@
 import asyncio
 import io
 import logging
+import pathlib
+import signal
+import time
 import uuid
 
 import fakeredis
 import fakeredis.aioredis
 import falcon.asgi
 import falcon.testing
+import httpx
 import PIL.Image
 import pytest
 import redis.exceptions
@@ -16,7 +20,12 @@ import redis.exceptions
 import asgilook.cache
 from asgilook.app import create_app
 from asgilook.cache import RedisCache
+from asgilook.config import Config
+from asgilook.devserver import RedisServer
+from asgilook.devserver import free_port
 from tests.conftest import decode
+from tests.conftest import draw_image
+from tests.servers import Uvicorn
 
 ONE_ID = '5c0ae7e4-8d35-4c53-9c0e-0f4b1b0fd3a5'
 IMAGE = f'/images/{ONE_ID}.jpeg'
@@ -527,3 +536,194 @@ def test_an_invalidation_finishes_even_if_its_request_is_cancelled(
     assert not fake.exists('asgilook:/notes')
     assert fake.get(RedisCache.GENERATION_KEY) == b'1'
     assert logs() == []
+
+
+# The real thing: a uvicorn that keeps serving while its redis-server is
+# absent, stopped, killed, paused and restarted on the same port.
+
+ROOT = pathlib.Path(__file__).parent.parent
+# NOTE: Small, to keep these tests short; the retry interval stays 1 s.
+E2E_ENV = {'ASGI_LOOK_REDIS_TIMEOUT': '0.2'}
+
+
+def one_image_app():
+    """``uvicorn --factory`` target: every upload gets one id and replaces it."""
+    config = Config()
+    config.uuid_generator = lambda: uuid.UUID(ONE_ID)
+    return create_app(config)
+
+
+class RedisProcess:
+    """A redis-server on a port of its own, which a test stops and restarts."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f'redis://127.0.0.1:{self.port}'
+        self.server = None
+
+    def start(self):
+        self.server = RedisServer(port=self.port)
+        self.server.start()
+
+    def stop(self, sig):
+        self.server.process.send_signal(sig)
+        self.server.process.wait(10)
+        self.server.stop()
+        self.server = None
+
+    def signal(self, sig):
+        self.server.process.send_signal(sig)
+
+    def close(self):
+        if self.server is not None:
+            self.signal(signal.SIGCONT)
+            self.server.stop()
+
+
+class Service:
+    """uvicorn serving asgilook, its stderr kept, and an HTTP client for it."""
+
+    def __init__(self, tmp_path, redis_url, *args, app='asgilook.asgi:app'):
+        self.log_path = tmp_path / 'uvicorn.log'
+        with open(self.log_path, 'wb') as log:
+            self.uvicorn = Uvicorn(
+                tmp_path / 'storage', redis_url, '--app-dir', str(ROOT), *args,
+                env=E2E_ENV, app=app, stderr=log,
+            )  # fmt: skip
+        # NOTE: The 5 s client timeout is the sanity bound: a request that
+        #   waited on a paused Redis would not complete at all.
+        self.http = httpx.Client(base_url=self.uvicorn.url, timeout=5)
+
+    def messages(self):
+        return self.log_path.read_text().splitlines()
+
+    def close(self):
+        self.http.close()
+        assert self.uvicorn.stop() in (0, -signal.SIGTERM)
+
+
+@pytest.fixture
+def redis_process():
+    process = RedisProcess()
+    yield process
+    process.close()
+
+
+@pytest.fixture
+def service_factory(tmp_path):
+    services = []
+
+    def start(*args, **kwargs):
+        services.append(Service(tmp_path, *args, **kwargs))
+        return services[-1]
+
+    yield start
+    for service in services:
+        service.close()
+
+
+def when_cached(http, uri, limit=10.0):
+    """GET ``uri`` until the cache takes part again; that response."""
+    deadline = time.monotonic() + limit
+    resp = http.get(uri)
+    while cache_state(resp) == 'Bypass' and time.monotonic() < deadline:
+        time.sleep(0.1)
+        resp = http.get(uri)
+    return resp
+
+
+def check_every_route(http, documents, state):
+    """The listing, the pictures and their thumbnails are right, and say ``state``."""
+    listing = http.get('/images')
+    assert [item['id'] for item in listing.json()] == [d['id'] for d in documents]
+    answers = [listing]
+    for document in documents:
+        original = http.get(document['image'])
+        assert decode(original.content).size == tuple(document['size'])
+        answers.append(original)
+        for uri in document['thumbnails']:
+            thumbnail = http.get(uri)
+            width, height = uri.rsplit('/', 1)[1].removesuffix('.jpeg').split('x')
+            assert decode(thumbnail.content).size == (int(width), int(height))
+            answers.append(thumbnail)
+    assert [(resp.status_code, cache_state(resp)) for resp in answers] == [
+        (200, state)
+    ] * len(answers)
+
+
+def check_caching_resumes(http, uri):
+    first = when_cached(http, uri)
+    second = http.get(uri)
+    assert (cache_state(first), cache_state(second)) == ('Miss', 'Hit')
+    assert second.content == first.content
+
+
+@pytest.mark.e2e
+def test_redis_absent_stopped_or_killed_costs_only_the_cache(
+    redis_process, service_factory
+):
+    # Absent at startup: uvicorn starts all the same.
+    service = service_factory(redis_process.url)
+    http = service.http
+    upload = http.post('/images', content=draw_image((640, 360)))
+    assert (upload.status_code, cache_state(upload)) == (201, 'Bypass')
+    documents = [upload.json()]
+    check_every_route(http, documents, 'Bypass')
+
+    redis_process.start()
+    check_caching_resumes(http, documents[0]['thumbnails'][0])
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        redis_process.stop(sig)
+        upload = http.post('/images', content=draw_image((512, 512)))
+        assert (upload.status_code, cache_state(upload)) == (201, 'Bypass')
+        documents.append(upload.json())
+        check_every_route(http, documents, 'Bypass')
+
+        redis_process.start()
+        check_caching_resumes(http, '/images')
+        check_caching_resumes(http, documents[-1]['thumbnails'][-1])
+        assert len(http.get('/images').json()) == len(documents)
+
+    assert kinds(service.messages()) == ['outage', 'recovery'] * 3
+
+
+@pytest.mark.e2e
+def test_a_paused_redis_stalls_nothing_and_nothing_stale_comes_back(
+    redis_process, service_factory
+):
+    redis_process.start()
+    service = service_factory(
+        redis_process.url, '--factory', app='tests.test_faults:one_image_app'
+    )
+    http = service.http
+    red = http.post('/images', content=solid('red')).json()
+    old_thumbnail = red['thumbnails'][0]
+    for uri in (IMAGE, old_thumbnail, '/images'):
+        assert cache_state(http.get(uri)) == 'Miss'
+        assert cache_state(http.get(uri)) == 'Hit'
+
+    # SIGSTOP: connections still open, commands are never answered.
+    redis_process.signal(signal.SIGSTOP)
+    try:
+        paused = http.get(IMAGE)
+        assert (cache_state(paused), colour_of(paused.content)) == ('Bypass', 'red')
+        blue = http.post('/images', content=solid('blue', (400, 400)))
+        assert (blue.status_code, cache_state(blue)) == (201, 'Bypass')
+        check_every_route(http, [blue.json()], 'Bypass')
+        assert http.get(old_thumbnail).status_code == 404
+    finally:
+        redis_process.signal(signal.SIGCONT)
+
+    # Redis kept every entry through the pause: red ones must not come back.
+    image = when_cached(http, IMAGE)
+    assert (cache_state(image), colour_of(image.content)) == ('Miss', 'blue')
+    assert http.get(old_thumbnail).status_code == 404
+    listing = http.get('/images')
+    assert (cache_state(listing), listing.json()[0]['size']) == ('Miss', [400, 400])
+    again = http.get(IMAGE)
+    assert (cache_state(again), colour_of(again.content)) == ('Hit', 'blue')
+    check_caching_resumes(http, blue.json()['thumbnails'][0])
+
+    assert kinds(service.messages()) == ['outage', 'recovery']
+    assert 'after dropping 3 cached responses' in service.messages()[-1]
