@@ -36,20 +36,36 @@ def stop(process, timeout=20.0):
 
 
 class Uvicorn:
-    """``uvicorn asgilook.asgi:app`` on a free loopback port."""
+    """``uvicorn asgilook.asgi:app`` on a free loopback port.
 
-    def __init__(self, storage_path, redis_url, *args):
+    ``args`` go to uvicorn. Optional, by keyword: ``env``, more environment
+    variables (``ASGI_LOOK_REDIS_TIMEOUT``, say); ``app``, another app to
+    serve (with ``'--factory'`` in ``args`` for a factory); ``stderr``, where
+    uvicorn's log goes (a file opened by the caller).
+    """
+
+    def __init__(
+        self,
+        storage_path,
+        redis_url,
+        *args,
+        env=None,
+        app='asgilook.asgi:app',
+        stderr=None,
+    ):
         self.port = free_port()
         self.url = f'http://127.0.0.1:{self.port}'
-        env = dict(os.environ)
-        env['ASGI_LOOK_STORAGE_PATH'] = str(storage_path)
-        env['ASGI_LOOK_REDIS_URL'] = redis_url
+        environment = dict(os.environ)
+        environment.update(env or {})
+        environment['ASGI_LOOK_STORAGE_PATH'] = str(storage_path)
+        environment['ASGI_LOOK_REDIS_URL'] = redis_url
         self.process = subprocess.Popen(
             [
-                sys.executable, '-m', 'uvicorn', 'asgilook.asgi:app',
+                sys.executable, '-m', 'uvicorn', app,
                 '--host', '127.0.0.1', '--port', str(self.port), *args,
             ],
-            env=env,
+            env=environment,
+            stderr=stderr,
         )  # fmt: skip
         wait_for_port(self.port, self.process)
 

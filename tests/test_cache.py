@@ -1,3 +1,6 @@
+import asyncio
+import uuid
+
 import fakeredis
 import falcon.testing
 import msgpack
@@ -7,6 +10,11 @@ import redis.asyncio
 from asgilook.app import create_app
 from asgilook.cache import RedisCache
 from tests.conftest import FIRST_IDS
+from tests.test_faults import ONE_ID
+from tests.test_faults import FlakyServer
+from tests.test_faults import colour_of
+from tests.test_faults import flaky_client
+from tests.test_faults import solid
 
 
 @pytest.fixture
@@ -138,3 +146,103 @@ def test_lifespan_pings_at_startup_and_closes_at_shutdown(config):
     client.simulate_get('/images')
     client.simulate_get('/images')
     assert calls == ['ping', 'aclose', 'ping', 'aclose']
+
+
+# Several workers share one Redis: a render that an invalidation overtook is
+# never stored, and an invalidation never unhooks a fresh entry from its tags.
+
+
+class _PauseAfterResponder:
+    """Holds the next GET between its responder and the cache's store."""
+
+    def __init__(self):
+        self.armed = True
+        self.reached = asyncio.Event()
+        self.proceed = asyncio.Event()
+
+    async def process_response(self, req, resp, resource, req_succeeded):
+        if req.method == 'GET' and self.armed:
+            self.armed = False
+            self.reached.set()
+            await self.proceed.wait()
+
+
+def test_a_render_overtaken_by_an_invalidation_is_not_stored(config, fake_server):
+    # Two workers: A renders the red picture; meanwhile B replaces it with a
+    # blue one and invalidates; only then does A come to store its render.
+    config.redis_from_url = lambda url: fakeredis.FakeAsyncRedis(server=fake_server)
+    config.uuid_generator = lambda: uuid.UUID(ONE_ID)
+    pause = _PauseAfterResponder()
+    worker_a = create_app(config)
+    # NOTE: Added last, so its process_response runs before the cache's.
+    worker_a.add_middleware(pause)
+    worker_b = create_app(config)
+    uri = f'/images/{ONE_ID}.jpeg'
+
+    async def race():
+        async with falcon.testing.TestClient(worker_a) as a:
+            async with falcon.testing.TestClient(worker_b) as b:
+                await a.simulate_post('/images', body=solid('red'))
+                slow = asyncio.create_task(a.simulate_get(uri))
+                await pause.reached.wait()
+                await b.simulate_post('/images', body=solid('blue'))
+                pause.proceed.set()
+                overtaken = await slow
+                return overtaken, [await a.simulate_get(uri) for _ in range(2)]
+
+    overtaken, after = asyncio.run(race())
+    assert (overtaken.headers['X-ASGILook-Cache'], colour_of(overtaken.content)) == (
+        'Miss',
+        'red',
+    )
+    assert [resp.headers['X-ASGILook-Cache'] for resp in after] == ['Miss', 'Hit']
+    assert [colour_of(resp.content) for resp in after] == ['blue', 'blue']
+
+
+def test_an_invalidation_between_watch_and_exec_stops_the_store(config):
+    flaky = FlakyServer()
+    config.redis_from_url = lambda url: flaky_client(flaky)
+    client = falcon.testing.TestClient(create_app(config))
+    elsewhere = fakeredis.FakeRedis(server=flaky)
+
+    def invalidate_elsewhere(command):
+        if b'EXEC' in command:
+            flaky.before_send = None
+            elsewhere.incr(RedisCache.GENERATION_KEY)
+
+    flaky.before_send = invalidate_elsewhere
+    first = client.simulate_get('/images')
+    assert flaky.before_send is None  # The store did get as far as EXEC.
+    assert elsewhere.exists('asgilook:/images') == 0
+    second = client.simulate_get('/images')
+    assert [first.headers['X-ASGILook-Cache'], second.headers['X-ASGILook-Cache']] == [
+        'Miss',
+        'Miss',
+    ]
+
+
+def test_an_entry_stored_during_an_invalidation_keeps_its_tag(config, png_image):
+    flaky = FlakyServer()
+    config.redis_from_url = lambda url: flaky_client(flaky)
+    client = falcon.testing.TestClient(create_app(config))
+    elsewhere = fakeredis.FakeRedis(server=flaky)
+    fresh = f'{RedisCache.PREFIX}/images?page=2'
+    listing = f'{RedisCache.TAG_PREFIX}listing'
+    client.simulate_get('/images')
+
+    def store_elsewhere(command):
+        # Another worker stores a listing it rendered after the INCR, just
+        # before this invalidation deletes what it read from the tag set.
+        if b'DEL' in command:
+            flaky.before_send = None
+            elsewhere.set(fresh, msgpack.packb(['application/json', b'[]']))
+            elsewhere.sadd(listing, fresh)
+
+    flaky.before_send = store_elsewhere
+    client.simulate_post('/images', body=png_image)
+    assert flaky.before_send is None
+    assert elsewhere.exists('asgilook:/images') == 0
+    assert elsewhere.smembers(listing) == {fresh.encode()}
+
+    client.simulate_post('/images', body=png_image)
+    assert elsewhere.exists(fresh) == 0
