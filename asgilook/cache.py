@@ -14,6 +14,7 @@ from collections.abc import Callable
 from collections.abc import Iterable
 from typing import Any
 from typing import TypeVar
+from typing import cast
 
 import falcon.asgi
 import msgpack
@@ -121,6 +122,8 @@ class RedisCache:
         # The generation a miss read: set only when the lookup reached Redis.
         resp.context.cache_generation = None
         resp.set_header(self.CACHE_HEADER, 'Miss')
+        if req.method in self.INVALIDATE_ON:
+            resp.context.before_commit = lambda: self._invalidate_for(req, resp)
         if req.method != 'GET':
             return
 
@@ -132,10 +135,11 @@ class RedisCache:
         except _Unavailable:
             resp.set_header(self.CACHE_HEADER, 'Bypass')
             return
-        if data is None:
+        entry = None if data is None else _decode(key, cast(bytes, data))
+        if entry is None:
             resp.context.cache_generation = generation or b'0'
             return
-        resp.content_type, resp.data = msgpack.unpackb(data, raw=False)
+        resp.content_type, resp.data = entry
         resp.complete = True
         resp.context.cached = True
         resp.set_header(self.CACHE_HEADER, 'Hit')
@@ -150,20 +154,32 @@ class RedisCache:
         if not req_succeeded:
             return
         if req.method in self.INVALIDATE_ON:
-            # NOTE: Shielded: if the request is cancelled (a server that
-            #   cancels on disconnect), the invalidation still finishes, or
-            #   records that it could not.
-            invalidated = await asyncio.shield(
-                self._invalidate(
-                    [self._key(req)], getattr(resp.context, 'invalidate_tags', ())
-                )
-            )
-            if not invalidated:
-                resp.set_header(self.CACHE_HEADER, 'Bypass')
+            await self._invalidate_for(req, resp)
         elif (
             req.method == 'GET' and not resp.context.cached and resp.status_code == 200
         ):
             await self._store(req, resp)
+
+    async def _invalidate_for(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response
+    ) -> None:
+        """Drop the request's own entry and everything its invalidate_tags name.
+
+        It runs after the responder and also, through
+        ``resp.context.before_commit``, just before the store makes the change
+        visible: a process that dies between the two has still dropped what
+        its change makes stale.
+        """
+        # NOTE: Shielded: if the request is cancelled (a server that cancels
+        #   on disconnect), the invalidation still finishes, or records that
+        #   it could not.
+        invalidated = await asyncio.shield(
+            self._invalidate(
+                [self._key(req)], getattr(resp.context, 'invalidate_tags', ())
+            )
+        )
+        if not invalidated:
+            resp.set_header(self.CACHE_HEADER, 'Bypass')
 
     async def _store(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
@@ -363,3 +379,17 @@ class RedisCache:
         if isinstance(ex, TimeoutError):
             return f'no answer within {self._config.redis_timeout:g} s'
         return f'{type(ex).__name__}: {ex}'
+
+
+def _decode(key: str, data: bytes) -> tuple[str, bytes] | None:
+    """The ``[content_type, body]`` of an entry, or None if it is not one."""
+    try:
+        content_type, body = msgpack.unpackb(data, raw=False)
+    except (ValueError, TypeError):
+        content_type = body = None
+    if isinstance(content_type, str) and isinstance(body, bytes):
+        return content_type, body
+    # NOTE: Something else wrote under our prefix (or a different version of
+    #   this app did): answer from the app, whose render then replaces it.
+    logger.warning('Ignoring an unreadable cache entry under %s', key)
+    return None

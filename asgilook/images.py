@@ -9,6 +9,7 @@ import falcon
 import falcon.asgi
 
 from asgilook.config import Config
+from asgilook.store import Commit
 from asgilook.store import Store
 from asgilook.uploads import upload
 
@@ -25,6 +26,12 @@ def _bearer_token(req: falcon.asgi.Request) -> str | None:
     if scheme.lower() != 'bearer' or not token.strip():
         return None
     return token.strip()
+
+
+def _before_commit(resp: falcon.asgi.Response) -> Commit | None:
+    """What the cache middleware wants done just before a change is visible."""
+    hook: Commit | None = getattr(resp.context, 'before_commit', None)
+    return hook
 
 
 class Images:
@@ -72,15 +79,17 @@ class Images:
     ) -> None:
         async with upload(req, self._config.max_upload_bytes) as data:
             image_id = str(self._config.uuid_generator())
-            image, delete_token = await self._store.save(image_id, data)
+            # NOTE: A repeated id replaces a picture: whatever was cached of
+            #   the old one (original, thumbnails) and every listing are stale.
+            resp.context.invalidate_tags = (LISTING_TAG, image_tag(image_id))
+            image, delete_token = await self._store.save(
+                image_id, data, _before_commit(resp)
+            )
         resp.location = image.uri
         # NOTE: The delete token is shown here once and never again: the
         #   store keeps only its hash.
         resp.media = {**image.serialize(), 'delete_token': delete_token}
         resp.status = falcon.HTTP_201
-        # NOTE: A repeated id replaces a picture: whatever was cached of the
-        #   old one (original, thumbnails) and every listing are now stale.
-        resp.context.invalidate_tags = (LISTING_TAG, image_tag(image_id))
 
     async def on_delete_image(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: uuid.UUID
@@ -95,9 +104,9 @@ class Images:
                 'token, as "Authorization: Bearer <token>".',
                 challenges=['Bearer'],
             )
-        await self._store.delete(str(image_id), token)
-        resp.status = falcon.HTTP_204
         resp.context.invalidate_tags = (LISTING_TAG, image_tag(str(image_id)))
+        await self._store.delete(str(image_id), token, _before_commit(resp))
+        resp.status = falcon.HTTP_204
 
 
 class Thumbnails:

@@ -269,7 +269,24 @@ class Journal:
             entry = Entry(image_id, file, size, modified, token_hash)
             self._write(journal, _put_record(entry))
         if replaced is not None:
-            self._remove_file(replaced.file)
+            self.discard(replaced.file)
+        return entry
+
+    def check(self, image_id: str, allowed: Callable[[Entry], bool]) -> Entry:
+        """The image's entry, if it exists and ``allowed(entry)``.
+
+        Raises:
+            ImageNotFound: there is no such image (any more).
+            DeleteForbidden: ``allowed`` said no.
+        """
+        entry = self.get(image_id)
+        if entry is None:
+            raise ImageNotFound(f'There is no image with the id {image_id}.')
+        if not allowed(entry):
+            raise DeleteForbidden(
+                'That token may not delete this image: send the delete_token '
+                'its upload returned, or the admin token.'
+            )
         return entry
 
     def delete(self, image_id: str, allowed: Callable[[Entry], bool]) -> Entry:
@@ -280,19 +297,15 @@ class Journal:
             DeleteForbidden: ``allowed`` said no; nothing was changed.
         """
         with self._writing() as journal:
-            entry = self._entries.get(image_id)
-            if entry is None:
-                raise ImageNotFound(f'There is no image with the id {image_id}.')
-            if not allowed(entry):
-                raise DeleteForbidden(
-                    'That token may not delete this image: send the delete_token '
-                    'its upload returned, or the admin token.'
-                )
+            # NOTE: Checked again under the lock: the image may have been
+            #   replaced, with a new token, since any earlier check.
+            entry = self.check(image_id, allowed)
             self._write(journal, {'op': 'del', 'id': image_id})
-        self._remove_file(entry.file)
+        self.discard(entry.file)
         return entry
 
-    def _remove_file(self, name: str) -> None:
+    def discard(self, name: str) -> None:
+        """Remove a file of ``images/`` if it is there."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.images / name)
 
@@ -319,4 +332,4 @@ class Journal:
             for item in found:
                 if item.name not in referenced and item.stat().st_mtime < cutoff:
                     logger.info('Removing orphaned file %s', item.name)
-                    self._remove_file(item.name)
+                    self.discard(item.name)

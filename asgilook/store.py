@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import datetime
 import errno
 import hashlib
@@ -12,6 +11,7 @@ import hmac
 import os
 import pathlib
 import secrets
+from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +31,7 @@ from asgilook.journal import fsync_directory
 from asgilook.pixels import Size
 
 T = TypeVar('T')
+Commit = Callable[[], Awaitable[None]]
 
 
 class Image:
@@ -171,11 +172,20 @@ class Store:
         entries = await self._disk(self._journal.page, limit, after)
         return [self._image(entry) for entry in entries]
 
-    async def save(self, image_id: str, data: bytes) -> tuple[Image, str]:
+    async def save(
+        self, image_id: str, data: bytes, before_commit: Commit | None = None
+    ) -> tuple[Image, str]:
         """Convert an upload to JPEG and store it under ``image_id``.
 
         An existing image with the same id is replaced and becomes the newest.
         Nothing is written unless the upload decodes.
+
+        Args:
+            image_id: The id to store the image under.
+            data: The upload, in any accepted format.
+            before_commit: Awaited once the JPEG is safely on disk, just
+                before the image becomes visible (the cache drops what the
+                change makes stale there).
 
         Returns:
             The image, and the token that may delete it. Only a hash of the
@@ -185,31 +195,42 @@ class Store:
             pixels.convert, data, self._config.max_pixels
         )
         token = secrets.token_urlsafe(24)
-        entry = await self._disk(
-            self._write, image_id, converted, size, _token_hash(token)
-        )
+        name = await self._disk(self._write_file, image_id, converted)
+        try:
+            if before_commit is not None:
+                await before_commit()
+            entry = await self._disk(
+                self._journal.put, image_id, name, size, _token_hash(token)
+            )
+        except BaseException:
+            await self._disk(self._journal.discard, name)
+            raise
         return self._image(entry), token
 
-    def _write(self, image_id: str, data: bytes, size: Size, token_hash: str) -> Entry:
+    def _write_file(self, image_id: str, data: bytes) -> str:
+        """Write a new version's file durably; return its name."""
         name = f'{image_id}.{secrets.token_hex(6)}.jpeg'
-        final = self._journal.images / name
         partial = self._journal.images / f'.{name}.partial'
         try:
             with open(partial, 'wb') as output:
                 output.write(data)
                 output.flush()
                 os.fsync(output.fileno())
-            os.replace(partial, final)
+            os.replace(partial, self._journal.images / name)
             fsync_directory(self._journal.images)
-            return self._journal.put(image_id, name, size, token_hash)
         except BaseException:
-            for leftover in (partial, final):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(leftover)
+            self._journal.discard(name)
+            self._journal.discard(partial.name)
             raise
+        return name
 
-    async def delete(self, image_id: str, token: str) -> None:
+    async def delete(
+        self, image_id: str, token: str, before_commit: Commit | None = None
+    ) -> None:
         """Delete an image if ``token`` is its delete token or the admin token.
+
+        ``before_commit`` is awaited, once the token is known to be good, just
+        before the deletion becomes visible.
 
         Raises:
             ImageNotFound: there is no such image.
@@ -222,6 +243,9 @@ class Store:
                 return True
             return hmac.compare_digest(_token_hash(token), entry.token_hash)
 
+        await self._disk(self._journal.check, image_id, allowed)
+        if before_commit is not None:
+            await before_commit()
         await self._disk(self._journal.delete, image_id, allowed)
 
     async def _load(

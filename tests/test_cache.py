@@ -230,10 +230,16 @@ def test_an_entry_stored_during_an_invalidation_keeps_its_tag(config, png_image)
     listing = f'{RedisCache.TAG_PREFIX}listing'
     client.simulate_get('/images')
 
+    deletes = []
+
     def store_elsewhere(command):
         # Another worker stores a listing it rendered after the INCR, just
         # before this invalidation deletes what it read from the tag set.
+        # An upload invalidates twice (before its commit and after it); this
+        # happens during the second.
         if b'DEL' in command:
+            deletes.append(command)
+        if len(deletes) == 2:
             flaky.before_send = None
             elsewhere.set(fresh, msgpack.packb(['application/json', b'[]']))
             elsewhere.sadd(listing, fresh)
@@ -246,3 +252,25 @@ def test_an_entry_stored_during_an_invalidation_keeps_its_tag(config, png_image)
 
     client.simulate_post('/images', body=png_image)
     assert elsewhere.exists(fresh) == 0
+
+
+@pytest.mark.parametrize(
+    'entry',
+    [
+        b'\xc1 not msgpack',
+        msgpack.packb([1, 2]),
+        msgpack.packb('just text'),
+        msgpack.packb(['image/jpeg', 'a str, not bytes']),
+    ],
+    ids=['garbage', 'numbers', 'not-a-list', 'text-body'],
+)
+def test_an_unreadable_entry_is_a_miss_and_gets_replaced(
+    inspectable, fake_server, caplog, entry
+):
+    fakeredis.FakeRedis(server=fake_server).set('asgilook:/images', entry)
+    with caplog.at_level('WARNING', logger='asgilook.cache'):
+        first = inspectable.simulate_get('/images')
+    assert (first.status_code, first.json) == (200, [])
+    assert first.headers['X-ASGILook-Cache'] == 'Miss'
+    assert 'unreadable cache entry under asgilook:/images' in caplog.text
+    assert inspectable.simulate_get('/images').headers['X-ASGILook-Cache'] == 'Hit'

@@ -11,6 +11,7 @@ import pytest
 
 from asgilook import store as store_module
 from asgilook.app import create_app
+from asgilook.cache import RedisCache
 from asgilook.config import Config
 from asgilook.journal import Journal
 from tests.conftest import FIRST_IDS
@@ -184,8 +185,8 @@ def test_replacing_keeps_no_old_token(config):
 
 
 @pytest.fixture
-def two_workers(storage_path):
-    """Two apps on one storage directory and one (fake) Redis server."""
+def new_worker(storage_path):
+    """Make apps on one storage directory and one (fake) Redis server."""
     server = fakeredis.FakeServer()
 
     def make():
@@ -194,7 +195,12 @@ def two_workers(storage_path):
         config.redis_from_url = lambda url: fakeredis.FakeAsyncRedis(server=server)
         return falcon.testing.TestClient(create_app(config))
 
-    return make(), make()
+    return make
+
+
+@pytest.fixture
+def two_workers(new_worker):
+    return new_worker(), new_worker()
 
 
 def test_workers_see_uploads_and_deletions_at_once(two_workers):
@@ -252,3 +258,39 @@ def test_storage_failures_are_clear_5xx_and_leave_nothing(
     listing = client.simulate_get('/images')
     assert listing.status_code == status
     assert listing.json['title'] == title
+
+
+@pytest.mark.parametrize('method', ['POST', 'DELETE'])
+def test_a_worker_dying_after_its_change_leaves_no_stale_cache(
+    new_worker, monkeypatch, method
+):
+    two = new_worker()
+    document = upload(two, draw_image((256, 256)))
+    uris = ['/images', document['image'], document['thumbnails'][0]]
+    for uri in uris:  # cached by the other worker
+        two.simulate_get(uri)
+        assert two.simulate_get(uri).headers['X-ASGILook-Cache'] == 'Hit'
+
+    # The worker dies right after its change is committed: the invalidation
+    # that follows the responder never happens.
+    async def died(self, req, resp, resource, req_succeeded):
+        pass
+
+    monkeypatch.setattr(RedisCache, 'process_response', died)
+    one = new_worker()
+    if method == 'POST':
+        upload(one)
+        expected = 2
+    else:
+        headers = {'Authorization': f'Bearer {document["delete_token"]}'}
+        assert (
+            one.simulate_delete(document['image'], headers=headers).status_code == 204
+        )
+        expected = 0
+
+    listing = two.simulate_get('/images')
+    assert listing.headers['X-ASGILook-Cache'] == 'Miss'
+    assert len(listing.json) == expected
+    if method == 'DELETE':
+        for uri in uris[1:]:
+            assert two.simulate_get(uri).status_code == 404

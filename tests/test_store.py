@@ -11,6 +11,7 @@ from asgilook import store as store_module
 from asgilook.errors import ImageNotFound
 from asgilook.errors import StorageFull
 from asgilook.errors import StorageUnavailable
+from asgilook.journal import Journal
 from asgilook.store import Image
 from asgilook.store import Store
 from tests.conftest import draw_image
@@ -149,3 +150,20 @@ def test_running_out_of_memory_is_not_blamed_on_the_upload(monkeypatch):
     monkeypatch.setattr(PIL.Image, 'open', exhausted)
     with pytest.raises(MemoryError):
         pixels.convert(b'any bytes', 50_000_000)
+
+
+def test_a_journal_that_cannot_be_written_leaves_no_file(store, tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Journal, 'put', full)
+    with pytest.raises(StorageFull):
+        asyncio.run(store.save('unrecorded', draw_image((128, 128))))
+    assert files_in(tmp_path / 'images') == []
+
+
+def test_delete_without_a_cache_hook(store, tmp_path):
+    image, token = asyncio.run(store.save('plain', draw_image((128, 128))))
+    asyncio.run(store.delete('plain', token))
+    assert asyncio.run(store.list_images()) == []
+    assert files_in(tmp_path / 'images') == []
