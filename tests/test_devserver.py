@@ -64,6 +64,9 @@ def _start(tmp_path, env_overrides, command):
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO,
+        # A process group of its own, as a shell gives a command: Ctrl-C is
+        # a SIGINT to the whole group.
+        start_new_session=True,
     )  # fmt: skip
     wait_for_port(port, process, timeout=60)
     return process, f'http://127.0.0.1:{port}'
@@ -124,14 +127,22 @@ def test_an_existing_redis_is_used_instead(start_devserver, redis_server):
     assert 'private Redis' not in process.stdout.read()
 
 
-def test_make_run_stops_everything_on_sigterm(start_devserver):
+@pytest.mark.parametrize(
+    'stop',
+    [
+        lambda process: process.send_signal(signal.SIGTERM),
+        lambda process: os.killpg(process.pid, signal.SIGINT),
+    ],
+    ids=['sigterm-to-make', 'ctrl-c'],
+)
+def test_make_run_stops_everything(start_devserver, stop):
     process, url = start_devserver(command=['make', '--no-print-directory', 'run'])
     redis_port = private_redis_port(process)
     exercise(url)
     descendants = psutil.Process(process.pid).children(recursive=True)
     assert len(descendants) == 3  # devserver, uvicorn and redis-server
 
-    process.send_signal(signal.SIGTERM)
+    stop(process)
     process.wait(30)
     assert wait_gone(descendants) == []
     assert not port_open(redis_port)
