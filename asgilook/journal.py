@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 import threading
 import time
 import uuid
@@ -37,6 +38,7 @@ from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
 from typing import BinaryIO
+from typing import TypeVar
 
 from asgilook.errors import DeleteForbidden
 from asgilook.errors import ImageNotFound
@@ -45,6 +47,9 @@ from asgilook.errors import UnknownCursor
 logger = logging.getLogger(__name__)
 
 Size = tuple[int, int]
+#: What tells one state of the journal file from another: inode, size, mtime.
+State = tuple[int, int, int]
+T = TypeVar('T')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +82,15 @@ def _header() -> bytes:
     return _line({'op': 'journal', 'id': uuid.uuid4().hex})
 
 
+class Behind(Exception):
+    """The in-memory index may be behind the journal."""
+
+
+def _identity(stat: os.stat_result) -> State:
+    """What tells one state of the journal file from another."""
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 def fsync_directory(path: pathlib.Path) -> None:
     """Make a rename or unlink in ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -95,6 +109,7 @@ class Journal:
     FILE = 'journal.jsonl'
     LOCK = 'journal.lock'
     IMAGES = 'images'
+    THUMBNAILS = 'thumbnails'
     # Compact when dead lines outnumber live ones and are at least this many.
     COMPACT_MIN_DEAD = 1000
     # An unreferenced file younger than this may belong to an upload that is
@@ -105,12 +120,16 @@ class Journal:
         self.root = root
         self.images = root / self.IMAGES
         self.images.mkdir(parents=True, exist_ok=True)
+        self.thumbnails = root / self.THUMBNAILS
+        self.thumbnails.mkdir(exist_ok=True)
         self._path = root / self.FILE
         self._lock_path = root / self.LOCK
         self._mutex = threading.RLock()
         self._reset(header=None)
 
     def _reset(self, header: bytes | None) -> None:
+        # What the journal's stat said when the index last caught up with it.
+        self._seen: State | None = None
         self._header = header
         self._offset = len(header or b'')
         self._entries: dict[str, Entry] = {}
@@ -135,11 +154,12 @@ class Journal:
                     header = b''
                 if header != self._header:
                     self._reset(header or None)
-                size = os.fstat(journal.fileno()).st_size
-                if size == self._offset:
+                stat = os.fstat(journal.fileno())
+                if stat.st_size == self._offset:
+                    self._seen = _identity(stat)
                     return
                 journal.seek(self._offset)
-                data = journal.read()
+                data = journal.read(stat.st_size - self._offset)
         except FileNotFoundError:
             self._reset(None)
             return
@@ -149,6 +169,7 @@ class Journal:
         for line in data[:end].splitlines():
             self._apply(line)
         self._offset += end
+        self._seen = _identity(stat)
 
     def _apply(self, line: bytes) -> None:
         try:
@@ -191,6 +212,35 @@ class Journal:
         del self._order[bisect.bisect_left(self._order, seq)]
         self._dead += 1
 
+    def peek(self, image_id: str) -> Entry | None:
+        """The image's entry as of now, if one ``stat`` shows the index is current.
+
+        This is for the event loop's fast path: it never reads the journal,
+        which may be long. The journal's inode, size and modification time
+        are what they were when the index last caught up, or the index may be
+        behind.
+
+        Raises:
+            Behind: the index may be behind; call :meth:`get` (in a thread).
+        """
+        return self._fresh(lambda: self._entries.get(image_id))
+
+    def _fresh(self, answer: Callable[[], T]) -> T:
+        """``answer()``, if the index is current; else raise Behind."""
+        # NOTE: Never waits for the lock: a thread that holds it may be
+        #   reading the whole journal.
+        if not self._mutex.acquire(blocking=False):
+            raise Behind
+        try:
+            stat = os.stat(self._path)
+            if _identity(stat) != self._seen:
+                raise Behind
+            return answer()
+        except OSError as ex:
+            raise Behind from ex
+        finally:
+            self._mutex.release()
+
     def get(self, image_id: str) -> Entry | None:
         """The image's entry as of now, or None."""
         with self._mutex:
@@ -199,6 +249,15 @@ class Journal:
 
     def page(self, limit: int | None = None, after: str | None = None) -> list[Entry]:
         """Up to ``limit`` entries in upload order, following image ``after``."""
+        return self.snapshot(limit, after)[0]
+
+    def snapshot(
+        self, limit: int | None = None, after: str | None = None
+    ) -> tuple[list[Entry], State | None]:
+        """A :meth:`page`, and the state of the journal it was read from.
+
+        The same state, told by :meth:`state` later, means the same page.
+        """
         with self._mutex:
             self._catch_up()
             start = 0
@@ -210,9 +269,18 @@ class Journal:
                     )
                 start = bisect.bisect_right(self._order, self._seqs[after])
             stop = None if limit is None else start + limit
-            return [
+            entries = [
                 self._entries[self._ids_by_seq[seq]] for seq in self._order[start:stop]
             ]
+            return entries, self._seen
+
+    def state(self) -> State | None:
+        """The journal's state, if one ``stat`` shows the index is current.
+
+        Raises:
+            Behind: as :meth:`peek`.
+        """
+        return self._fresh(lambda: self._seen)
 
     # Writing
 
@@ -269,7 +337,7 @@ class Journal:
             entry = Entry(image_id, file, size, modified, token_hash)
             self._write(journal, _put_record(entry))
         if replaced is not None:
-            self.discard(replaced.file)
+            self.discard_version(replaced.file)
         return entry
 
     def check(self, image_id: str, allowed: Callable[[Entry], bool]) -> Entry:
@@ -301,13 +369,22 @@ class Journal:
             #   replaced, with a new token, since any earlier check.
             entry = self.check(image_id, allowed)
             self._write(journal, {'op': 'del', 'id': image_id})
-        self.discard(entry.file)
+        self.discard_version(entry.file)
         return entry
 
     def discard(self, name: str) -> None:
         """Remove a file of ``images/`` if it is there."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.images / name)
+
+    def thumbnails_of(self, file: str) -> pathlib.Path:
+        """The directory of the thumbnails of the version whose original is ``file``."""
+        return self.thumbnails / file.removesuffix('.jpeg')
+
+    def discard_version(self, file: str) -> None:
+        """Remove a version's original ``file`` and its thumbnails."""
+        self.discard(file)
+        shutil.rmtree(self.thumbnails_of(file), ignore_errors=True)
 
     def _compact_if_worth_it(self) -> None:
         if self._dead < max(self.COMPACT_MIN_DEAD, len(self._entries)):
@@ -333,3 +410,11 @@ class Journal:
                 if item.name not in referenced and item.stat().st_mtime < cutoff:
                     logger.info('Removing orphaned file %s', item.name)
                     self.discard(item.name)
+        with os.scandir(self.thumbnails) as found:
+            for item in found:
+                if (
+                    f'{item.name}.jpeg' not in referenced
+                    and item.stat().st_mtime < cutoff
+                ):
+                    logger.info('Removing orphaned thumbnails %s', item.name)
+                    shutil.rmtree(item.path, ignore_errors=True)

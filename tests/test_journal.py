@@ -10,6 +10,7 @@ import pytest
 from asgilook.errors import DeleteForbidden
 from asgilook.errors import ImageNotFound
 from asgilook.errors import UnknownCursor
+from asgilook.journal import Behind
 from asgilook.journal import Journal
 
 
@@ -156,16 +157,32 @@ def test_compaction_removes_old_orphans_only(tmp_path, monkeypatch):
     journal = Journal(tmp_path)
     old = journal.images / 'crashed-long-ago.jpeg'
     young = journal.images / 'upload-waiting-for-the-lock.jpeg'
-    old.write_bytes(b'x')
-    young.write_bytes(b'x')
+    old_thumbnails = journal.thumbnails / 'crashed-long-ago'
+    young_thumbnails = journal.thumbnails / 'upload-waiting-for-the-lock'
+    for path in (old, young):
+        path.write_bytes(b'x')
+    for path in (old_thumbnails, young_thumbnails):
+        path.mkdir()
+        (path / '80x40.jpeg').write_bytes(b'x')
     an_hour_and_more = time.time() - Journal.ORPHAN_GRACE_SECONDS - 60
-    os.utime(old, (an_hour_and_more, an_hour_and_more))
+    for path in (old, old_thumbnails):
+        os.utime(path, (an_hour_and_more, an_hour_and_more))
 
     for _ in range(3):
-        put(journal, 'a')
+        entry = put(journal, 'a')
+    # The live version's thumbnails stay, however old.
+    live = journal.thumbnails_of(entry.file)
+    live.mkdir()
+    os.utime(live, (an_hour_and_more, an_hour_and_more))
+    for _ in range(3):
+        entry = put(journal, 'b')
+        journal.delete('b', lambda entry: True)
 
     assert not old.exists()
+    assert not old_thumbnails.exists()
     assert young.exists()
+    assert young_thumbnails.exists()
+    assert live.exists()
     assert ids(journal) == ['a']
 
 
@@ -176,3 +193,39 @@ def test_a_vanished_journal_empties_the_index(tmp_path):
     os.unlink(tmp_path / Journal.FILE)
     assert ids(journal) == []
     assert journal.get('a') is None
+
+
+def test_peek_answers_from_memory_only_while_the_journal_is_unchanged(tmp_path):
+    journal = Journal(tmp_path)
+    other = Journal(tmp_path)
+    with pytest.raises(Behind):
+        journal.peek('a')  # Never caught up yet.
+    put(journal, 'a')
+    assert journal.peek('a').image_id == 'a'
+    assert journal.peek('b') is None
+
+    put(other, 'b')
+    with pytest.raises(Behind):
+        journal.peek('b')
+    assert journal.get('b').image_id == 'b'
+    assert journal.peek('b').image_id == 'b'
+
+
+def test_peek_never_waits_for_a_thread_that_reads_the_journal(tmp_path):
+    journal = Journal(tmp_path)
+    put(journal, 'a')
+    with concurrent.futures.ThreadPoolExecutor(1) as reader:
+        holding = reader.submit(journal._mutex.acquire)
+        assert holding.result()
+        with pytest.raises(Behind):
+            journal.peek('a')
+        reader.submit(journal._mutex.release).result()
+    assert journal.peek('a').image_id == 'a'
+
+
+def test_a_vanished_journal_makes_peek_unsure(tmp_path):
+    journal = Journal(tmp_path)
+    put(journal, 'a')
+    os.unlink(tmp_path / Journal.FILE)
+    with pytest.raises(Behind):
+        journal.peek('a')
