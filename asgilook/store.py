@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime
 import errno
 import hashlib
@@ -13,11 +14,11 @@ import pathlib
 import secrets
 from collections.abc import Awaitable
 from collections.abc import Callable
-from collections.abc import Iterator
+from collections.abc import Iterable
 from typing import Any
 from typing import TypeVar
+from typing import cast
 
-import aiofiles
 import falcon
 
 from asgilook import pixels
@@ -25,9 +26,11 @@ from asgilook.config import Config
 from asgilook.errors import ImageNotFound
 from asgilook.errors import StorageFull
 from asgilook.errors import StorageUnavailable
+from asgilook.journal import Behind
 from asgilook.journal import Entry
 from asgilook.journal import Journal
 from asgilook.journal import fsync_directory
+from asgilook.memory import Unsure
 from asgilook.pixels import Size
 
 T = TypeVar('T')
@@ -35,7 +38,7 @@ Commit = Callable[[], Awaitable[None]]
 
 
 class Image:
-    """One stored picture: its id, pixel size and time of upload."""
+    """One stored version of a picture: its id, pixel size and time of upload."""
 
     def __init__(
         self,
@@ -62,19 +65,42 @@ class Image:
     def uri(self) -> str:
         return f'/images/{self.image_id}.jpeg'
 
+    @property
+    def version(self) -> str:
+        """What tells this version of the picture from every other one."""
+        return self.path.stem.partition('.')[2] or '0'
+
+    def etag(self, size: Size | None = None) -> str:
+        """The strong entity tag of the original, or of one thumbnail."""
+        if size is None:
+            return f'"{self.version}"'
+        width, height = size
+        return f'"{self.version}-{width}x{height}"'
+
     def thumbnail_sizes(self) -> list[Size]:
         """The fixed series of thumbnail sizes, largest first.
 
         Each halves the previous one (mipmap style) for as long as both sides
         stay at least ``min_thumb_size`` pixels.
         """
-        return list(_reductions(self.size, self._config.min_thumb_size))
+        return pixels.thumbnail_sizes(self.size, self._config.min_thumb_size)
+
+    def thumbnail_uri(self, size: Size) -> str:
+        width, height = size
+        return f'/thumbnails/{self.image_id}/{width}x{height}.jpeg'
+
+    def thumbnail_path(self, size: Size) -> pathlib.Path:
+        """Where this version's thumbnail of ``size`` is stored."""
+        width, height = size
+        return (
+            self.path.parent.parent
+            / Journal.THUMBNAILS
+            / self.path.name.removesuffix('.jpeg')
+            / f'{width}x{height}.jpeg'
+        )
 
     def thumbnails(self) -> list[str]:
-        return [
-            f'/thumbnails/{self.image_id}/{width}x{height}.jpeg'
-            for width, height in self.thumbnail_sizes()
-        ]
+        return [self.thumbnail_uri(size) for size in self.thumbnail_sizes()]
 
     def serialize(self) -> dict[str, Any]:
         return {
@@ -83,19 +109,58 @@ class Image:
             'modified': falcon.dt_to_http(self.modified),
             'size': list(self.size),
             'thumbnails': self.thumbnails(),
+            'version': self.version,
         }
-
-
-def _reductions(size: Size, min_size: int) -> Iterator[Size]:
-    width, height = size
-    factor = 2
-    while width // factor >= min_size and height // factor >= min_size:
-        yield (width // factor, height // factor)
-        factor *= 2
 
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Blob:
+    """An open file of an image version, read in chunks as it is sent.
+
+    Holding the file open keeps its bytes readable even if the version is
+    replaced or deleted meanwhile. At most ``CHUNK`` bytes of it are in
+    memory at once, whatever its size.
+    """
+
+    CHUNK = 1024 * 1024
+
+    def __init__(self, fd: int, length: int, first: bytes) -> None:
+        self._fd: int | None = fd
+        self.length = length
+        self._first: bytes | None = first
+        self._offset = len(first)
+
+    def __aiter__(self) -> Blob:
+        return self
+
+    async def __anext__(self) -> bytes:
+        first, self._first = self._first, None
+        if first is not None:
+            return first
+        if self._fd is None or self._offset >= self.length:
+            await self.close()
+            raise StopAsyncIteration
+        loop = asyncio.get_running_loop()
+        chunk = await loop.run_in_executor(
+            None, os.pread, self._fd, self.CHUNK, self._offset
+        )
+        if not chunk:
+            # The file is shorter than it was: never for a stored version.
+            await self.close()
+            raise StopAsyncIteration
+        self._offset += len(chunk)
+        return chunk
+
+    async def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+Body = bytes | Blob
 
 
 class Store:
@@ -103,9 +168,11 @@ class Store:
 
     The directory is the one source of truth, shared by every worker and
     every machine that mounts it (see :mod:`asgilook.journal`). Each version
-    of an image is written to a file of its own, synced, renamed into place
-    and only then recorded in the journal, so a reader never sees half a file
-    and a crash leaves the complete image or nothing listed.
+    of an image is written, with its whole thumbnail series, to files of its
+    own, synced, renamed into place and only then recorded in the journal, so
+    a reader never sees half a file and a crash leaves the complete image or
+    nothing listed. A version's files never change afterwards: they are
+    served as they are, from disk.
 
     Pillow work runs in a pool of ``config.image_workers`` threads, so a burst
     of uploads waits its turn instead of decoding everything at once. The
@@ -115,9 +182,12 @@ class Store:
     """
 
     def __init__(self, config: Config) -> None:
+        self.config = config
         self._config = config
         self._journal = Journal(pathlib.Path(os.fspath(config.storage_path)))
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        # Thumbnail series being rendered after the fact, by original file.
+        self._renders: dict[str, asyncio.Task[bool]] = {}
 
     async def process_startup(self, scope: Any, event: Any) -> None:
         """Nothing to open eagerly: the thread pool starts on first use."""
@@ -156,10 +226,31 @@ class Store:
 
     async def get(self, image_id: str) -> Image:
         """Return the image with that id as of now, or raise ImageNotFound."""
-        entry = await self._disk(self._journal.get, image_id)
+        try:
+            # NOTE: One stat in the event loop, when the index is current;
+            #   cheaper than a hop to a thread, which catching up needs.
+            entry = self._journal.peek(image_id)
+        except Behind:
+            entry = await self._disk(self._journal.get, image_id)
         if entry is None:
             raise ImageNotFound(f'There is no image with the id {image_id}.')
         return self._image(entry)
+
+    def current(self, subject: str | None) -> object:
+        """The current version of an image (its file, or None), or of the index.
+
+        Never waits; this is :data:`asgilook.memory.Current`.
+
+        Raises:
+            Unsure: the index may be behind.
+        """
+        try:
+            if subject is None:
+                return self._journal.state()
+            entry = self._journal.peek(subject)
+        except Behind as ex:
+            raise Unsure from ex
+        return None if entry is None else entry.file
 
     async def list_images(
         self, limit: int | None = None, after: str | None = None
@@ -169,21 +260,30 @@ class Store:
         Raises:
             UnknownCursor: there is no image ``after``.
         """
-        entries = await self._disk(self._journal.page, limit, after)
-        return [self._image(entry) for entry in entries]
+        images, _ = await self.page(limit, after)
+        return images
+
+    async def page(
+        self, limit: int | None = None, after: str | None = None
+    ) -> tuple[list[Image], object]:
+        """As :meth:`list_images`, and the index's version it was read from."""
+        entries, state = await self._disk(self._journal.snapshot, limit, after)
+        return [self._image(entry) for entry in entries], state
 
     async def save(
         self, image_id: str, data: bytes, before_commit: Commit | None = None
     ) -> tuple[Image, str]:
-        """Convert an upload to JPEG and store it under ``image_id``.
+        """Store an upload, and its thumbnails, under ``image_id``.
 
-        An existing image with the same id is replaced and becomes the newest.
-        Nothing is written unless the upload decodes.
+        An upright sRGB JPEG is kept as it is, minus its metadata; anything
+        else is converted (see :func:`asgilook.pixels.decode`). An existing
+        image with the same id is replaced and becomes the newest. Nothing is
+        written unless the upload decodes.
 
         Args:
             image_id: The id to store the image under.
             data: The upload, in any accepted format.
-            before_commit: Awaited once the JPEG is safely on disk, just
+            before_commit: Awaited once the files are safely on disk, just
                 before the image becomes visible (the cache drops what the
                 change makes stale there).
 
@@ -191,38 +291,58 @@ class Store:
             The image, and the token that may delete it. Only a hash of the
             token is kept.
         """
-        converted, size = await self._pillow(
-            pixels.convert, data, self._config.max_pixels
+        decoded = await self._pillow(
+            pixels.decode, data, self._config.max_pixels, self._config.min_thumb_size
         )
+        name = f'{image_id}.{secrets.token_hex(6)}.jpeg'
         token = secrets.token_urlsafe(24)
-        name = await self._disk(self._write_file, image_id, converted)
         try:
+            # NOTE: Encoded at once, each in a thread of the pool: the original
+            #   (written as soon as it is ready), the largest thumbnail, the
+            #   rest. Every one is awaited, even if another failed, so that
+            #   nothing is written after the cleanup below.
+            results = await asyncio.gather(
+                self._store_original(name, decoded),
+                self._pillow(pixels.encode_largest, decoded),
+                self._pillow(pixels.encode_smaller, decoded),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            thumbnails = cast(pixels.Series, results[1]) + cast(
+                pixels.Series, results[2]
+            )
+            await self._disk(self._write_thumbnails, name, thumbnails)
             if before_commit is not None:
                 await before_commit()
             entry = await self._disk(
-                self._journal.put, image_id, name, size, _token_hash(token)
+                self._journal.put, image_id, name, decoded.size, _token_hash(token)
             )
         except BaseException:
-            await self._disk(self._journal.discard, name)
+            await self._disk(self._journal.discard_version, name)
             raise
         return self._image(entry), token
 
-    def _write_file(self, image_id: str, data: bytes) -> str:
-        """Write a new version's file durably; return its name."""
-        name = f'{image_id}.{secrets.token_hex(6)}.jpeg'
-        partial = self._journal.images / f'.{name}.partial'
-        try:
-            with open(partial, 'wb') as output:
-                output.write(data)
-                output.flush()
-                os.fsync(output.fileno())
-            os.replace(partial, self._journal.images / name)
-            fsync_directory(self._journal.images)
-        except BaseException:
-            self._journal.discard(name)
-            self._journal.discard(partial.name)
-            raise
-        return name
+    async def _store_original(self, name: str, decoded: pixels.Decoded) -> None:
+        original = decoded.kept
+        if original is None:
+            original = await self._pillow(pixels.encode_original, decoded)
+        await self._disk(self._write_original, name, original)
+
+    def _write_original(self, name: str, data: bytes) -> None:
+        _write_durably(self._journal.images / name, data)
+        fsync_directory(self._journal.images)
+
+    def _write_thumbnails(
+        self, name: str, thumbnails: Iterable[tuple[Size, bytes]]
+    ) -> None:
+        directory = self._journal.thumbnails_of(name)
+        directory.mkdir(exist_ok=True)
+        for (width, height), data in thumbnails:
+            _write_durably(directory / f'{width}x{height}.jpeg', data)
+        fsync_directory(directory)
+        fsync_directory(self._journal.thumbnails)
 
     async def delete(
         self, image_id: str, token: str, before_commit: Commit | None = None
@@ -248,37 +368,108 @@ class Store:
             await before_commit()
         await self._disk(self._journal.delete, image_id, allowed)
 
-    async def _load(
-        self, image_id: str, thumbnail_size: Size | None = None
-    ) -> tuple[Image, bytes]:
-        # NOTE: Another process may replace or delete the image between the
-        #   look-up and the read; its old file is gone then, so look again.
+    def check_thumbnail(self, image: Image, size: Size) -> None:
+        """Raise ImageNotFound unless ``size`` is in the image's series."""
+        if size not in image.thumbnail_sizes():
+            width, height = size
+            raise ImageNotFound(
+                f'Image {image.image_id} has no {width}x{height} thumbnail; '
+                'its sizes are listed in its "thumbnails".'
+            )
+
+    async def read(
+        self, image: Image, size: Size | None, whole_up_to: int
+    ) -> tuple[Image, Body]:
+        """Open the original (or the thumbnail of ``size``) of an image.
+
+        A file of at most ``whole_up_to`` bytes is read whole; a bigger one is
+        returned as a :class:`Blob`, to be sent in chunks. A thumbnail that is
+        missing (a version stored before thumbnails were rendered at upload)
+        is rendered now, once, and stored.
+
+        Returns:
+            The image, which is the current version if ``image`` was replaced
+            meanwhile, and the body of its file.
+        """
         for _ in range(2):
-            image = await self.get(image_id)
-            if thumbnail_size and thumbnail_size not in image.thumbnail_sizes():
-                width, height = thumbnail_size
-                raise ImageNotFound(
-                    f'Image {image_id} has no {width}x{height} thumbnail; '
-                    'its sizes are listed in its "thumbnails".'
-                )
-            try:
-                async with aiofiles.open(image.path, 'rb') as stored:
-                    data: bytes = await stored.read()
-            except FileNotFoundError:
-                continue
-            except OSError as ex:
-                raise _storage_error(ex) from ex
-            return image, data
-        raise ImageNotFound(f'The file of image {image_id} is missing.')
+            path = image.path if size is None else image.thumbnail_path(size)
+            body = await self._disk(_open, path, whole_up_to)
+            if body is None and size is not None and await self._render(image):
+                body = await self._disk(_open, path, whole_up_to)
+            if body is not None:
+                return image, body
+            # NOTE: Another process may have replaced or deleted the image
+            #   since the look-up; its old files are gone then, so look again.
+            image = await self.get(image.image_id)
+            if size is not None:
+                self.check_thumbnail(image, size)
+        raise ImageNotFound(f'The file of image {image.image_id} is missing.')
 
-    async def original(self, image_id: str) -> tuple[Image, bytes]:
-        """Return the image and its stored JPEG."""
-        return await self._load(image_id)
+    async def _render(self, image: Image) -> bool:
+        """Render and store a version's thumbnails; False if it is gone.
 
-    async def thumbnail(self, image_id: str, size: Size) -> tuple[Image, bytes]:
-        """Render one size of the image's thumbnail series as JPEG."""
-        image, data = await self._load(image_id, size)
-        return image, await self._pillow(pixels.thumbnail, data, size)
+        NOTE: Single flight: requests that find the same series missing at
+        once all wait for one render.
+        """
+        key = image.path.name
+        loop = asyncio.get_running_loop()
+        task = self._renders.get(key)
+        if task is None or task.get_loop() is not loop:
+            task = loop.create_task(self._render_series(image))
+            self._renders[key] = task
+            task.add_done_callback(lambda done: self._renders.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _render_series(self, image: Image) -> bool:
+        original = await self._disk(_read, image.path)
+        if original is None:
+            return False
+        sizes = image.thumbnail_sizes()
+        rendered = await self._pillow(pixels.thumbnails, original, sizes)
+        await self._disk(
+            self._write_thumbnails, image.path.name, zip(sizes, rendered, strict=True)
+        )
+        return True
+
+
+def _write_durably(path: pathlib.Path, data: bytes) -> None:
+    """Write a file under a temporary name, sync it, and rename it into place."""
+    partial = path.with_name(f'.{path.name}.{secrets.token_hex(4)}.partial')
+    try:
+        with open(partial, 'wb') as output:
+            output.write(data)
+            output.flush()
+            os.fsync(output.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
+
+
+def _open(path: pathlib.Path, whole_up_to: int) -> Body | None:
+    """The file's bytes, or an open :class:`Blob` of it; None if it is missing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    with contextlib.ExitStack() as closing:
+        closing.callback(os.close, fd)
+        length = os.fstat(fd).st_size
+        # NOTE: Read in this same hop to a thread: the whole file, or its
+        #   first chunk.
+        data = os.pread(fd, length if length <= whole_up_to else Blob.CHUNK, 0)
+        if length <= whole_up_to:
+            return data
+        closing.pop_all()
+        return Blob(fd, length, data)
+
+
+def _read(path: pathlib.Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def _storage_error(ex: OSError) -> StorageFull | StorageUnavailable:

@@ -1,13 +1,14 @@
-"""Peak memory of converting a 50-megapixel upload: the pipeline against the tutorial's.
+"""Peak memory of storing a 50-megapixel upload: the pipeline against the tutorial's.
 
 Run as ``.venv/bin/python bench/memory.py``. Each case is converted twice, each
-time in a fresh Python process: once by ``asgilook.pixels.convert`` and once
-by the tutorial app's three lines (``Image.open``, ``convert('RGB')``,
-``save``). The child reports its peak resident memory (``VmHWM``) before
-and after the conversion; the table shows what the conversion added, and the
-ratio of the two. The pictures are generated here, at 8660x5773 pixels (just
-under the default ``max_pixels`` of 50 million); the real photos in
-``../shared/photos/`` are added when that folder exists.
+time in a fresh Python process: once by ``asgilook.pixels.ingest`` (what an
+upload costs: the decode, the original and the whole thumbnail series) and
+once by the tutorial app's three lines (``Image.open``, ``convert('RGB')``,
+``save``), which make no thumbnails. The child reports its peak resident
+memory (``VmHWM``) before and after the conversion; the table shows what the
+conversion added, and the ratio of the two. The pictures are generated here,
+at 8660x5773 pixels (just under the default ``max_pixels`` of 50 million); the
+real photos in ``../shared/photos/`` are added when that folder exists.
 
 This is not a test: nothing is asserted, and figures vary from machine to
 machine. Compare the ratios, which are measured in one run.
@@ -56,7 +57,7 @@ def _tutorial(data: bytes) -> None:
 def _pipeline(data: bytes) -> None:
     from asgilook import pixels
 
-    pixels.convert(data, 50_000_000)
+    pixels.ingest(data, 50_000_000, 64)
 
 
 def child(method: str, path: str) -> None:

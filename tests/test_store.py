@@ -27,6 +27,12 @@ def files_in(path):
     return sorted(os.listdir(path))
 
 
+async def read_whole(store, image_id, size=None):
+    """The image and the bytes of its original (or thumbnail), read whole."""
+    image = await store.get(image_id)
+    return await store.read(image, size, whole_up_to=2**40)
+
+
 def test_images_survive_a_new_store_on_the_same_directory(config, store, tmp_path):
     async def fill():
         for image_id in ('a', 'b', 'c'):
@@ -76,6 +82,7 @@ def test_a_failed_write_is_a_storage_error_and_leaves_nothing(
         asyncio.run(store.save('doomed', draw_image()))
 
     assert files_in(tmp_path / 'images') == []
+    assert files_in(tmp_path / 'thumbnails') == []
     assert asyncio.run(store.list_images()) == []
 
 
@@ -85,27 +92,22 @@ def test_an_unreadable_file_is_a_storage_error(store, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(errno.EACCES, 'Permission denied')
 
-    monkeypatch.setattr(store_module.aiofiles, 'open', refuse)
+    monkeypatch.setattr(store_module, '_open', refuse)
     with pytest.raises(StorageUnavailable, match='Permission denied'):
-        asyncio.run(store.original('locked'))
+        asyncio.run(read_whole(store, 'locked'))
 
 
 def test_a_replacement_between_lookup_and_read_is_followed(config, store):
     asyncio.run(store.save('moving', draw_image((128, 128))))
     other_worker = Store(config)
-    real_get = store.get
-    looked = []
 
-    async def get_then_replace(image_id):
-        image = await real_get(image_id)
-        if not looked:
-            await other_worker.save(image_id, draw_image((256, 256)))
-        looked.append(image.size)
-        return image
+    async def look_up_then_read():
+        image = await store.get('moving')
+        await other_worker.save('moving', draw_image((256, 256)))
+        return image, await store.read(image, None, whole_up_to=2**40)
 
-    store.get = get_then_replace
-    image, data = asyncio.run(store.original('moving'))
-    assert looked == [(128, 128), (256, 256)]
+    looked_up, (image, data) = asyncio.run(look_up_then_read())
+    assert looked_up.size == (128, 128)
     assert image.size == (256, 256)
     with PIL.Image.open(io.BytesIO(data)) as decoded:
         assert decoded.size == (256, 256)
@@ -115,14 +117,14 @@ def test_a_listed_image_whose_file_vanished_is_not_found(store, tmp_path):
     image, _ = asyncio.run(store.save('vanishing', draw_image((128, 128))))
     os.unlink(image.path)
     with pytest.raises(ImageNotFound, match='file of image vanishing is missing'):
-        asyncio.run(store.original('vanishing'))
+        asyncio.run(read_whole(store, 'vanishing'))
 
 
 def test_pool_serves_many_operations_and_restarts_after_shutdown(store):
     async def lifespan(ids):
         for image_id in ids:
             await store.save(image_id, draw_image((256, 128)))
-        thumbs = [await store.thumbnail(image_id, (128, 64)) for image_id in ids]
+        thumbs = [await read_whole(store, image_id, (128, 64)) for image_id in ids]
         await store.process_shutdown(None, None)
         return thumbs
 
@@ -160,6 +162,7 @@ def test_a_journal_that_cannot_be_written_leaves_no_file(store, tmp_path, monkey
     with pytest.raises(StorageFull):
         asyncio.run(store.save('unrecorded', draw_image((128, 128))))
     assert files_in(tmp_path / 'images') == []
+    assert files_in(tmp_path / 'thumbnails') == []
 
 
 def test_delete_without_a_cache_hook(store, tmp_path):
@@ -167,3 +170,17 @@ def test_delete_without_a_cache_hook(store, tmp_path):
     asyncio.run(store.delete('plain', token))
     assert asyncio.run(store.list_images()) == []
     assert files_in(tmp_path / 'images') == []
+    assert files_in(tmp_path / 'thumbnails') == []
+
+
+def test_a_file_that_cannot_be_synced_leaves_nothing(store, tmp_path, monkeypatch):
+    def broken(fd):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, 'fsync', broken)
+    with pytest.raises(StorageUnavailable, match='Input/output error'):
+        asyncio.run(store.save('unsynced', draw_image((256, 256))))
+    monkeypatch.undo()
+    assert files_in(tmp_path / 'images') == []
+    assert files_in(tmp_path / 'thumbnails') == []
+    assert asyncio.run(store.list_images()) == []
