@@ -9,6 +9,7 @@ import falcon
 import falcon.asgi
 
 from asgilook.cache import RedisCache
+from asgilook.conditional import ConditionalRequests
 from asgilook.config import Config
 from asgilook.errors import DeleteForbidden
 from asgilook.errors import ImageNotFound
@@ -20,6 +21,7 @@ from asgilook.errors import UnknownCursor
 from asgilook.errors import UnsupportedImage
 from asgilook.images import Images
 from asgilook.images import Thumbnails
+from asgilook.memory import ResponseMemory
 from asgilook.store import Store
 
 # NOTE: Falcon picks the handler of the most specific class in an error's MRO,
@@ -45,16 +47,40 @@ def _error_handler(http_error: Callable[..., falcon.HTTPError], title: str) -> A
     return handle
 
 
+class App(falcon.asgi.App):  # type: ignore[type-arg]
+    """Falcon's ASGI app, with remembered image responses answered in front.
+
+    A GET or HEAD that :class:`~asgilook.memory.ResponseMemory` can answer
+    (an image version's original or thumbnail given before, still current)
+    is answered before Falcon builds its request and response objects: the
+    hot path of an image service. Everything else is Falcon's.
+    """
+
+    def __init__(self, memory: ResponseMemory, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._memory = memory
+
+    async def __call__(  # type: ignore[override]
+        self, scope: dict[str, Any], receive: Any, send: Any
+    ) -> None:
+        if scope['type'] == 'http' and await self._memory.replay(scope, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     """Build the ASGI app; with no config, a default ``Config()``."""
     config = config or Config()
     store = Store(config)
-    cache = RedisCache(config)
+    memory = ResponseMemory(config.memory_cache, store.current)
+    cache = RedisCache(config, memory)
     images = Images(config, store)
     thumbnails = Thumbnails(store)
 
-    middleware: list[Any] = [store, cache]
-    app = falcon.asgi.App(middleware=middleware)
+    # NOTE: Falcon runs process_response in reverse order: the cache first,
+    #   then the conditional requests, which so see cached answers too.
+    middleware: list[Any] = [store, ConditionalRequests(), cache]
+    app = App(memory, middleware=middleware)
     app.add_route('/images', images)
     app.add_route('/images/{image_id:uuid}.jpeg', images, suffix='image')
     app.add_route(

@@ -1,147 +1,160 @@
-"""Response cache in Redis, as a Falcon middleware that lives on the lifespan.
+"""The response cache: whole responses in Redis, as a Falcon middleware.
 
 Redis is an accelerator here, never a dependency: when it is down, paused or
-unreachable, every request is still answered, by the app, only more slowly.
+unreachable, every request is still answered, by the app, only more slowly
+(see :mod:`asgilook.guard`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import time
-from collections.abc import Awaitable
-from collections.abc import Callable
-from collections.abc import Iterable
+import secrets
 from typing import Any
-from typing import TypeVar
 from typing import cast
 
 import falcon.asgi
 import msgpack
-import redis.exceptions
 
 from asgilook.config import Config
+from asgilook.guard import FAILURES
+from asgilook.guard import RedisGuard
+from asgilook.guard import Unavailable
+from asgilook.memory import Remembered
+from asgilook.memory import ResponseMemory
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar('T')
-
-# NOTE: What a Redis that is down, restarting, paused or misbehaving makes a
-#   command raise: redis-py's own errors (connection, timeout, READONLY, ...),
-#   plain socket errors, and the TimeoutError of asyncio.timeout (an OSError,
-#   spelt out for the reader).
-_FAILURES = (redis.exceptions.RedisError, OSError, TimeoutError)
+Headers = list[tuple[str, str]]
 
 
-class _Unavailable(Exception):
-    """Redis was skipped (breaker open) or failed: go on without the cache."""
+@dataclasses.dataclass(frozen=True)
+class Versioned:
+    """What a responder says of a response: the version of what it shows.
+
+    Such a response stays right while that version is current (see
+    :data:`asgilook.memory.Current`), so this process may answer it again
+    from memory until then.
+    """
+
+    #: The canonical request target that the response answers.
+    key: str
+    #: An image id, or None for the listing.
+    subject: str | None
+    #: The image's file, or the index's state.
+    version: object
 
 
 class RedisCache:
-    """Cache successful GET responses in Redis, serialised with msgpack.
+    """Cache whole GET responses in Redis, serialised with msgpack.
 
-    An entry is ``[content_type, body]`` under ``PREFIX`` + the request target
-    (path and query string). Every response says in ``CACHE_HEADER`` whether
-    it came from the cache (``Hit``), from the app (``Miss``), or from the app
-    while Redis could not be used (``Bypass``).
+    Two kinds of responses are cached:
 
-    Responders may name what a response shows as tags in
-    ``resp.context.cache_tags`` (for example ``image:<id>``); a later request
-    that changes those things lists the same tags in
-    ``resp.context.invalidate_tags``, and every cached response carrying one of
-    them is dropped, whichever path it was cached under.
+    * Responses of a resource that has a ``cache_key(req, params)`` method
+      (the listing): the whole response, ``[content_type, body, status,
+      headers, stamp]``, under ``PREFIX`` + its canonical key, where
+      ``stamp`` is the generation it was rendered in. A lookup reads the entry
+      together with ``GENERATION_KEY`` (one ``MGET``) and serves it only if
+      the stamp is still the generation. Every invalidation sets a new,
+      random generation, so a render that an invalidation overtook is never
+      served, whoever stored it, and nothing needs to be deleted one by one.
+    * Other responses whose responder set ``resp.context.versioned`` (an
+      image or a thumbnail): their entry is the response without its body,
+      whose bytes live in the image version's file; the first GET stores it
+      and says ``Miss``, a GET that finds the same entry says ``Hit``. A GET
+      that finds another version's entry replaces it and says ``Miss``.
 
-    Faults: every cache operation gets ``config.redis_timeout`` seconds in
-    all. After a failure, Redis is left alone for ``RETRY_INTERVAL`` seconds
-    (a circuit breaker); then one request probes it again. An invalidation
-    that could not reach Redis makes the next successful probe drop every
-    entry before any ``Hit`` is served again.
+    A response with ``resp.context.versioned`` and a body of at most
+    ``config.cache_max_entry`` bytes is also kept whole in this process's
+    :class:`~asgilook.memory.ResponseMemory`, which answers repeats without
+    Falcon or Redis while its version is current.
 
-    Races: ``GENERATION_KEY`` counts invalidations. A lookup that misses
-    reads it with the entry, and the response is stored only if it has not
-    moved since (WATCH/MULTI/EXEC), so a render that an invalidation overtook
-    is never stored.
+    Every response says in ``CACHE_HEADER`` whether it came from the cache
+    (``Hit``), from the app (``Miss``), or from the app while Redis could not
+    be used (``Bypass``). ``HEAD`` is answered like ``GET`` but never stored.
+    Entries over ``config.cache_max_entry`` bytes are never stored.
     """
 
     PREFIX = 'asgilook:'
-    TAG_PREFIX = 'asgilook-tag:'
-    # NOTE: Outside PREFIX on purpose: the outage flush deletes PREFIX*, and a
-    #   counter that fell back to an old value could match a stale reading.
+    # NOTE: Outside PREFIX, so that a user's SCAN of entries skips it.
     GENERATION_KEY = 'asgilook-generation'
     INVALIDATE_ON = frozenset({'DELETE', 'POST', 'PUT'})
     CACHE_HEADER = 'X-ASGILook-Cache'
     TTL = 3600
-    # NOTE: Short, because a probe against a Redis that answers costs nothing
-    #   and brings caching back; against a hung one, it costs one request one
-    #   timeout per interval in each worker.
-    RETRY_INTERVAL = 1.0
-    FLUSH_BATCH = 1000
-    # Seconds between cancels of an operation that overran its timeout.
-    CANCEL_GRACE = 0.01
+    # Headers that an entry keeps apart from its list of headers, or never.
+    _SEPARATE = frozenset({'content-type', 'content-length', 'x-asgilook-cache'})
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, memory: ResponseMemory | None = None) -> None:
         self._config = config
         # NOTE: One client for the app's whole life: falcon.testing runs a new
         #   lifespan (and event loop) around every simulate_* call, and a test
         #   factory may hand out a new fake server on every call.
         self._redis = config.redis_from_url(config.redis_host)
-        # The circuit breaker: None while Redis answers, else the monotonic
-        # time from which the next operation may probe it again.
-        self._retry_at: float | None = None
-        # Invalidations that did not reach Redis, and how many of them the
-        # last completed flush covers; more missed than flushed means any
-        # entry may be stale.
-        self._missed = 0
-        self._flushed = 0
+        self._guard = RedisGuard(config.redis_timeout, logger, self._new_generation)
+        self._memory = memory
 
     async def process_startup(self, scope: Any, event: Any) -> None:
         # NOTE: The ping always goes out, breaker or not (one per lifespan),
         #   and its failure only opens the breaker: the app starts without
         #   Redis and picks it up later.
         try:
-            await self._call(self._redis.ping, probe=True)
-        except _Unavailable:
+            await self._guard.call(self._redis.ping, probe=True)
+        except Unavailable:
             pass
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:
         try:
-            await self._timed(self._redis.aclose())
-        except _FAILURES as ex:
-            logger.warning('Could not close the Redis client: %s', self._reason(ex))
-
-    def _key(self, req: falcon.asgi.Request) -> str:
-        target = req.path
-        if req.query_string:
-            target = f'{target}?{req.query_string}'
-        return f'{self.PREFIX}{target}'
+            await self._guard.timed(self._redis.aclose())
+        except FAILURES as ex:
+            logger.warning(
+                'Could not close the Redis client: %s', self._guard.reason(ex)
+            )
 
     async def process_request(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
-        resp.context.cached = False
-        # The generation a miss read: set only when the lookup reached Redis.
-        resp.context.cache_generation = None
         resp.set_header(self.CACHE_HEADER, 'Miss')
+        resp.context.cache_key = None
         if req.method in self.INVALIDATE_ON:
             resp.context.before_commit = lambda: self._invalidate_for(req, resp)
-        if req.method != 'GET':
-            return
 
-        key = self._key(req)
+    async def process_resource(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        resource: object,
+        params: dict[str, Any],
+    ) -> None:
+        if req.method != 'GET' and req.method != 'HEAD':
+            return
+        cache_key = getattr(resource, 'cache_key', None)
+        key = cache_key(req, params) if cache_key is not None else None
+        if key is None:
+            return
+        key = f'{self.PREFIX}{key}'
+        resp.context.cache_key = key
+        resp.context.cache_stamp = None
         try:
-            data, generation = await self._call(
+            data, stamp = await self._guard.call(
                 lambda: self._redis.mget(key, self.GENERATION_KEY)
             )
-        except _Unavailable:
+        except Unavailable:
             resp.set_header(self.CACHE_HEADER, 'Bypass')
             return
+        # The generation the render will be stamped with (empty: there is none
+        # yet, and the store makes one).
+        resp.context.cache_stamp = stamp or b''
         entry = None if data is None else _decode(key, cast(bytes, data))
-        if entry is None:
-            resp.context.cache_generation = generation or b'0'
+        if entry is None or stamp is None or entry.stamp != stamp:
             return
-        resp.content_type, resp.data = entry
+        resp.content_type = entry.content_type
+        resp.data = entry.body
+        resp.status = entry.status
+        for name, value in entry.headers:
+            resp.set_header(name, value)
         resp.complete = True
-        resp.context.cached = True
+        resp.context.cache_key = None
         resp.set_header(self.CACHE_HEADER, 'Hit')
 
     async def process_response(
@@ -155,37 +168,75 @@ class RedisCache:
             return
         if req.method in self.INVALIDATE_ON:
             await self._invalidate_for(req, resp)
-        elif (
-            req.method == 'GET' and not resp.context.cached and resp.status_code == 200
-        ):
-            await self._store(req, resp)
+            return
+        versioned: Versioned | None = getattr(resp.context, 'versioned', None)
+        if resp.context.cache_key is not None:
+            if req.method == 'GET':
+                await self._store(resp)
+        elif versioned is not None:
+            await self._given(req, resp, versioned)
+        if versioned is not None and req.method == 'GET' and resp.status_code == 200:
+            self._remember(req, resp, versioned)
+
+    def _remember(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, versioned: Versioned
+    ) -> None:
+        """Keep a response in this process's memory, if it was asked for by its key.
+
+        NOTE: Only by its canonical spelling: other spellings of a URL would
+        each take memory for the same response.
+        """
+        if self._memory is None or _target(req) != versioned.key:
+            return
+        body = resp.data
+        length = len(body) if body is not None else int(resp.content_length or 0)
+        if length > self._config.cache_max_entry:
+            body = None
+        self._memory.remember(
+            versioned.key,
+            Remembered.of(
+                versioned.subject,
+                versioned.version,
+                resp.content_type or '',
+                _headers(resp),
+                body,
+                length,
+            ),
+        )
 
     async def _invalidate_for(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
-        """Drop the request's own entry and everything its invalidate_tags name.
+        """Make every cached whole response stale, and drop the request's own.
 
         It runs after the responder and also, through
         ``resp.context.before_commit``, just before the store makes the change
-        visible: a process that dies between the two has still dropped what
-        its change makes stale.
+        visible: a process that dies between the two has still made stale
+        what its change affects.
         """
-        # NOTE: Shielded: if the request is cancelled (a server that cancels
-        #   on disconnect), the invalidation still finishes, or records that
-        #   it could not.
-        invalidated = await asyncio.shield(
-            self._invalidate(
-                [self._key(req)], getattr(resp.context, 'invalidate_tags', ())
-            )
-        )
-        if not invalidated:
+        key = f'{self.PREFIX}{req.path}'
+        try:
+            # NOTE: Shielded: if the request is cancelled (a server that
+            #   cancels on disconnect), the invalidation still finishes, or
+            #   records that it could not.
+            await asyncio.shield(self._guard.call(lambda: self._invalidate(key)))
+        except Unavailable:
+            self._guard.owe_repair()
             resp.set_header(self.CACHE_HEADER, 'Bypass')
 
-    async def _store(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response
-    ) -> None:
-        generation = resp.context.cache_generation
-        if generation is None:
+    async def _invalidate(self, key: str) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.GENERATION_KEY, _generation())
+            pipe.delete(key)
+            await pipe.execute()
+
+    async def _new_generation(self) -> None:
+        """The repair after an outage: every entry stored before it is stale."""
+        await self._redis.set(self.GENERATION_KEY, _generation())
+
+    async def _store(self, resp: falcon.asgi.Response) -> None:
+        stamp = resp.context.cache_stamp
+        if stamp is None or resp.status_code != 200:
             # NOTE: Without the generation of the lookup, nothing proves that
             #   this render is younger than the last invalidation.
             return
@@ -193,202 +244,120 @@ class RedisCache:
         if body is None:
             # NOTE: A streamed body cannot be replayed, so it is not cached.
             return
-        key = self._key(req)
-        entry = msgpack.packb([resp.content_type, body], use_bin_type=True)
-        tag_keys = [
-            f'{self.TAG_PREFIX}{tag}' for tag in getattr(resp.context, 'cache_tags', ())
-        ]
+        key = resp.context.cache_key
+        headers = _headers(resp)
         try:
-            await self._call(
-                lambda: self._store_if_current(key, entry, tag_keys, generation)
+            if not stamp:
+                stamp = await self._guard.call(self._first_generation)
+                if stamp is None:
+                    return
+            entry = msgpack.packb(
+                [resp.content_type, body, 200, headers, stamp], use_bin_type=True
             )
-        except _Unavailable:
+            if len(entry) > self._config.cache_max_entry:
+                return
+            await self._guard.call(lambda: self._redis.set(key, entry, ex=self.TTL))
+        except Unavailable:
             resp.set_header(self.CACHE_HEADER, 'Bypass')
 
-    async def _store_if_current(
+    async def _first_generation(self) -> bytes | None:
+        """A generation for a render looked up when Redis had none (it was empty).
+
+        NOTE: Only a generation made here will do: if another one is there by
+        now, an invalidation set it after the lookup, and the render may
+        already be stale.
+        """
+        generation = _generation()
+        if await self._redis.set(self.GENERATION_KEY, generation, nx=True):
+            return generation
+        return None
+
+    async def _given(
         self,
-        key: str,
-        entry: bytes,
-        tag_keys: list[str],
-        generation: bytes,
-    ) -> bool:
-        """Store ``entry`` unless an invalidation came after ``generation``.
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        versioned: Versioned,
+    ) -> None:
+        """Say whether an image version's response was given before.
 
-        Returns:
-            Whether the entry was stored.
+        This process's memory answers first; Redis tells whether any process
+        gave it. A GET that gives it records that in Redis.
         """
-        # NOTE: Leaving the block resets the pipeline, which UNWATCHes; see
-        #   _timed for why that cannot hang against a paused Redis.
-        async with self._redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(self.GENERATION_KEY)
-            if (await pipe.get(self.GENERATION_KEY) or b'0') != generation:
-                return False
-            # NOTE: redis-py leaves Pipeline.multi unannotated.
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.set(key, entry, ex=self.TTL)
-            for tag_key in tag_keys:
-                pipe.sadd(tag_key, key)
-                pipe.expire(tag_key, self.TTL)
-            try:
-                await pipe.execute()
-            except redis.exceptions.WatchError:
-                # An invalidation moved the generation after the WATCH.
-                return False
-        return True
-
-    async def _invalidate(self, keys: list[str], tags: Iterable[str]) -> bool:
-        """Drop ``keys`` and every entry tagged with one of ``tags``.
-
-        Returns:
-            Whether Redis confirmed it; if not, it is counted as missed, and
-            the next successful probe drops every entry.
-        """
-        tag_keys = [f'{self.TAG_PREFIX}{tag}' for tag in tags]
+        if (
+            self._memory is not None
+            and _target(req) == versioned.key
+            and self._memory.given(versioned.key, versioned.version)
+        ):
+            resp.set_header(self.CACHE_HEADER, 'Hit')
+            return
+        key = f'{self.PREFIX}{versioned.key}'
+        # NOTE: The entry is the 200 response minus its body; a 304 or a HEAD
+        #   only asks whether it is there.
+        entry = msgpack.packb(
+            [resp.content_type, b'', 200, _headers(resp)], use_bin_type=True
+        )
         try:
-            await self._call(lambda: self._drop(keys, tag_keys))
-        except _Unavailable:
-            self._missed += 1
-            return False
-        return True
-
-    async def _drop(self, keys: list[str], tag_keys: list[str]) -> None:
-        # NOTE: INCR first: a request that looked up before it and is still
-        #   rendering will find the generation moved and not store its render.
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(self.GENERATION_KEY)
-            for tag_key in tag_keys:
-                pipe.smembers(tag_key)
-            _, *members = await pipe.execute()
-        # NOTE: SREM what was read rather than DEL the tag set: an entry stored
-        #   since the INCR (a fresh render) keeps its tag and stays reachable
-        #   by the next invalidation.
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*keys, *set().union(*members))
-            for tag_key, tagged in zip(tag_keys, members, strict=True):
-                if tagged:
-                    pipe.srem(tag_key, *tagged)
-            await pipe.execute()
-
-    async def _flush(self) -> int:
-        """Drop every entry under ``PREFIX``, in batches; return how many."""
-        # NOTE: INCR first, as for any invalidation: stores of renders that
-        #   started before the flush (in any worker) are then refused.
-        await self._timed(self._redis.incr(self.GENERATION_KEY))
-        dropped = 0
-        cursor = 0
-        while True:
-            cursor, keys = await self._timed(
-                self._redis.scan(
-                    cursor, match=f'{self.PREFIX}*', count=self.FLUSH_BATCH
+            if req.method == 'GET' and resp.status_code == 200:
+                before = await self._guard.call(
+                    lambda: self._redis.set(key, entry, ex=self.TTL, get=True)
                 )
-            )
-            if keys:
-                dropped += await self._timed(self._redis.delete(*keys))
-            if not cursor:
-                return dropped
-
-    async def _timed(self, operation: Awaitable[T]) -> T:
-        """Await ``operation``; TimeoutError if it takes over ``redis_timeout``.
-
-        NOTE: Not asyncio.timeout, which cancels once: after a cancelled
-        command, redis-py cleans up by talking to Redis again (a pipeline
-        that WATCHes sends UNWATCH, over a new connection), and against a
-        paused Redis that waits forever. Run in a task of its own, the
-        operation is cancelled again every ``CANCEL_GRACE`` until it ends;
-        redis-py shields its pool's bookkeeping against such second cancels.
-        """
-        task = asyncio.ensure_future(operation)
-        try:
-            await asyncio.wait({task}, timeout=self._config.redis_timeout)
-        finally:
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=self.CANCEL_GRACE)
-        if task.cancelled():
-            raise TimeoutError
-        return task.result()
-
-    async def _call(
-        self, operation: Callable[[], Awaitable[T]], *, probe: bool = False
-    ) -> T:
-        """Run ``operation`` against Redis, through the breaker, within the timeout.
-
-        Arguments:
-            operation: Makes the awaitable that talks to Redis; not called at
-                all while the breaker is open.
-            probe: Try Redis even while the breaker is open.
-
-        Raises:
-            _Unavailable: The breaker is open, or Redis failed or did not
-                answer in time (the breaker opens, and an outage is logged).
-        """
-        retry_at = self._retry_at
-        probing = retry_at is not None
-        if retry_at is not None:
-            now = time.monotonic()
-            if now < retry_at and not probe:
-                raise _Unavailable
-            # NOTE: Only this caller probes; the others keep bypassing until
-            #   it is done, so a hung Redis costs one request a timeout per
-            #   interval, not every request.
-            self._retry_at = now + self.RETRY_INTERVAL
-
-        # NOTE: Whoever reaches Redis first while invalidations are missed
-        #   flushes before its own operation (a probe, as the breaker is open
-        #   then; or, if more were missed during a flush, the next call), so
-        #   no Hit is served from before a missed invalidation.
-        missed = self._missed
-        dropped = None
-        try:
-            if missed > self._flushed:
-                dropped = await self._flush()
-            result = await self._timed(operation())
-        except _FAILURES as ex:
-            self._trip(ex)
-            raise _Unavailable from ex
-
-        self._flushed = max(self._flushed, missed)
-        if probing:
-            self._recover(dropped)
-        return result
-
-    def _trip(self, ex: BaseException) -> None:
-        if self._retry_at is None:
-            logger.warning(
-                'Redis is unavailable (%s): serving without the cache, '
-                'trying again every %g s',
-                self._reason(ex),
-                self.RETRY_INTERVAL,
-            )
-        self._retry_at = time.monotonic() + self.RETRY_INTERVAL
-
-    def _recover(self, dropped: int | None) -> None:
-        self._retry_at = None
-        # NOTE: A warning like the outage it ends: the app sets up no logging,
-        #   and under plain uvicorn anything below WARNING is not shown.
-        if dropped is None:
-            logger.warning('Redis answers again: caching resumed')
-        else:
-            logger.warning(
-                'Redis answers again: caching resumed after dropping %d cached '
-                'responses, since an invalidation could not reach Redis',
-                dropped,
-            )
-
-    def _reason(self, ex: BaseException) -> str:
-        if isinstance(ex, TimeoutError):
-            return f'no answer within {self._config.redis_timeout:g} s'
-        return f'{type(ex).__name__}: {ex}'
+            else:
+                before = await self._guard.call(lambda: self._redis.get(key))
+        except Unavailable:
+            resp.set_header(self.CACHE_HEADER, 'Bypass')
+            return
+        if before == entry:
+            resp.set_header(self.CACHE_HEADER, 'Hit')
 
 
-def _decode(key: str, data: bytes) -> tuple[str, bytes] | None:
-    """The ``[content_type, body]`` of an entry, or None if it is not one."""
+def _target(req: falcon.asgi.Request) -> str:
+    """The request's path and query string, as the client spelt them."""
+    return f'{req.path}?{req.query_string}' if req.query_string else req.path
+
+
+def _generation() -> bytes:
+    return secrets.token_hex(8).encode()
+
+
+def _headers(resp: falcon.asgi.Response) -> Headers:
+    """The headers the app set on ``resp``, as an entry keeps them."""
+    return [
+        (name, value)
+        for name, value in resp.headers.items()
+        if name not in RedisCache._SEPARATE
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    content_type: str
+    body: bytes
+    status: int
+    headers: Headers
+    stamp: bytes
+
+
+def _decode(key: str, data: bytes) -> _Entry | None:
+    """A whole-response entry, or None if ``data`` is not one."""
     try:
-        content_type, body = msgpack.unpackb(data, raw=False)
+        content_type, body, status, headers, stamp = msgpack.unpackb(data, raw=False)
+        entry = _Entry(
+            content_type,
+            body,
+            status,
+            [(str(name), str(value)) for name, value in headers],
+            stamp,
+        )
     except (ValueError, TypeError):
-        content_type = body = None
-    if isinstance(content_type, str) and isinstance(body, bytes):
-        return content_type, body
+        entry = None
+    if (
+        entry is not None
+        and isinstance(entry.content_type, str)
+        and isinstance(entry.body, bytes)
+        and isinstance(entry.status, int)
+        and isinstance(entry.stamp, bytes)
+    ):
+        return entry
     # NOTE: Something else wrote under our prefix (or a different version of
     #   this app did): answer from the app, whose render then replaces it.
     logger.warning('Ignoring an unreadable cache entry under %s', key)

@@ -29,6 +29,8 @@ class Config:
     DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024
     DEFAULT_MAX_PIXELS = 50_000_000
     DEFAULT_REDIS_TIMEOUT = 0.5
+    DEFAULT_CACHE_MAX_ENTRY = 1024 * 1024
+    DEFAULT_MEMORY_CACHE = 64 * 1024 * 1024
 
     def __init__(self) -> None:
         self.storage_path = pathlib.Path(
@@ -51,6 +53,12 @@ class Config:
         )
         self.redis_timeout = _positive(
             'ASGI_LOOK_REDIS_TIMEOUT', self.DEFAULT_REDIS_TIMEOUT, float
+        )
+        self.cache_max_entry = _positive(
+            'ASGI_LOOK_CACHE_MAX_ENTRY', self.DEFAULT_CACHE_MAX_ENTRY, int
+        )
+        self.memory_cache = _positive(
+            'ASGI_LOOK_MEMORY_CACHE', self.DEFAULT_MEMORY_CACHE, int
         )
         # NOTE: No admin token by default: then only an image's own delete
         #   token can delete it.

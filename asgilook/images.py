@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import urllib.parse
 import uuid
+from typing import Any
 
 import falcon
 import falcon.asgi
 
+from asgilook import conditional
+from asgilook.cache import Versioned
 from asgilook.config import Config
+from asgilook.pixels import Size
+from asgilook.store import Blob
 from asgilook.store import Commit
+from asgilook.store import Image
 from asgilook.store import Store
 from asgilook.uploads import upload
 
-LISTING_TAG = 'listing'
-
-
-def image_tag(image_id: str) -> str:
-    """The cache tag of every response that shows this image's pixels."""
-    return f'image:{image_id}'
+#: How long a browser or CDN may keep an image or thumbnail without asking
+#: again, when its URL does not name a version: a deleted or replaced picture
+#: is gone from their caches within this time.
+SHORT_LIVED = ('public', 'max-age=60')
+#: The same, when its URL names the version (``?v=``): it never changes.
+IMMUTABLE = ('public', 'max-age=31536000', 'immutable')
+#: A listing changes with every upload: always ask again (the ETag saves the
+#: body when nothing changed).
+REVALIDATED = ('no-cache',)
 
 
 def _bearer_token(req: falcon.asgi.Request) -> str | None:
@@ -34,6 +43,77 @@ def _before_commit(resp: falcon.asgi.Response) -> Commit | None:
     return hook
 
 
+class _ImageFiles:
+    """Answers a GET or HEAD with one file of an image version.
+
+    Shared by the original and the thumbnails: validators from the index, a
+    304 without touching the file, small files whole (so the cache can keep
+    them), big ones in chunks.
+    """
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self._config = config
+        self._store = store
+
+    async def answer(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        image: Image,
+        size: Size | None,
+        uri: str,
+    ) -> None:
+        version = req.get_param('v')
+        if version is not None and version != image.version:
+            raise falcon.HTTPNotFound(
+                title='Not Found',
+                description=(
+                    f'Version {version!r} of image {image.image_id} is not its '
+                    f'current one; the current one is at {uri}?v={image.version}.'
+                ),
+            )
+        self._describe(resp, image, size, uri, version)
+        if conditional.not_modified(
+            req.get_header('If-None-Match'),
+            req.get_header('If-Modified-Since'),
+            image.etag(size),
+            image.modified,
+        ):
+            conditional.not_modified_response(resp)
+            return
+        current, body = await self._store.read(
+            image, size, self._config.cache_max_entry
+        )
+        if current is not image:
+            # NOTE: Replaced meanwhile: describe what is sent. (The client's
+            #   validators were for the version it asked about, not this one.)
+            self._describe(resp, current, size, uri, None)
+        if isinstance(body, Blob):
+            resp.content_length = body.length
+            if req.method == 'HEAD':
+                await body.close()
+            else:
+                resp.stream = body
+        else:
+            resp.data = body
+
+    @staticmethod
+    def _describe(
+        resp: falcon.asgi.Response,
+        image: Image,
+        size: Size | None,
+        uri: str,
+        version: str | None,
+    ) -> None:
+        """Set the headers of ``image``'s file, and say what version it shows."""
+        resp.set_header('ETag', image.etag(size))
+        resp.last_modified = image.modified
+        resp.cache_control = list(IMMUTABLE if version else SHORT_LIVED)
+        resp.content_type = falcon.MEDIA_JPEG
+        key = f'{uri}?v={version}' if version else uri
+        resp.context.versioned = Versioned(key, image.image_id, image.path.name)
+
+
 class Images:
     """``/images`` (list, upload) and, with the ``image`` suffix, one image."""
 
@@ -43,45 +123,77 @@ class Images:
     def __init__(self, config: Config, store: Store) -> None:
         self._config = config
         self._store = store
+        self._files = _ImageFiles(config, store)
+
+    def _page(self, req: falcon.asgi.Request) -> tuple[int, str | None]:
+        """The page a listing asks for: its size, and the id it follows."""
+        limit = req.get_param_as_int(
+            'limit', min_value=1, max_value=self.MAX_LIMIT, default=self.DEFAULT_LIMIT
+        )
+        after = req.get_param_as_uuid('after')
+        return limit, None if after is None else str(after)
+
+    def cache_key(self, req: falcon.asgi.Request, params: dict[str, Any]) -> str | None:
+        """The canonical form of a listing's URL: only what it reads, in order.
+
+        Unknown parameters, and the spelling of ``after``, make no difference,
+        so they make no new cache entries either. Other routes of this
+        resource are not cached whole.
+        """
+        if req.uri_template != '/images':
+            return None
+        return self._canonical(*self._page(req))
+
+    def _canonical(self, limit: int, after: str | None) -> str:
+        query: list[tuple[str, str | int]] = []
+        if limit != self.DEFAULT_LIMIT:
+            query.append(('limit', limit))
+        if after is not None:
+            query.append(('after', after))
+        if not query:
+            return '/images'
+        return f'/images?{urllib.parse.urlencode(query)}'
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
-        limit = req.get_param_as_int(
-            'limit', min_value=1, max_value=self.MAX_LIMIT, default=self.DEFAULT_LIMIT
-        )
-        after = req.get_param('after')
+        limit, after = self._page(req)
         # One more than asked tells whether another page follows.
-        images = await self._store.list_images(limit + 1, after)
+        images, state = await self._store.page(limit + 1, after)
         if len(images) > limit:
             images = images[:limit]
             query = urllib.parse.urlencode(
                 {'limit': limit, 'after': images[-1].image_id}
             )
-            resp.append_header('Link', f'</images?{query}>; rel="next"')
-        resp.media = [image.serialize() for image in images]
-        resp.context.cache_tags = (LISTING_TAG,)
+            resp.set_header('Link', f'</images?{query}>; rel="next"')
+        handler = req.options.media_handlers[falcon.MEDIA_JSON]
+        resp.data = handler.serialize(
+            [image.serialize() for image in images], falcon.MEDIA_JSON
+        )
+        resp.content_type = falcon.MEDIA_JSON
+        resp.set_header('ETag', conditional.etag_of(resp.data))
+        resp.cache_control = list(REVALIDATED)
+        # NOTE: A page changes only when the index does: it stays right for
+        #   as long as the index is in the state it was read in.
+        resp.context.versioned = Versioned(self._canonical(limit, after), None, state)
+
+    on_head = on_get
 
     async def on_get_image(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: uuid.UUID
     ) -> None:
         # NOTE: image_id arrives as a UUID from the route's converter; the store
         #   keys images by its canonical string form.
-        image, data = await self._store.original(str(image_id))
-        # NOTE: The body is sent whole rather than streamed so that the cache
-        #   can keep it: a stream cannot be replayed into Redis.
-        resp.data = data
-        resp.content_type = falcon.MEDIA_JPEG
-        resp.context.cache_tags = (image_tag(image.image_id),)
+        image = await self._store.get(str(image_id))
+        await self._files.answer(req, resp, image, None, image.uri)
+
+    on_head_image = on_get_image
 
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
         async with upload(req, self._config.max_upload_bytes) as data:
             image_id = str(self._config.uuid_generator())
-            # NOTE: A repeated id replaces a picture: whatever was cached of
-            #   the old one (original, thumbnails) and every listing are stale.
-            resp.context.invalidate_tags = (LISTING_TAG, image_tag(image_id))
             image, delete_token = await self._store.save(
                 image_id, data, _before_commit(resp)
             )
@@ -104,7 +216,6 @@ class Images:
                 'token, as "Authorization: Bearer <token>".',
                 challenges=['Bearer'],
             )
-        resp.context.invalidate_tags = (LISTING_TAG, image_tag(str(image_id)))
         await self._store.delete(str(image_id), token, _before_commit(resp))
         resp.status = falcon.HTTP_204
 
@@ -114,6 +225,7 @@ class Thumbnails:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._files = _ImageFiles(store.config, store)
 
     async def on_get(
         self,
@@ -123,7 +235,9 @@ class Thumbnails:
         width: int,
         height: int,
     ) -> None:
-        image, data = await self._store.thumbnail(str(image_id), (width, height))
-        resp.data = data
-        resp.content_type = falcon.MEDIA_JPEG
-        resp.context.cache_tags = (image_tag(image.image_id),)
+        size = (width, height)
+        image = await self._store.get(str(image_id))
+        self._store.check_thumbnail(image, size)
+        await self._files.answer(req, resp, image, size, image.thumbnail_uri(size))
+
+    on_head = on_get

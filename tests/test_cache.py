@@ -10,11 +10,6 @@ import redis.asyncio
 from asgilook.app import create_app
 from asgilook.cache import RedisCache
 from tests.conftest import FIRST_IDS
-from tests.test_faults import ONE_ID
-from tests.test_faults import FlakyServer
-from tests.test_faults import colour_of
-from tests.test_faults import flaky_client
-from tests.test_faults import solid
 
 
 @pytest.fixture
@@ -29,18 +24,24 @@ def inspectable(config, fake_server):
     return falcon.testing.TestClient(create_app(config))
 
 
-def test_entry_is_msgpack_of_content_type_and_body_with_ttl(inspectable, fake_server):
+def test_an_entry_is_the_whole_response_in_msgpack_with_a_ttl(inspectable, fake_server):
     listing = inspectable.simulate_get('/images')
 
     redis = fakeredis.FakeRedis(server=fake_server)
-    entry = redis.get('asgilook:/images')
-    assert msgpack.unpackb(entry, raw=False) == [
-        'application/json', listing.content
-    ]  # fmt: skip
+    entry = msgpack.unpackb(redis.get('asgilook:/images'), raw=False)
+    content_type, body, status, headers, stamp = entry
+    # The contract's [content_type, body] comes first.
+    assert [content_type, body] == ['application/json', listing.content]
+    assert status == 200
+    assert dict(headers) == {
+        'etag': listing.headers['ETag'],
+        'cache-control': 'no-cache',
+    }
+    assert stamp == redis.get(RedisCache.GENERATION_KEY)
     assert 3590 < redis.ttl('asgilook:/images') <= 3600
 
 
-def test_query_string_is_part_of_the_key(inspectable, fake_server):
+def test_known_parameters_are_part_of_the_key(inspectable, fake_server):
     assert inspectable.simulate_get('/images').headers['X-ASGILook-Cache'] == 'Miss'
     with_query = inspectable.simulate_get('/images', query_string='limit=5')
     assert with_query.headers['X-ASGILook-Cache'] == 'Miss'
@@ -54,15 +55,21 @@ def test_query_string_is_part_of_the_key(inspectable, fake_server):
 
 def test_post_drops_every_cached_listing(client, png_image):
     client.simulate_get('/images')
-    client.simulate_get('/images', query_string='page=2')
+    assert (
+        client.simulate_get('/images', query_string='limit=2').headers[
+            'X-ASGILook-Cache'
+        ]
+        == 'Miss'
+    )
 
     assert client.simulate_post('/images', body=png_image).status_code == 201
 
     plain = client.simulate_get('/images')
-    query = client.simulate_get('/images', query_string='page=2')
+    query = client.simulate_get('/images', query_string='limit=2')
     assert plain.headers['X-ASGILook-Cache'] == 'Miss'
     assert query.headers['X-ASGILook-Cache'] == 'Miss'
     assert [item['id'] for item in plain.json] == [FIRST_IDS[0]]
+    assert query.json == plain.json
 
 
 def test_invalidating_methods_say_miss_and_are_not_cached(client, png_image):
@@ -109,6 +116,9 @@ def test_real_redis_across_many_lifespans(config, redis_server, png_image):
 
 
 class _Streamed:
+    def cache_key(self, req, params):
+        return '/streamed'
+
     async def on_get(self, req, resp):
         async def chunks():
             yield b'streamed '
@@ -149,7 +159,7 @@ def test_lifespan_pings_at_startup_and_closes_at_shutdown(config):
 
 
 # Several workers share one Redis: a render that an invalidation overtook is
-# never stored, and an invalidation never unhooks a fresh entry from its tags.
+# never served, whoever stored it.
 
 
 class _PauseAfterResponder:
@@ -167,91 +177,49 @@ class _PauseAfterResponder:
             await self.proceed.wait()
 
 
-def test_a_render_overtaken_by_an_invalidation_is_not_stored(config, fake_server):
-    # Two workers: A renders the red picture; meanwhile B replaces it with a
-    # blue one and invalidates; only then does A come to store its render.
+@pytest.mark.parametrize('generation', ['there', 'missing'])
+def test_a_render_overtaken_by_an_invalidation_is_never_served(
+    config, fake_server, png_image, generation
+):
+    # Two workers: A renders the empty listing; meanwhile B stores a picture
+    # and invalidates; only then does A come to store its render.
     config.redis_from_url = lambda url: fakeredis.FakeAsyncRedis(server=fake_server)
-    config.uuid_generator = lambda: uuid.UUID(ONE_ID)
     pause = _PauseAfterResponder()
     worker_a = create_app(config)
     # NOTE: Added last, so its process_response runs before the cache's.
     worker_a.add_middleware(pause)
     worker_b = create_app(config)
-    uri = f'/images/{ONE_ID}.jpeg'
 
     async def race():
         async with falcon.testing.TestClient(worker_a) as a:
             async with falcon.testing.TestClient(worker_b) as b:
-                await a.simulate_post('/images', body=solid('red'))
-                slow = asyncio.create_task(a.simulate_get(uri))
+                if generation == 'there':
+                    await b.simulate_get('/images', query_string='limit=5')
+                slow = asyncio.create_task(a.simulate_get('/images'))
                 await pause.reached.wait()
-                await b.simulate_post('/images', body=solid('blue'))
+                await b.simulate_post('/images', body=png_image)
                 pause.proceed.set()
                 overtaken = await slow
-                return overtaken, [await a.simulate_get(uri) for _ in range(2)]
+                return overtaken, [await a.simulate_get('/images') for _ in range(2)]
 
     overtaken, after = asyncio.run(race())
-    assert (overtaken.headers['X-ASGILook-Cache'], colour_of(overtaken.content)) == (
-        'Miss',
-        'red',
-    )
+    assert (overtaken.headers['X-ASGILook-Cache'], overtaken.json) == ('Miss', [])
+    # Whether A stored its render (stamped with the generation it looked up
+    # in) or not (there was none to look up), it is never served.
     assert [resp.headers['X-ASGILook-Cache'] for resp in after] == ['Miss', 'Hit']
-    assert [colour_of(resp.content) for resp in after] == ['blue', 'blue']
+    assert [len(resp.json) for resp in after] == [1, 1]
 
 
-def test_an_invalidation_between_watch_and_exec_stops_the_store(config):
-    flaky = FlakyServer()
-    config.redis_from_url = lambda url: flaky_client(flaky)
-    client = falcon.testing.TestClient(create_app(config))
-    elsewhere = fakeredis.FakeRedis(server=flaky)
-
-    def invalidate_elsewhere(command):
-        if b'EXEC' in command:
-            flaky.before_send = None
-            elsewhere.incr(RedisCache.GENERATION_KEY)
-
-    flaky.before_send = invalidate_elsewhere
-    first = client.simulate_get('/images')
-    assert flaky.before_send is None  # The store did get as far as EXEC.
-    assert elsewhere.exists('asgilook:/images') == 0
-    second = client.simulate_get('/images')
-    assert [first.headers['X-ASGILook-Cache'], second.headers['X-ASGILook-Cache']] == [
-        'Miss',
-        'Miss',
+def test_a_lost_generation_is_made_again_and_caching_goes_on(inspectable, fake_server):
+    inspectable.simulate_get('/images')
+    # Redis restarted empty, or evicted the generation.
+    fakeredis.FakeRedis(server=fake_server).flushall()
+    states = [
+        inspectable.simulate_get('/images').headers['X-ASGILook-Cache']
+        for _ in range(2)
     ]
-
-
-def test_an_entry_stored_during_an_invalidation_keeps_its_tag(config, png_image):
-    flaky = FlakyServer()
-    config.redis_from_url = lambda url: flaky_client(flaky)
-    client = falcon.testing.TestClient(create_app(config))
-    elsewhere = fakeredis.FakeRedis(server=flaky)
-    fresh = f'{RedisCache.PREFIX}/images?page=2'
-    listing = f'{RedisCache.TAG_PREFIX}listing'
-    client.simulate_get('/images')
-
-    deletes = []
-
-    def store_elsewhere(command):
-        # Another worker stores a listing it rendered after the INCR, just
-        # before this invalidation deletes what it read from the tag set.
-        # An upload invalidates twice (before its commit and after it); this
-        # happens during the second.
-        if b'DEL' in command:
-            deletes.append(command)
-        if len(deletes) == 2:
-            flaky.before_send = None
-            elsewhere.set(fresh, msgpack.packb(['application/json', b'[]']))
-            elsewhere.sadd(listing, fresh)
-
-    flaky.before_send = store_elsewhere
-    client.simulate_post('/images', body=png_image)
-    assert flaky.before_send is None
-    assert elsewhere.exists('asgilook:/images') == 0
-    assert elsewhere.smembers(listing) == {fresh.encode()}
-
-    client.simulate_post('/images', body=png_image)
-    assert elsewhere.exists(fresh) == 0
+    assert states == ['Miss', 'Hit']
+    assert fakeredis.FakeRedis(server=fake_server).exists(RedisCache.GENERATION_KEY)
 
 
 @pytest.mark.parametrize(
@@ -261,8 +229,10 @@ def test_an_entry_stored_during_an_invalidation_keeps_its_tag(config, png_image)
         msgpack.packb([1, 2]),
         msgpack.packb('just text'),
         msgpack.packb(['image/jpeg', 'a str, not bytes']),
+        msgpack.packb(['application/json', b'[]']),
+        msgpack.packb(['application/json', b'[]', '200', [], b'x']),
     ],
-    ids=['garbage', 'numbers', 'not-a-list', 'text-body'],
+    ids=['garbage', 'numbers', 'not-a-list', 'text-body', 'old', 'text-status'],
 )
 def test_an_unreadable_entry_is_a_miss_and_gets_replaced(
     inspectable, fake_server, caplog, entry
@@ -274,3 +244,95 @@ def test_an_unreadable_entry_is_a_miss_and_gets_replaced(
     assert first.headers['X-ASGILook-Cache'] == 'Miss'
     assert 'unreadable cache entry under asgilook:/images' in caplog.text
     assert inspectable.simulate_get('/images').headers['X-ASGILook-Cache'] == 'Hit'
+
+
+# The cache keeps whole responses, and nobody can flood it.
+
+
+def test_a_hit_has_every_header_of_the_miss(client, png_image):
+    for _ in range(2):
+        client.simulate_post('/images', body=png_image)
+    miss = client.simulate_get('/images', query_string='limit=1')
+    hit = client.simulate_get('/images', query_string='limit=1')
+    assert (miss.headers['X-ASGILook-Cache'], hit.headers['X-ASGILook-Cache']) == (
+        'Miss',
+        'Hit',
+    )
+    assert miss.headers['Link'] == (
+        f'</images?limit=1&after={FIRST_IDS[0]}>; rel="next"'
+    )
+    for headers in (miss.headers, hit.headers):
+        del headers['X-ASGILook-Cache']
+    assert hit.headers == miss.headers
+    assert (hit.status_code, hit.content) == (miss.status_code, miss.content)
+
+
+def spellings(image_id):
+    plain = uuid.UUID(image_id)
+    return [str(plain), str(plain).upper(), plain.hex, plain.hex.upper()]
+
+
+def test_unknown_parameters_and_spellings_make_no_new_entries(
+    inspectable, fake_server, png_image
+):
+    inspectable.simulate_post('/images', body=png_image)
+    image_id = FIRST_IDS[0]
+    redis = fakeredis.FakeRedis(server=fake_server)
+    for spelling in spellings(image_id):
+        for junk in range(10):
+            query = f'n={junk}&x={"y" * 2000}'
+            for uri in (
+                f'/images/{spelling}.jpeg',
+                f'/thumbnails/{spelling}/160x90.jpeg',
+            ):
+                assert (
+                    inspectable.simulate_get(uri, query_string=query).status_code == 200
+                )
+            listing = inspectable.simulate_get(
+                '/images', query_string=f'{query}&after={spelling}&limit=100'
+            )
+            assert listing.status_code == 200
+    assert sorted(redis.keys(f'{RedisCache.PREFIX}*')) == [
+        f'asgilook:/images/{image_id}.jpeg'.encode(),
+        f'asgilook:/images?after={image_id}'.encode(),
+        f'asgilook:/thumbnails/{image_id}/160x90.jpeg'.encode(),
+    ]
+    # Images and thumbnails are kept in files, not in Redis.
+    assert all(
+        len(redis.get(key)) < 1000
+        for key in redis.keys(f'{RedisCache.PREFIX}*')
+        if b'/images?' not in key
+    )
+
+
+def test_an_entry_over_the_size_limit_is_not_stored(config, png_image):
+    config.cache_max_entry = 400
+    client = falcon.testing.TestClient(create_app(config))
+    assert client.simulate_get('/images').headers['X-ASGILook-Cache'] == 'Miss'
+    assert client.simulate_get('/images').headers['X-ASGILook-Cache'] == 'Hit'
+    for _ in range(3):
+        client.simulate_post('/images', body=png_image)
+    states = [
+        client.simulate_get('/images').headers['X-ASGILook-Cache'] for _ in range(2)
+    ]
+    assert states == ['Miss', 'Miss']
+
+
+def test_an_image_is_a_hit_in_another_worker_without_its_bytes_in_redis(
+    config, fake_server, png_image
+):
+    config.redis_from_url = lambda url: fakeredis.FakeAsyncRedis(server=fake_server)
+    one = falcon.testing.TestClient(create_app(config))
+    document = one.simulate_post('/images', body=png_image).json
+    other = falcon.testing.TestClient(create_app(config))
+    for uri in (document['image'], *document['thumbnails']):
+        first = one.simulate_get(uri)
+        elsewhere = other.simulate_get(uri)
+        assert first.headers['X-ASGILook-Cache'] == 'Miss'
+        assert elsewhere.headers['X-ASGILook-Cache'] == 'Hit'
+        assert elsewhere.content == first.content
+        entry = msgpack.unpackb(
+            fakeredis.FakeRedis(server=fake_server).get(f'asgilook:{uri}'), raw=False
+        )
+        assert entry[:3] == ['image/jpeg', b'', 200]
+        assert dict(entry[3])['etag'] == first.headers['ETag']

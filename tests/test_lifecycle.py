@@ -91,7 +91,9 @@ def test_delete_token_is_shown_once(client):
     assert len(document['delete_token']) >= 32
     listing = client.simulate_get('/images').json
     assert 'delete_token' not in listing[0]
-    assert set(listing[0]) == {'id', 'image', 'modified', 'size', 'thumbnails'}
+    assert set(listing[0]) == {
+        'id', 'image', 'modified', 'size', 'thumbnails', 'version'
+    }  # fmt: skip
 
 
 def test_delete_with_its_token_removes_everything(client, config):
@@ -254,7 +256,7 @@ def test_storage_failures_are_clear_5xx_and_leave_nothing(
     assert 'try again later' in resp.json['description']
     assert (config.storage_path / 'images').listdir() == []
 
-    monkeypatch.setattr(Journal, 'page', fail)
+    monkeypatch.setattr(Journal, 'snapshot', fail)
     listing = client.simulate_get('/images')
     assert listing.status_code == status
     assert listing.json['title'] == title

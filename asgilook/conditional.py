@@ -1,0 +1,89 @@
+"""HTTP caching for browsers and CDNs: validators and conditional requests.
+
+Every response that shows something has a strong ``ETag`` (and, for an
+image, ``Last-Modified``); a GET or HEAD whose ``If-None-Match`` or
+``If-Modified-Since`` says the client has it already is answered ``304 Not
+Modified`` (RFC 9110, sections 13.1 and 13.2). Functions here take header
+values as strings, so the ASGI fast path (:mod:`asgilook.memory`) and the
+Falcon resources decide alike.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+
+def etag_of(body: bytes) -> str:
+    """A strong entity tag for a body that has no version of its own."""
+    return f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
+
+
+def not_modified(
+    if_none_match: str | None,
+    if_modified_since: str | None,
+    etag: str | None,
+    last_modified: datetime.datetime | None,
+) -> bool:
+    """Whether a GET or HEAD with these preconditions gets a 304.
+
+    ``If-None-Match`` is compared weakly, as RFC 9110 says, and when it is
+    present ``If-Modified-Since`` is ignored. A date that cannot be parsed
+    is ignored too.
+    """
+    if if_none_match is not None:
+        tags = {tag.strip().removeprefix('W/') for tag in if_none_match.split(',')}
+        return etag is not None and ('*' in tags or etag.removeprefix('W/') in tags)
+    if if_modified_since is None or last_modified is None:
+        return False
+    try:
+        since = falcon.http_date_to_dt(if_modified_since)
+    except ValueError:
+        return False
+    # NOTE: HTTP dates have whole seconds; Last-Modified was sent rounded down.
+    return last_modified.replace(microsecond=0) <= since
+
+
+class ConditionalRequests:
+    """Middleware: turn a 200 into a 304 when the client's copy is current.
+
+    It sees every response last, after the cache, so it applies to responses
+    served from the cache and to new ones alike. Resources that can decide
+    before doing any work (an image, whose validators come from the index)
+    answer 304 themselves, without reading a file.
+    """
+
+    async def process_response(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        resource: Any,
+        req_succeeded: bool,
+    ) -> None:
+        if resp.status_code != 200 or req.method not in ('GET', 'HEAD'):
+            return
+        etag = resp.get_header('ETag')
+        last_modified = resp.get_header('Last-Modified')
+        if etag is None and last_modified is None:
+            return
+        if not_modified(
+            req.get_header('If-None-Match'),
+            req.get_header('If-Modified-Since'),
+            etag,
+            falcon.http_date_to_dt(last_modified) if last_modified else None,
+        ):
+            not_modified_response(resp)
+
+
+def not_modified_response(resp: falcon.asgi.Response) -> None:
+    """Make ``resp`` a 304: no body, validators and cache headers kept."""
+    resp.status = falcon.HTTP_304
+    resp.data = None
+    resp.text = None
+    resp.media = None
+    for name in ('Content-Type', 'Content-Length', 'Link'):
+        resp.delete_header(name)

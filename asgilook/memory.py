@@ -1,0 +1,187 @@
+"""Whole responses, kept in this process's memory for as long as they are right.
+
+Every response of this service shows one version of something: an image
+version's original or thumbnail (whose bytes never change), or a page of the
+listing (which changes only when the index does). So a response can be
+answered again from memory, with no invalidation at all, for as long as the
+version it shows is still current: a replaced or deleted image has another
+version, or none, in the index, and any upload or deletion changes the
+index's state. This is the fast path of the service: :class:`ResponseMemory`
+answers such requests at the ASGI level, before Falcon builds a request
+object, after one ``stat`` of the index (see
+:meth:`asgilook.journal.Journal.peek`).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+from collections.abc import Awaitable
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+
+from asgilook import conditional
+
+#: ``current(subject)``: the current version of what a response shows: for an
+#: image id, its current file (or None); for None, the index's state. Raises
+#: :class:`Unsure` when it cannot tell at once.
+Current = Callable[[str | None], object]
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+# Headers a 304 repeats (RFC 9110, section 15.4.5), and the cache's own.
+_NOT_MODIFIED_HEADERS = frozenset(
+    {b'cache-control', b'etag', b'last-modified', b'vary', b'x-asgilook-cache'}
+)
+
+
+class Unsure(Exception):
+    """The index may be behind: the request must take the long way."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Remembered:
+    """One response, ready to be sent again while its version is current."""
+
+    #: What it shows: an image id, or None for the listing.
+    subject: str | None
+    #: The version of it that it shows (see :data:`Current`).
+    version: object
+    etag: str | None
+    last_modified: datetime.datetime | None
+    headers: list[tuple[bytes, bytes]]
+    #: None for a response too big to keep: only that it was given is kept.
+    body: bytes | None
+
+    @property
+    def cost(self) -> int:
+        """The bytes this takes in memory, roughly: its body, or its headers."""
+        if self.body is not None:
+            return len(self.body)
+        return sum(len(name) + len(value) for name, value in self.headers)
+
+    @classmethod
+    def of(
+        cls,
+        subject: str | None,
+        version: object,
+        content_type: str,
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+        length: int,
+    ) -> Remembered:
+        """Remember a 200 response: its content type, other headers and body."""
+        values = dict(headers)
+        last_modified = values.get('last-modified')
+        sent = [
+            (b'content-type', content_type.encode('latin-1')),
+            (b'content-length', str(length).encode()),
+            *(
+                (name.encode('latin-1'), value.encode('latin-1'))
+                for name, value in headers
+            ),
+            (b'x-asgilook-cache', b'Hit'),
+        ]
+        return cls(
+            subject,
+            version,
+            values.get('etag'),
+            falcon.http_date_to_dt(last_modified) if last_modified else None,
+            sent,
+            body,
+        )
+
+
+class ResponseMemory:
+    """A bounded, least recently used store of whole immutable responses.
+
+    Args:
+        capacity: The most bytes of bodies to keep in all.
+        current: Tells the file of an image's current version (see
+            :data:`Current`).
+    """
+
+    def __init__(self, capacity: int, current: Current) -> None:
+        self._capacity = capacity
+        self._current = current
+        self._entries: collections.OrderedDict[str, Remembered] = (
+            collections.OrderedDict()
+        )
+        self._size = 0
+
+    def remember(self, target: str, response: Remembered) -> None:
+        """Keep ``response`` as the answer to a GET or HEAD of ``target``."""
+        if response.cost > self._capacity:
+            return
+        self._forget(target)
+        self._entries[target] = response
+        self._size += response.cost
+        while self._size > self._capacity:
+            self._forget(next(iter(self._entries)))
+
+    def given(self, target: str, version: object) -> bool:
+        """Whether this process answered ``target`` with that version before."""
+        response = self._entries.get(target)
+        return response is not None and response.version == version
+
+    def _forget(self, target: str) -> None:
+        response = self._entries.pop(target, None)
+        if response is not None:
+            self._size -= response.cost
+
+    async def replay(self, scope: dict[str, Any], send: Send) -> bool:
+        """Answer an ASGI HTTP request from memory, if it can be; say whether it was.
+
+        Only a GET or HEAD of a remembered request target (its path and query
+        string, exactly) whose version is still current is answered;
+        conditional requests get their 304.
+        """
+        method = scope['method']
+        if method != 'GET' and method != 'HEAD':
+            return False
+        query: bytes = scope['query_string']
+        target: str = scope['path']
+        if query:
+            target = f'{target}?{query.decode("latin-1")}'
+        response = self._entries.get(target)
+        if response is None or response.body is None:
+            return False
+        try:
+            if self._current(response.subject) != response.version:
+                self._forget(target)
+                return False
+        except Unsure:
+            return False
+        self._entries.move_to_end(target)
+
+        if_none_match = if_modified_since = None
+        for name, value in scope['headers']:
+            if name == b'if-none-match':
+                if_none_match = value.decode('latin-1')
+            elif name == b'if-modified-since':
+                if_modified_since = value.decode('latin-1')
+        if (
+            if_none_match is not None or if_modified_since is not None
+        ) and conditional.not_modified(
+            if_none_match, if_modified_since, response.etag, response.last_modified
+        ):
+            headers = [
+                header
+                for header in response.headers
+                if header[0] in _NOT_MODIFIED_HEADERS
+            ]
+            await send(
+                {'type': 'http.response.start', 'status': 304, 'headers': headers}
+            )
+            await send({'type': 'http.response.body', 'body': b''})
+            return True
+
+        await send(
+            {'type': 'http.response.start', 'status': 200, 'headers': response.headers}
+        )
+        body = response.body if method == 'GET' else b''
+        await send({'type': 'http.response.body', 'body': body})
+        return True
