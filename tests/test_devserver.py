@@ -186,3 +186,39 @@ def test_stubborn_child_is_killed():
     devserver._terminate(ignores_sigterm, timeout=0.5)
     assert ignores_sigterm.returncode == -signal.SIGKILL
     assert time.monotonic() - started < 10
+
+
+def test_the_private_redis_evicts_past_its_memory_limit(start_devserver):
+    process, url = start_devserver({'ASGI_LOOK_REDIS_MAXMEMORY': '64mb'})
+    client = redis.Redis(port=private_redis_port(process))
+    try:
+        assert client.config_get('maxmemory') == {'maxmemory': str(64 * 2**20)}
+        assert client.config_get('maxmemory-policy') == {
+            'maxmemory-policy': 'allkeys-lru'
+        }
+    finally:
+        client.close()
+
+
+def test_a_second_private_redis_for_one_storage_is_refused(start_devserver, tmp_path):
+    first, url = start_devserver()
+    first_redis = private_redis_port(first)
+    env = dict(os.environ)
+    env.pop('ASGI_LOOK_REDIS_URL', None)
+    env['ASGI_LOOK_STORAGE_PATH'] = str(tmp_path / 'storage')
+
+    second = subprocess.run(
+        [sys.executable, '-m', 'asgilook.devserver', '--port', str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 1
+    assert f'redis://127.0.0.1:{first_redis}' in second.stderr
+    assert 'ASGI_LOOK_REDIS_URL=' in second.stderr
+    # The first one goes on serving; once it is gone, the directory is free.
+    exercise(url)
+    assert stop(first) == 0
+    again, again_url = start_devserver()
+    exercise(again_url)
