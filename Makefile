@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint clean
+.PHONY: run test lint bench clean
 
 # The venv is rebuilt only when the project's metadata changes.
 $(VENV)/.installed: pyproject.toml
@@ -24,6 +24,11 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check asgilook tests bench
 	$(BIN)/ruff format --check asgilook tests bench
 	$(BIN)/mypy
+
+# The serving benchmark against Falcon's tutorial app: real Redis, uvicorn, wrk.
+# `make bench BENCH_ARGS=--quick` to try it out.
+bench: $(VENV)/.installed
+	$(BIN)/python bench/serving.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .coverage .coverage.* *.egg-info
