@@ -247,12 +247,18 @@ def test_thumbnails_of_any_size_fit_exactly():
 def test_running_out_of_memory_while_checking_a_jpeg_is_not_blamed_on_it(
     monkeypatch,
 ):
+    upload = picture()
+    loads = []
+
     def exhausted(self):
+        loads.append(self.size)
         raise MemoryError
 
     monkeypatch.setattr(PIL.ImageFile.ImageFile, 'load', exhausted)
     with pytest.raises(MemoryError):
-        pixels.ingest(picture(), MAX_PIXELS, 64)
+        pixels.ingest(upload, MAX_PIXELS, 64)
+    # The half-scale decode of a JPEG kept as uploaded ran out of memory.
+    assert loads == [(320, 180)]
 
 
 def test_a_jpeg_whole_in_form_but_undecodable_is_refused(client, config):
