@@ -253,3 +253,16 @@ def test_a_replacement_between_look_up_and_read_is_described_as_sent(
     assert decode(resp.content).size == (320, 200)
     assert resp.headers['ETag'] == f'"{replaced[0].version}"'
     assert resp.headers['Last-Modified'] == falcon.dt_to_http(replaced[0].modified)
+
+
+@pytest.mark.parametrize('method', ['GET', 'HEAD'])
+def test_a_listing_spelt_another_way_is_a_304_too(client, uploaded, method):
+    # Not the canonical spelling: Falcon answers, from Redis or the store.
+    etag = client.simulate_get('/images').headers['ETag']
+    for expected in ('Hit', 'Hit'):
+        resp = client.simulate_request(
+            method, '/images', query_string='junk=1', headers={'If-None-Match': etag}
+        )
+        assert (resp.status_code, resp.content) == (304, b'')
+        assert resp.headers['X-ASGILook-Cache'] == expected
+        assert resp.headers['ETag'] == etag
