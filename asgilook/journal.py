@@ -247,12 +247,24 @@ class Journal:
             self._catch_up()
             return self._entries.get(image_id)
 
-    def page(self, limit: int | None = None, after: str | None = None) -> list[Entry]:
-        """Up to ``limit`` entries in upload order, following image ``after``."""
-        return self.snapshot(limit, after)[0]
+    def page(
+        self,
+        limit: int | None = None,
+        after: str | None = None,
+        newest_first: bool = False,
+    ) -> list[Entry]:
+        """Up to ``limit`` entries in upload order, following image ``after``.
+
+        With ``newest_first``, in the opposite order: the newest first, and
+        ``after`` an image that the page is older than.
+        """
+        return self.snapshot(limit, after, newest_first)[0]
 
     def snapshot(
-        self, limit: int | None = None, after: str | None = None
+        self,
+        limit: int | None = None,
+        after: str | None = None,
+        newest_first: bool = False,
     ) -> tuple[list[Entry], State | None]:
         """A :meth:`page`, and the state of the journal it was read from.
 
@@ -260,18 +272,26 @@ class Journal:
         """
         with self._mutex:
             self._catch_up()
-            start = 0
+            position = None
             if after is not None:
                 if after not in self._seqs:
                     raise UnknownCursor(
                         f'There is no image {after!r} to list after: it may have '
                         'been deleted; start again without "after".'
                     )
-                start = bisect.bisect_right(self._order, self._seqs[after])
-            stop = None if limit is None else start + limit
-            entries = [
-                self._entries[self._ids_by_seq[seq]] for seq in self._order[start:stop]
-            ]
+                position = self._seqs[after]
+            if newest_first:
+                stop = len(self._order)
+                if position is not None:
+                    stop = bisect.bisect_left(self._order, position)
+                start = 0 if limit is None else max(0, stop - limit)
+                seqs = self._order[start:stop][::-1]
+            else:
+                start = 0
+                if position is not None:
+                    start = bisect.bisect_right(self._order, position)
+                seqs = self._order[start : None if limit is None else start + limit]
+            entries = [self._entries[self._ids_by_seq[seq]] for seq in seqs]
             return entries, self._seen
 
     def state(self) -> State | None:

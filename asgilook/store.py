@@ -102,6 +102,21 @@ class Image:
     def thumbnails(self) -> list[str]:
         return [self.thumbnail_uri(size) for size in self.thumbnail_sizes()]
 
+    def srcset(self) -> str:
+        """Every rendition with its width, smallest first, for ``<img srcset>``.
+
+        The URLs name this version (``?v=``): they never change, and browsers
+        may keep them for good.
+        """
+        renditions = [
+            (self.thumbnail_uri(size), size[0])
+            for size in reversed(self.thumbnail_sizes())
+        ]
+        renditions.append((self.uri, self.size[0]))
+        return ', '.join(
+            f'{uri}?v={self.version} {width}w' for uri, width in renditions
+        )
+
     def serialize(self) -> dict[str, Any]:
         return {
             'id': self.image_id,
@@ -110,6 +125,7 @@ class Image:
             'size': list(self.size),
             'thumbnails': self.thumbnails(),
             'version': self.version,
+            'srcset': self.srcset(),
         }
 
 
@@ -264,10 +280,19 @@ class Store:
         return images
 
     async def page(
-        self, limit: int | None = None, after: str | None = None
+        self,
+        limit: int | None = None,
+        after: str | None = None,
+        newest_first: bool = False,
     ) -> tuple[list[Image], object]:
-        """As :meth:`list_images`, and the index's version it was read from."""
-        entries, state = await self._disk(self._journal.snapshot, limit, after)
+        """As :meth:`list_images` (newest first if asked), and the index's version.
+
+        The version is what the page was read from: see
+        :data:`asgilook.memory.Current`.
+        """
+        entries, state = await self._disk(
+            self._journal.snapshot, limit, after, newest_first
+        )
         return [self._image(entry) for entry in entries], state
 
     async def save(
@@ -346,8 +371,10 @@ class Store:
 
     async def delete(
         self, image_id: str, token: str, before_commit: Commit | None = None
-    ) -> None:
+    ) -> Image:
         """Delete an image if ``token`` is its delete token or the admin token.
+
+        Returns the image that was deleted.
 
         ``before_commit`` is awaited, once the token is known to be good, just
         before the deletion becomes visible.
@@ -366,7 +393,8 @@ class Store:
         await self._disk(self._journal.check, image_id, allowed)
         if before_commit is not None:
             await before_commit()
-        await self._disk(self._journal.delete, image_id, allowed)
+        entry = await self._disk(self._journal.delete, image_id, allowed)
+        return self._image(entry)
 
     def check_thumbnail(self, image: Image, size: Size) -> None:
         """Raise ImageNotFound unless ``size`` is in the image's series."""
