@@ -19,6 +19,8 @@ from asgilook.errors import StorageFull
 from asgilook.errors import StorageUnavailable
 from asgilook.errors import UnknownCursor
 from asgilook.errors import UnsupportedImage
+from asgilook.events import Events
+from asgilook.gallery import Gallery
 from asgilook.images import Images
 from asgilook.images import Thumbnails
 from asgilook.memory import ResponseMemory
@@ -68,19 +70,38 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
         await super().__call__(scope, receive, send)
 
 
+def _json_errors(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: falcon.HTTPError
+) -> None:
+    """Every error as JSON, whatever the client's ``Accept`` prefers.
+
+    NOTE: Falcon answers XML to a client that prefers it, as browsers do
+    (``Accept: text/html,application/xhtml+xml,application/xml;...``).
+    """
+    resp.data = ex.to_json()
+    resp.content_type = falcon.MEDIA_JSON
+
+
 def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     """Build the ASGI app; with no config, a default ``Config()``."""
     config = config or Config()
     store = Store(config)
     memory = ResponseMemory(config.memory_cache, store.current)
     cache = RedisCache(config, memory)
-    images = Images(config, store)
+    events = Events(config, cache.redis, cache.guard)
+    images = Images(config, store, events)
     thumbnails = Thumbnails(store)
 
-    # NOTE: Falcon runs process_response in reverse order: the cache first,
-    #   then the conditional requests, which so see cached answers too.
-    middleware: list[Any] = [store, ConditionalRequests(), cache]
+    # NOTE: Falcon runs process_response (and process_shutdown) in reverse
+    #   order: the cache first, then the conditional requests, which so see
+    #   cached answers too; the events stop reading before the cache closes
+    #   the Redis client.
+    middleware: list[Any] = [store, ConditionalRequests(), cache, events]
     app = App(memory, middleware=middleware)
+    app.set_error_serializer(_json_errors)
+    app.add_route('/', Gallery())
+    app.add_route('/static/{name}', Gallery(), suffix='asset')
+    app.add_route('/events', events)
     app.add_route('/images', images)
     app.add_route('/images/{image_id:uuid}.jpeg', images, suffix='image')
     app.add_route(

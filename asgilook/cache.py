@@ -90,8 +90,12 @@ class RedisCache:
         # NOTE: One client for the app's whole life: falcon.testing runs a new
         #   lifespan (and event loop) around every simulate_* call, and a test
         #   factory may hand out a new fake server on every call.
-        self._redis = config.redis_from_url(config.redis_host)
-        self._guard = RedisGuard(config.redis_timeout, logger, self._new_generation)
+        self.redis = config.redis_from_url(config.redis_host)
+        self._redis = self.redis
+        #: Keeps Redis from hurting the app; whatever else uses ``redis``
+        #: (the events) goes through it too, so all share one breaker.
+        self.guard = RedisGuard(config.redis_timeout, logger, self._new_generation)
+        self._guard = self.guard
         self._memory = memory
 
     async def process_startup(self, scope: Any, event: Any) -> None:

@@ -31,6 +31,7 @@ class Config:
     DEFAULT_REDIS_TIMEOUT = 0.5
     DEFAULT_CACHE_MAX_ENTRY = 1024 * 1024
     DEFAULT_MEMORY_CACHE = 64 * 1024 * 1024
+    DEFAULT_EVENTS_KEEPALIVE = 15.0
 
     def __init__(self) -> None:
         self.storage_path = pathlib.Path(
@@ -59,6 +60,9 @@ class Config:
         )
         self.memory_cache = _positive(
             'ASGI_LOOK_MEMORY_CACHE', self.DEFAULT_MEMORY_CACHE, int
+        )
+        self.events_keepalive = _positive(
+            'ASGI_LOOK_EVENTS_KEEPALIVE', self.DEFAULT_EVENTS_KEEPALIVE, float
         )
         # NOTE: No admin token by default: then only an image's own delete
         #   token can delete it.

@@ -75,7 +75,11 @@ class RedisGuard:
         self._owed += 1
 
     async def call(
-        self, operation: Callable[[], Awaitable[T]], *, probe: bool = False
+        self,
+        operation: Callable[[], Awaitable[T]],
+        *,
+        probe: bool = False,
+        longer: float = 0.0,
     ) -> T:
         """Run ``operation`` against Redis, through the breaker, within the limit.
 
@@ -83,6 +87,8 @@ class RedisGuard:
             operation: Makes the awaitable that talks to Redis; not called at
                 all while the breaker is open.
             probe: Try Redis even while the breaker is open.
+            longer: Seconds the operation may take on top of the limit (a
+                blocking read waits that long by design).
 
         Raises:
             Unavailable: The breaker is open, or Redis failed or did not
@@ -108,7 +114,7 @@ class RedisGuard:
             if owed > self._repaired and self._repair is not None:
                 await self.timed(self._repair())
                 repaired = True
-            result = await self.timed(operation())
+            result = await self.timed(operation(), longer)
         except FAILURES as ex:
             self._trip(ex)
             raise Unavailable from ex
@@ -118,7 +124,7 @@ class RedisGuard:
             self._recover(repaired)
         return result
 
-    async def timed(self, operation: Awaitable[T]) -> T:
+    async def timed(self, operation: Awaitable[T], longer: float = 0.0) -> T:
         """Await ``operation``; TimeoutError if it takes over the time limit.
 
         NOTE: Not asyncio.timeout, which cancels once: after a cancelled
@@ -141,7 +147,7 @@ class RedisGuard:
             task.cancel()
             handle = loop.call_later(self.CANCEL_GRACE, expire)
 
-        handle = loop.call_later(self._timeout, expire)
+        handle = loop.call_later(self._timeout + longer, expire)
         try:
             result = await operation
         except BaseException:

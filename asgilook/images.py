@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.parse
 import uuid
 from typing import Any
+from typing import NamedTuple
 
 import falcon
 import falcon.asgi
@@ -12,6 +13,9 @@ import falcon.asgi
 from asgilook import conditional
 from asgilook.cache import Versioned
 from asgilook.config import Config
+from asgilook.events import CREATED
+from asgilook.events import DELETED
+from asgilook.events import Events
 from asgilook.pixels import Size
 from asgilook.store import Blob
 from asgilook.store import Commit
@@ -28,6 +32,15 @@ IMMUTABLE = ('public', 'max-age=31536000', 'immutable')
 #: A listing changes with every upload: always ask again (the ETag saves the
 #: body when nothing changed).
 REVALIDATED = ('no-cache',)
+
+
+class Page(NamedTuple):
+    """What a listing asks for."""
+
+    limit: int
+    #: The id of the image the page follows.
+    after: str | None
+    newest_first: bool
 
 
 def _bearer_token(req: falcon.asgi.Request) -> str | None:
@@ -119,19 +132,31 @@ class Images:
 
     DEFAULT_LIMIT = 100
     MAX_LIMIT = 1000
+    OLDEST = 'oldest'
+    NEWEST = 'newest'
 
-    def __init__(self, config: Config, store: Store) -> None:
+    def __init__(
+        self, config: Config, store: Store, events: Events | None = None
+    ) -> None:
         self._config = config
         self._store = store
+        self._events = events
         self._files = _ImageFiles(config, store)
 
-    def _page(self, req: falcon.asgi.Request) -> tuple[int, str | None]:
-        """The page a listing asks for: its size, and the id it follows."""
+    def _page(self, req: falcon.asgi.Request) -> Page:
+        """The page a listing asks for: its size, the id it follows, its order."""
         limit = req.get_param_as_int(
             'limit', min_value=1, max_value=self.MAX_LIMIT, default=self.DEFAULT_LIMIT
         )
         after = req.get_param_as_uuid('after')
-        return limit, None if after is None else str(after)
+        order = req.get_param('order', default=self.OLDEST)
+        if order not in (self.OLDEST, self.NEWEST):
+            raise falcon.HTTPInvalidParam(
+                f'The order is "{self.OLDEST}" (the default: oldest upload first) '
+                f'or "{self.NEWEST}".',
+                'order',
+            )
+        return Page(limit, None if after is None else str(after), order == self.NEWEST)
 
     def cache_key(self, req: falcon.asgi.Request, params: dict[str, Any]) -> str | None:
         """The canonical form of a listing's URL: only what it reads, in order.
@@ -142,14 +167,20 @@ class Images:
         """
         if req.uri_template != '/images':
             return None
-        return self._canonical(*self._page(req))
+        return self._url(self._page(req))
 
-    def _canonical(self, limit: int, after: str | None) -> str:
+    def _url(self, page: Page, after: str | None = None, full: bool = False) -> str:
+        """The canonical URL of ``page``, or of the one following ``after``.
+
+        ``full`` spells out the default limit too, as ``Link`` always has.
+        """
         query: list[tuple[str, str | int]] = []
-        if limit != self.DEFAULT_LIMIT:
-            query.append(('limit', limit))
-        if after is not None:
-            query.append(('after', after))
+        if full or page.limit != self.DEFAULT_LIMIT:
+            query.append(('limit', page.limit))
+        if after or page.after:
+            query.append(('after', after or page.after or ''))
+        if page.newest_first:
+            query.append(('order', self.NEWEST))
         if not query:
             return '/images'
         return f'/images?{urllib.parse.urlencode(query)}'
@@ -157,15 +188,15 @@ class Images:
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
-        limit, after = self._page(req)
+        page = self._page(req)
         # One more than asked tells whether another page follows.
-        images, state = await self._store.page(limit + 1, after)
-        if len(images) > limit:
-            images = images[:limit]
-            query = urllib.parse.urlencode(
-                {'limit': limit, 'after': images[-1].image_id}
-            )
-            resp.set_header('Link', f'</images?{query}>; rel="next"')
+        images, state = await self._store.page(
+            page.limit + 1, page.after, page.newest_first
+        )
+        if len(images) > page.limit:
+            images = images[: page.limit]
+            next_page = self._url(page, images[-1].image_id, full=True)
+            resp.set_header('Link', f'<{next_page}>; rel="next"')
         handler = req.options.media_handlers[falcon.MEDIA_JSON]
         resp.data = handler.serialize(
             [image.serialize() for image in images], falcon.MEDIA_JSON
@@ -175,7 +206,7 @@ class Images:
         resp.cache_control = list(REVALIDATED)
         # NOTE: A page changes only when the index does: it stays right for
         #   as long as the index is in the state it was read in.
-        resp.context.versioned = Versioned(self._canonical(limit, after), None, state)
+        resp.context.versioned = Versioned(self._url(page), None, state)
 
     on_head = on_get
 
@@ -197,11 +228,14 @@ class Images:
             image, delete_token = await self._store.save(
                 image_id, data, _before_commit(resp)
             )
+        document = image.serialize()
         resp.location = image.uri
         # NOTE: The delete token is shown here once and never again: the
         #   store keeps only its hash.
-        resp.media = {**image.serialize(), 'delete_token': delete_token}
+        resp.media = {**document, 'delete_token': delete_token}
         resp.status = falcon.HTTP_201
+        if self._events is not None:
+            await self._events.publish(CREATED, document)
 
     async def on_delete_image(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: uuid.UUID
@@ -216,8 +250,10 @@ class Images:
                 'token, as "Authorization: Bearer <token>".',
                 challenges=['Bearer'],
             )
-        await self._store.delete(str(image_id), token, _before_commit(resp))
+        image = await self._store.delete(str(image_id), token, _before_commit(resp))
         resp.status = falcon.HTTP_204
+        if self._events is not None:
+            await self._events.publish(DELETED, image.serialize())
 
 
 class Thumbnails:

@@ -1,0 +1,92 @@
+"""The gallery page, ``GET /``, and its assets under ``/static/``.
+
+The page is plain HTML, CSS and one script from ``asgilook/static/``, with no
+build step. They are read once, when the app is made. The page names each
+asset with a hash of its content (``/static/gallery.js?v=<hash>``), so an
+asset is kept by browsers for good, and a new version of it has a new URL;
+the page itself is revalidated on every visit, which its ``ETag`` makes a
+``304`` until it changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import pathlib
+
+import falcon
+import falcon.asgi
+
+STATIC = pathlib.Path(__file__).parent / 'static'
+INDEX = 'index.html'
+
+_TYPES = {
+    '.css': 'text/css; charset=utf-8',
+    '.js': 'text/javascript; charset=utf-8',
+    '.svg': 'image/svg+xml',
+    '.html': 'text/html; charset=utf-8',
+}
+
+
+class _Asset:
+    def __init__(self, name: str, data: bytes) -> None:
+        self.data = data
+        self.version = hashlib.blake2b(data, digest_size=8).hexdigest()
+        self.etag = f'"{self.version}"'
+        suffix = pathlib.PurePath(name).suffix
+        self.content_type = _TYPES.get(suffix) or (
+            mimetypes.guess_type(name)[0] or 'application/octet-stream'
+        )
+
+
+class Gallery:
+    """``/`` (the page) and, with the ``asset`` suffix, ``/static/{name}``."""
+
+    # NOTE: Assets are named by their content's hash: immutable. The page is
+    #   not: always asked again, answered 304 while it is the same.
+    IMMUTABLE = ('public', 'max-age=31536000', 'immutable')
+    REVALIDATED = ('no-cache',)
+
+    def __init__(self, directory: pathlib.Path = STATIC) -> None:
+        self._assets = {
+            path.name: _Asset(path.name, path.read_bytes())
+            for path in sorted(directory.iterdir())
+            if path.is_file() and path.name != INDEX
+        }
+        page = (directory / INDEX).read_text()
+        for name, asset in self._assets.items():
+            page = page.replace(
+                f'"/static/{name}"', f'"/static/{name}?v={asset.version}"'
+            )
+        self._page = _Asset(INDEX, page.encode())
+
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response
+    ) -> None:
+        self._send(resp, self._page, self.REVALIDATED)
+
+    on_head = on_get
+
+    async def on_get_asset(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, name: str
+    ) -> None:
+        asset = self._assets.get(name)
+        if asset is None:
+            raise falcon.HTTPNotFound(
+                title='Not Found',
+                description=f'There is no asset {name!r}; the page names its own.',
+            )
+        version = req.get_param('v')
+        fixed = version == asset.version
+        self._send(resp, asset, self.IMMUTABLE if fixed else self.REVALIDATED)
+
+    on_head_asset = on_get_asset
+
+    @staticmethod
+    def _send(
+        resp: falcon.asgi.Response, asset: _Asset, cache_control: tuple[str, ...]
+    ) -> None:
+        resp.data = asset.data
+        resp.content_type = asset.content_type
+        resp.set_header('ETag', asset.etag)
+        resp.cache_control = list(cache_control)
