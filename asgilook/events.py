@@ -105,7 +105,9 @@ class Events:
     # Events that may wait for one slow client before its stream ends.
     BACKLOG = 100
     # Milliseconds one XREAD waits for news before it asks again.
-    BLOCK = 5000
+    # NOTE: Well under redis-py's socket timeout (5 s by default): a read
+    #   that waits as long as the socket would be taken for a hung Redis.
+    BLOCK = 1000
     # Milliseconds after which a browser's EventSource reconnects.
     RETRY = 2000
 
