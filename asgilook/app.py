@@ -8,6 +8,8 @@ from typing import Any
 import falcon
 import falcon.asgi
 
+from asgilook import advice
+from asgilook import formats
 from asgilook.cache import RedisCache
 from asgilook.conditional import ConditionalRequests
 from asgilook.config import Config
@@ -21,6 +23,7 @@ from asgilook.errors import UnknownCursor
 from asgilook.errors import UnsupportedImage
 from asgilook.events import Events
 from asgilook.gallery import Gallery
+from asgilook.health import Health
 from asgilook.images import Images
 from asgilook.images import Thumbnails
 from asgilook.memory import ResponseMemory
@@ -70,16 +73,15 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
         await super().__call__(scope, receive, send)
 
 
-def _json_errors(
+def _serialize_error(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: falcon.HTTPError
 ) -> None:
-    """Every error as JSON, whatever the client's ``Accept`` prefers.
+    """Every error as JSON (or MessagePack, if preferred), never as XML.
 
     NOTE: Falcon answers XML to a client that prefers it, as browsers do
     (``Accept: text/html,application/xhtml+xml,application/xml;...``).
     """
-    resp.data = ex.to_json()
-    resp.content_type = falcon.MEDIA_JSON
+    formats.send(req, resp, ex.to_dict())
 
 
 def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
@@ -98,10 +100,12 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     #   the Redis client.
     middleware: list[Any] = [store, ConditionalRequests(), cache, events]
     app = App(memory, middleware=middleware)
-    app.set_error_serializer(_json_errors)
+    app.resp_options.media_handlers.update(formats.handlers())
+    app.set_error_serializer(_serialize_error)
     app.add_route('/', Gallery())
     app.add_route('/static/{name}', Gallery(), suffix='asset')
     app.add_route('/events', events)
+    app.add_route('/healthz', Health(store, cache.redis, cache.guard))
     app.add_route('/images', images)
     app.add_route('/images/{image_id:uuid}.jpeg', images, suffix='image')
     app.add_route(
@@ -109,4 +113,8 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     )
     for error_type, http_error, title in _ERRORS:
         app.add_error_handler(error_type, _error_handler(http_error, title))
+    app.add_error_handler(falcon.HTTPRouteNotFound, advice.route_not_found)
+    app.add_error_handler(falcon.HTTPMethodNotAllowed, advice.method_not_allowed)
+    app.add_error_handler(falcon.HTTPInvalidParam, advice.invalid_parameter)
+    app.add_error_handler(falcon.HTTPMissingParam, advice.invalid_parameter)
     return app

@@ -11,6 +11,7 @@ import falcon
 import falcon.asgi
 
 from asgilook import conditional
+from asgilook import formats
 from asgilook.cache import Versioned
 from asgilook.config import Config
 from asgilook.events import CREATED
@@ -167,7 +168,7 @@ class Images:
         """
         if req.uri_template != '/images':
             return None
-        return self._url(self._page(req))
+        return self._url(self._page(req)) + formats.variant(req)
 
     def _url(self, page: Page, after: str | None = None, full: bool = False) -> str:
         """The canonical URL of ``page``, or of the one following ``after``.
@@ -197,16 +198,13 @@ class Images:
             images = images[: page.limit]
             next_page = self._url(page, images[-1].image_id, full=True)
             resp.set_header('Link', f'<{next_page}>; rel="next"')
-        handler = req.options.media_handlers[falcon.MEDIA_JSON]
-        resp.data = handler.serialize(
-            [image.serialize() for image in images], falcon.MEDIA_JSON
-        )
-        resp.content_type = falcon.MEDIA_JSON
-        resp.set_header('ETag', conditional.etag_of(resp.data))
+        body = formats.send(req, resp, [image.serialize() for image in images])
+        resp.set_header('ETag', conditional.etag_of(body))
         resp.cache_control = list(REVALIDATED)
         # NOTE: A page changes only when the index does: it stays right for
         #   as long as the index is in the state it was read in.
-        resp.context.versioned = Versioned(self._url(page), None, state)
+        key = self._url(page) + formats.variant(req)
+        resp.context.versioned = Versioned(key, None, state)
 
     on_head = on_get
 
@@ -232,7 +230,7 @@ class Images:
         resp.location = image.uri
         # NOTE: The delete token is shown here once and never again: the
         #   store keeps only its hash.
-        resp.media = {**document, 'delete_token': delete_token}
+        formats.send(req, resp, {**document, 'delete_token': delete_token})
         resp.status = falcon.HTTP_201
         if self._events is not None:
             await self._events.publish(CREATED, document)

@@ -158,11 +158,20 @@ class ResponseMemory:
         self._entries.move_to_end(target)
 
         if_none_match = if_modified_since = None
-        for name, value in scope['headers']:
+        headers = scope['headers']
+        if not isinstance(headers, list):
+            # NOTE: ASGI allows any iterables here (falcon.testing sends
+            #   iterators of iterators): read them once, leave a list of pairs
+            #   for Falcon.
+            headers = scope['headers'] = [tuple(pair) for pair in headers]
+        for name, value in headers:
             if name == b'if-none-match':
                 if_none_match = value.decode('latin-1')
             elif name == b'if-modified-since':
                 if_modified_since = value.decode('latin-1')
+            elif name == b'accept' and b'msgpack' in value:
+                # NOTE: Only JSON is remembered; Falcon negotiates the rest.
+                return False
         if (
             if_none_match is not None or if_modified_since is not None
         ) and conditional.not_modified(

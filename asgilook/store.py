@@ -252,6 +252,21 @@ class Store:
             raise ImageNotFound(f'There is no image with the id {image_id}.')
         return self._image(entry)
 
+    async def check(self) -> tuple[bool, str]:
+        """Whether a file can be written in the storage directory, and why not."""
+        try:
+            free = await self._disk(self._probe)
+        except (StorageFull, StorageUnavailable) as ex:
+            return False, str(ex)
+        return True, f'writable, {free / 2**30:.1f} GiB free'
+
+    def _probe(self) -> int:
+        probe = self._journal.root / f'.healthz-{os.getpid()}'
+        probe.write_bytes(b'ok')
+        probe.unlink()
+        stat = os.statvfs(self._journal.root)
+        return stat.f_bavail * stat.f_frsize
+
     def current(self, subject: str | None) -> object:
         """The current version of an image (its file, or None), or of the index.
 
@@ -398,11 +413,17 @@ class Store:
 
     def check_thumbnail(self, image: Image, size: Size) -> None:
         """Raise ImageNotFound unless ``size`` is in the image's series."""
-        if size not in image.thumbnail_sizes():
+        sizes = image.thumbnail_sizes()
+        if size not in sizes:
             width, height = size
+            listed = ', '.join(f'{w}x{h}' for w, h in sizes)
             raise ImageNotFound(
                 f'Image {image.image_id} has no {width}x{height} thumbnail; '
-                'its sizes are listed in its "thumbnails".'
+                + (
+                    f'its sizes are {listed} (its "thumbnails" lists them).'
+                    if sizes
+                    else f'it is too small for any: see {image.uri}.'
+                )
             )
 
     async def read(

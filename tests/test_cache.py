@@ -36,6 +36,7 @@ def test_an_entry_is_the_whole_response_in_msgpack_with_a_ttl(inspectable, fake_
     assert dict(headers) == {
         'etag': listing.headers['ETag'],
         'cache-control': 'no-cache',
+        'vary': 'Accept',
     }
     assert stamp == redis.get(RedisCache.GENERATION_KEY)
     assert 3590 < redis.ttl('asgilook:/images') <= 3600
