@@ -27,6 +27,7 @@ from asgilook.health import Health
 from asgilook.images import Images
 from asgilook.images import Thumbnails
 from asgilook.memory import ResponseMemory
+from asgilook.metrics import Metrics
 from asgilook.store import Store
 
 # NOTE: Falcon picks the handler of the most specific class in an error's MRO,
@@ -81,6 +82,7 @@ def _serialize_error(
     NOTE: Falcon answers XML to a client that prefers it, as browsers do
     (``Accept: text/html,application/xhtml+xml,application/xml;...``).
     """
+    resp.context.error_title = ex.title
     formats.send(req, resp, ex.to_dict())
 
 
@@ -88,7 +90,9 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     """Build the ASGI app; with no config, a default ``Config()``."""
     config = config or Config()
     store = Store(config)
-    memory = ResponseMemory(config.memory_cache, store.current)
+    metrics = Metrics(store)
+    store.on_render = metrics.render
+    memory = ResponseMemory(config.memory_cache, store.current, metrics.observe)
     cache = RedisCache(config, memory)
     events = Events(config, cache.redis, cache.guard)
     images = Images(config, store, events)
@@ -96,9 +100,10 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
 
     # NOTE: Falcon runs process_response (and process_shutdown) in reverse
     #   order: the cache first, then the conditional requests, which so see
-    #   cached answers too; the events stop reading before the cache closes
-    #   the Redis client.
-    middleware: list[Any] = [store, ConditionalRequests(), cache, events]
+    #   cached answers too, and the metrics last, which so count the answer
+    #   as sent; the events stop reading before the cache closes the Redis
+    #   client.
+    middleware: list[Any] = [metrics, store, ConditionalRequests(), cache, events]
     app = App(memory, middleware=middleware)
     app.resp_options.media_handlers.update(formats.handlers())
     app.set_error_serializer(_serialize_error)
@@ -106,6 +111,7 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     app.add_route('/static/{name}', Gallery(), suffix='asset')
     app.add_route('/events', events)
     app.add_route('/healthz', Health(store, cache.redis, cache.guard))
+    app.add_route('/metrics', metrics)
     app.add_route('/images', images)
     app.add_route('/images/{image_id:uuid}.jpeg', images, suffix='image')
     app.add_route(

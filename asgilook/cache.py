@@ -199,6 +199,7 @@ class RedisCache:
         self._memory.remember(
             versioned.key,
             Remembered.of(
+                req.uri_template or '',
                 versioned.subject,
                 versioned.version,
                 resp.content_type or '',

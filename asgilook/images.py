@@ -222,6 +222,7 @@ class Images:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
         async with upload(req, self._config.max_upload_bytes) as data:
+            req.context.upload_bytes = len(data)
             image_id = str(self._config.uuid_generator())
             image, delete_token = await self._store.save(
                 image_id, data, _before_commit(resp)

@@ -137,6 +137,8 @@ class Journal:
         self._ids_by_seq: dict[int, str] = {}
         # Sequence numbers of live images, ascending: the listing order.
         self._order: list[int] = []
+        # Where deleted images were in the order, since the last reload.
+        self._tombstones: dict[str, int] = {}
         self._next_seq = 0
         self._dead = 0
         self._clock = 0
@@ -193,10 +195,15 @@ class Journal:
             self._dead += 1
             return
         if image_id in self._entries:
-            self._forget(image_id)
+            seq = self._forget(image_id)
+            if entry is None:
+                # NOTE: Where it was stays a place to page on from: a client
+                #   whose page ended with it has not lost its place.
+                self._tombstones[image_id] = seq
         if entry is None:
             self._dead += 1
             return
+        self._tombstones.pop(image_id, None)
         seq = self._next_seq
         self._next_seq += 1
         self._entries[image_id] = entry
@@ -205,12 +212,14 @@ class Journal:
         self._order.append(seq)
         self._clock = max(self._clock, entry.modified)
 
-    def _forget(self, image_id: str) -> None:
+    def _forget(self, image_id: str) -> int:
+        """Take the image out of the order; return where it was."""
         del self._entries[image_id]
         seq = self._seqs.pop(image_id)
         del self._ids_by_seq[seq]
         del self._order[bisect.bisect_left(self._order, seq)]
         self._dead += 1
+        return seq
 
     def peek(self, image_id: str) -> Entry | None:
         """The image's entry as of now, if one ``stat`` shows the index is current.
@@ -274,12 +283,12 @@ class Journal:
             self._catch_up()
             position = None
             if after is not None:
-                if after not in self._seqs:
+                position = self._seqs.get(after, self._tombstones.get(after))
+                if position is None:
                     raise UnknownCursor(
-                        f'There is no image {after!r} to list after: it may have '
-                        'been deleted; start again without "after".'
+                        f'There is no image {after} to list after; start again '
+                        'without "after".'
                     )
-                position = self._seqs[after]
             if newest_first:
                 stop = len(self._order)
                 if position is not None:
@@ -293,6 +302,12 @@ class Journal:
                 seqs = self._order[start : None if limit is None else start + limit]
             entries = [self._entries[self._ids_by_seq[seq]] for seq in seqs]
             return entries, self._seen
+
+    def count(self) -> int:
+        """How many images there are, as of now."""
+        with self._mutex:
+            self._catch_up()
+            return len(self._entries)
 
     def state(self) -> State | None:
         """The journal's state, if one ``stat`` shows the index is current.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime
+import time
 from collections.abc import Awaitable
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,9 @@ Current = Callable[[str | None], object]
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+#: ``observe(route, method, status, seconds, cache)``: told of every answer.
+Observe = Callable[[str, str, int, float, str | None], None]
+
 # Headers a 304 repeats (RFC 9110, section 15.4.5), and the cache's own.
 _NOT_MODIFIED_HEADERS = frozenset(
     {b'cache-control', b'etag', b'last-modified', b'vary', b'x-asgilook-cache'}
@@ -46,6 +50,8 @@ class Unsure(Exception):
 class Remembered:
     """One response, ready to be sent again while its version is current."""
 
+    #: The route template it answers, for the metrics.
+    route: str
     #: What it shows: an image id, or None for the listing.
     subject: str | None
     #: The version of it that it shows (see :data:`Current`).
@@ -66,6 +72,7 @@ class Remembered:
     @classmethod
     def of(
         cls,
+        route: str,
         subject: str | None,
         version: object,
         content_type: str,
@@ -86,6 +93,7 @@ class Remembered:
             (b'x-asgilook-cache', b'Hit'),
         ]
         return cls(
+            route,
             subject,
             version,
             values.get('etag'),
@@ -100,13 +108,17 @@ class ResponseMemory:
 
     Args:
         capacity: The most bytes of bodies to keep in all.
-        current: Tells the file of an image's current version (see
+        current: Tells the current version of what a response shows (see
             :data:`Current`).
+        observe: Told of every answer given (see :data:`Observe`).
     """
 
-    def __init__(self, capacity: int, current: Current) -> None:
+    def __init__(
+        self, capacity: int, current: Current, observe: Observe | None = None
+    ) -> None:
         self._capacity = capacity
         self._current = current
+        self._observe = observe
         self._entries: collections.OrderedDict[str, Remembered] = (
             collections.OrderedDict()
         )
@@ -139,6 +151,7 @@ class ResponseMemory:
         string, exactly) whose version is still current is answered;
         conditional requests get their 304.
         """
+        started = time.perf_counter()
         method = scope['method']
         if method != 'GET' and method != 'HEAD':
             return False
@@ -182,15 +195,24 @@ class ResponseMemory:
                 for header in response.headers
                 if header[0] in _NOT_MODIFIED_HEADERS
             ]
+            status = 304
             await send(
-                {'type': 'http.response.start', 'status': 304, 'headers': headers}
+                {'type': 'http.response.start', 'status': status, 'headers': headers}
             )
             await send({'type': 'http.response.body', 'body': b''})
-            return True
-
-        await send(
-            {'type': 'http.response.start', 'status': 200, 'headers': response.headers}
-        )
-        body = response.body if method == 'GET' else b''
-        await send({'type': 'http.response.body', 'body': body})
+        else:
+            status = 200
+            await send(
+                {
+                    'type': 'http.response.start',
+                    'status': status,
+                    'headers': response.headers,
+                }
+            )
+            body = response.body if method == 'GET' else b''
+            await send({'type': 'http.response.body', 'body': body})
+        if self._observe is not None:
+            self._observe(
+                response.route, method, status, time.perf_counter() - started, 'Hit'
+            )
         return True

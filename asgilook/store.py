@@ -12,6 +12,7 @@ import hmac
 import os
 import pathlib
 import secrets
+import time
 from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -204,6 +205,8 @@ class Store:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         # Thumbnail series being rendered after the fact, by original file.
         self._renders: dict[str, asyncio.Task[bool]] = {}
+        #: Told of each thumbnail series rendered: how many, in how long.
+        self.on_render: Callable[[int, float], None] | None = None
 
     async def process_startup(self, scope: Any, event: Any) -> None:
         """Nothing to open eagerly: the thread pool starts on first use."""
@@ -283,6 +286,10 @@ class Store:
             raise Unsure from ex
         return None if entry is None else entry.file
 
+    async def count(self) -> int:
+        """How many images are stored, as of now."""
+        return await self._disk(self._journal.count)
+
     async def list_images(
         self, limit: int | None = None, after: str | None = None
     ) -> list[Image]:
@@ -341,6 +348,7 @@ class Store:
             #   (written as soon as it is ready), the largest thumbnail, the
             #   rest. Every one is awaited, even if another failed, so that
             #   nothing is written after the cleanup below.
+            started = time.perf_counter()
             results = await asyncio.gather(
                 self._store_original(name, decoded),
                 self._pillow(pixels.encode_largest, decoded),
@@ -353,6 +361,7 @@ class Store:
             thumbnails = cast(pixels.Series, results[1]) + cast(
                 pixels.Series, results[2]
             )
+            self._rendered(len(thumbnails), started)
             await self._disk(self._write_thumbnails, name, thumbnails)
             if before_commit is not None:
                 await before_commit()
@@ -363,6 +372,10 @@ class Store:
             await self._disk(self._journal.discard_version, name)
             raise
         return self._image(entry), token
+
+    def _rendered(self, thumbnails: int, started: float) -> None:
+        if self.on_render is not None and thumbnails:
+            self.on_render(thumbnails, time.perf_counter() - started)
 
     async def _store_original(self, name: str, decoded: pixels.Decoded) -> None:
         original = decoded.kept
@@ -474,7 +487,9 @@ class Store:
         if original is None:
             return False
         sizes = image.thumbnail_sizes()
+        started = time.perf_counter()
         rendered = await self._pillow(pixels.thumbnails, original, sizes)
+        self._rendered(len(rendered), started)
         await self._disk(
             self._write_thumbnails, image.path.name, zip(sizes, rendered, strict=True)
         )

@@ -60,8 +60,26 @@ def test_pages_follow_the_upload_order(tmp_path):
     assert ids(journal, limit=2, after='b') == ['d', 'e']
     assert ids(journal, limit=2, after='e') == ['f']
     assert ids(journal, after='f') == []
-    with pytest.raises(UnknownCursor, match="no image 'c'"):
-        journal.page(limit=2, after='c')
+    with pytest.raises(UnknownCursor, match='no image x to list after'):
+        journal.page(limit=2, after='x')
+
+
+def test_a_deleted_image_keeps_its_place_as_a_cursor(tmp_path):
+    journal = Journal(tmp_path)
+    other = Journal(tmp_path)
+    for image_id in 'abcdef':
+        put(journal, image_id)
+    # A client's page ended with c; c and d are deleted meanwhile, in
+    # another process.
+    other.delete('c', lambda entry: True)
+    other.delete('d', lambda entry: True)
+    assert ids(journal, limit=2, after='c') == ['e', 'f']
+    assert ids(journal, limit=2, after='d', newest_first=True) == ['b', 'a']
+    # Uploaded again, it is where it is now.
+    put(other, 'c')
+    assert ids(journal, after='c') == []
+    # A restarted worker reads the deletions from the journal too.
+    assert ids(Journal(tmp_path), after='d') == ['e', 'f', 'c']
 
 
 def test_delete_checks_before_it_changes_anything(tmp_path):

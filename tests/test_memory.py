@@ -34,6 +34,7 @@ class Index:
 
 def response(body=b'picture', file='a.1.jpeg', image_id='a'):
     return Remembered.of(
+        '/{name}',
         image_id,
         file,
         'image/jpeg',

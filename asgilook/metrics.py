@@ -1,0 +1,180 @@
+"""``GET /metrics``: Prometheus metrics of the service, correct across workers.
+
+Counted: requests by route template, method and status, and how long they
+took (those answered from memory before Falcon included); what the cache
+answered (``Hit``, ``Miss``, ``Bypass``); thumbnails rendered and the time
+each series took; upload sizes, uploads stored, and uploads refused by
+reason (the error's title). At each scrape, the number of images stored.
+
+With several uvicorn workers, each is a process of its own: set
+``PROMETHEUS_MULTIPROC_DIR`` to an empty directory before they start (``asgilook
+serve`` and ``make run`` do), and every worker writes its counts there, and
+any worker's ``/metrics`` adds up all of them (the official client's
+multiprocess mode). Without it, ``/metrics`` counts what its own process did.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import falcon
+import falcon.asgi
+import prometheus_client
+import prometheus_client.multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from asgilook.store import Store
+
+MULTIPROCESS = 'PROMETHEUS_MULTIPROC_DIR'
+# Requests that match no route share one label: a client cannot make new
+# time series by asking for new URLs.
+UNMATCHED = '(no route)'
+
+_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+_BYTES = tuple(2**power for power in range(14, 26))
+
+
+class Metrics:
+    """The service's metrics, and a Falcon middleware and resource for them.
+
+    One per app, with a registry of its own: creating many apps in one
+    process (as the tests do) registers nothing twice.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.registry = prometheus_client.CollectorRegistry()
+        registry = self.registry
+        self.requests = prometheus_client.Counter(
+            'asgilook_requests',
+            'HTTP requests answered, by route template, method and status.',
+            ['route', 'method', 'status'],
+            registry=registry,
+        )
+        self.latency = prometheus_client.Histogram(
+            'asgilook_request_duration_seconds',
+            'Time from a request to its answer, by route template.',
+            ['route'],
+            buckets=_SECONDS,
+            registry=registry,
+        )
+        self.cache = prometheus_client.Counter(
+            'asgilook_cache_answers',
+            'Answers by what the cache did: Hit, Miss or Bypass.',
+            ['result'],
+            registry=registry,
+        )
+        self.rendered = prometheus_client.Counter(
+            'asgilook_thumbnails_rendered',
+            'Thumbnails rendered, at upload or first request.',
+            registry=registry,
+        )
+        self.render_seconds = prometheus_client.Histogram(
+            'asgilook_thumbnail_series_render_seconds',
+            "Time to render a picture's whole thumbnail series.",
+            buckets=_SECONDS,
+            registry=registry,
+        )
+        self.upload_bytes = prometheus_client.Histogram(
+            'asgilook_upload_bytes',
+            'Sizes of the uploads stored.',
+            buckets=_BYTES,
+            registry=registry,
+        )
+        self.stored = prometheus_client.Counter(
+            'asgilook_images_stored',
+            'Uploads stored (new pictures and replacements).',
+            registry=registry,
+        )
+        self.refused = prometheus_client.Counter(
+            'asgilook_uploads_refused',
+            'Uploads refused, by reason (the title of the error).',
+            ['reason'],
+            registry=registry,
+        )
+        # NOTE: Label children are looked up once: this runs on every request.
+        self._children: dict[tuple[str, str, int], Any] = {}
+
+    def observe(
+        self, route: str, method: str, status: int, seconds: float, cache: str | None
+    ) -> None:
+        """Count one answered request."""
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+        if cache is not None:
+            self.cache.labels(cache).inc()
+
+    def render(self, thumbnails: int, seconds: float) -> None:
+        """Count a thumbnail series rendered."""
+        self.rendered.inc(thumbnails)
+        self.render_seconds.observe(seconds)
+
+    # The middleware
+
+    async def process_request(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response
+    ) -> None:
+        req.context.started = time.perf_counter()
+
+    async def process_response(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        resource: object,
+        req_succeeded: bool,
+    ) -> None:
+        route = req.uri_template or UNMATCHED
+        status = resp.status_code
+        seconds = time.perf_counter() - req.context.started
+        self.observe(
+            route, req.method, status, seconds, resp.get_header('X-ASGILook-Cache')
+        )
+        if req.method == 'POST' and route == '/images':
+            if status == 201:
+                self.stored.inc()
+                self.upload_bytes.observe(req.context.upload_bytes)
+            elif 400 <= status < 500:
+                reason = getattr(resp.context, 'error_title', None) or str(status)
+                self.refused.labels(reason).inc()
+
+    # The resource
+
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response
+    ) -> None:
+        images = prometheus_client.CollectorRegistry()
+        images.register(_Images(await self._store.count()))
+        counted = self.registry
+        if os.environ.get(MULTIPROCESS):
+            counted = prometheus_client.CollectorRegistry()
+            prometheus_client.multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
+                counted
+            )
+        resp.data = prometheus_client.generate_latest(
+            counted
+        ) + prometheus_client.generate_latest(images)
+        resp.content_type = prometheus_client.CONTENT_TYPE_LATEST
+        resp.cache_control = ['no-store']
+
+
+class _Images(Collector):
+    """The number of images stored, as of the scrape."""
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            'asgilook_images', 'Images stored, as of this scrape.', value=self._count
+        )
