@@ -28,6 +28,7 @@ from asgilook.images import Images
 from asgilook.images import Thumbnails
 from asgilook.memory import ResponseMemory
 from asgilook.metrics import Metrics
+from asgilook.openapi import OpenAPI
 from asgilook.store import Store
 
 # NOTE: Falcon picks the handler of the most specific class in an error's MRO,
@@ -114,6 +115,7 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     app.add_route('/metrics', metrics)
     app.add_route('/images', images)
     app.add_route('/images/{image_id:uuid}.jpeg', images, suffix='image')
+    app.add_route('/openapi.json', OpenAPI(config))
     app.add_route(
         '/thumbnails/{image_id:uuid}/{width:int}x{height:int}.jpeg', thumbnails
     )

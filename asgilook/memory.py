@@ -34,7 +34,7 @@ Current = Callable[[str | None], object]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 #: ``observe(route, method, status, seconds, cache)``: told of every answer.
-Observe = Callable[[str, str, int, float, str | None], None]
+Observe = Callable[[str, str, int, float, str], None]
 
 # Headers a 304 repeats (RFC 9110, section 15.4.5), and the cache's own.
 _NOT_MODIFIED_HEADERS = frozenset(

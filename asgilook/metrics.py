@@ -30,6 +30,8 @@ from prometheus_client.registry import Collector
 from asgilook.store import Store
 
 MULTIPROCESS = 'PROMETHEUS_MULTIPROC_DIR'
+#: What /metrics answers: the client library's text format.
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 # Requests that match no route share one label: a client cannot make new
 # time series by asking for new URLs.
 UNMATCHED = '(no route)'
@@ -100,7 +102,7 @@ class Metrics:
         self._children: dict[tuple[str, str, int], Any] = {}
 
     def observe(
-        self, route: str, method: str, status: int, seconds: float, cache: str | None
+        self, route: str, method: str, status: int, seconds: float, cache: str
     ) -> None:
         """Count one answered request."""
         key = (route, method, status)
@@ -112,8 +114,7 @@ class Metrics:
             )
         children[0].inc()
         children[1].observe(seconds)
-        if cache is not None:
-            self.cache.labels(cache).inc()
+        self.cache.labels(cache).inc()
 
     def render(self, thumbnails: int, seconds: float) -> None:
         """Count a thumbnail series rendered."""
@@ -137,9 +138,10 @@ class Metrics:
         route = req.uri_template or UNMATCHED
         status = resp.status_code
         seconds = time.perf_counter() - req.context.started
-        self.observe(
-            route, req.method, status, seconds, resp.get_header('X-ASGILook-Cache')
-        )
+        # NOTE: Every answer says what the cache did; one that does not was
+        #   made by the app.
+        cache = resp.get_header('X-ASGILook-Cache', default='Miss')
+        self.observe(route, req.method, status, seconds, cache)
         if req.method == 'POST' and route == '/images':
             if status == 201:
                 self.stored.inc()
@@ -164,7 +166,7 @@ class Metrics:
         resp.data = prometheus_client.generate_latest(
             counted
         ) + prometheus_client.generate_latest(images)
-        resp.content_type = prometheus_client.CONTENT_TYPE_LATEST
+        resp.content_type = CONTENT_TYPE
         resp.cache_control = ['no-store']
 
 
