@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import functools
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -55,6 +56,10 @@ class Event:
         return falcon.asgi.SSEvent(
             event=self.kind, text=self.data, event_id=self.event_id
         )
+
+
+# What Redis takes as a stream id: two unsigned 64-bit numbers.
+_STREAM_ID = re.compile(r'[0-9]{1,20}-[0-9]{1,20}')
 
 
 def _order(event_id: str) -> tuple[int, int]:
@@ -182,9 +187,13 @@ class Events:
 
     async def _since(self, last_event_id: str) -> list[Event]:
         """The events of the stream after ``last_event_id`` (those it still has)."""
-        try:
-            _order(last_event_id)
-        except ValueError:
+        # NOTE: Checked here, not by Redis: Redis would answer an error, and
+        #   an error from Redis makes the guard leave Redis alone for a while,
+        #   for everyone.
+        if (
+            not _STREAM_ID.fullmatch(last_event_id)
+            or max(_order(last_event_id)) >= 2**64
+        ):
             return []
         entries = await self._guard.call(
             lambda: self._redis.xrange(

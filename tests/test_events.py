@@ -146,14 +146,22 @@ def test_a_reconnecting_page_gets_what_it_missed_first(shared):
     assert asyncio.run(reconnect(seen)) == missed
     assert first['id'] not in missed
 
-    async def garbage():
+    async def garbage(header):
         async with falcon.testing.ASGIConductor(one) as conductor:
             async with conductor.simulate_get_stream(
-                '/events', headers={'Last-Event-ID': 'not-an-id'}
+                '/events', headers={'Last-Event-ID': header}
             ) as sr:
-                return await read_until(sr.stream, lambda events: events)
+                events = await read_until(sr.stream, lambda events: events)
+            listing = await conductor.simulate_get('/images', query_string='limit=7')
+            return events, listing.headers['X-ASGILook-Cache']
 
-    assert not named(asyncio.run(garbage()), 'image-created')
+    # Ids Redis would refuse are not sent to it: a refusal would make the
+    # guard leave Redis alone, for every request of the process.
+    for header in ('not-an-id', '1_000-0', '-1-0', f'{2**64}-0', '1-2-3'):
+        events, cache = asyncio.run(garbage(header))
+        assert not named(events, 'image-created'), header
+        assert not named(events, 'unavailable'), header
+        assert cache != 'Bypass', header
 
 
 def test_a_stream_says_so_and_ends_when_redis_is_away(config):
