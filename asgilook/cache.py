@@ -91,11 +91,9 @@ class RedisCache:
         #   lifespan (and event loop) around every simulate_* call, and a test
         #   factory may hand out a new fake server on every call.
         self.redis = config.redis_from_url(config.redis_host)
-        self._redis = self.redis
         #: Keeps Redis from hurting the app; whatever else uses ``redis``
         #: (the events) goes through it too, so all share one breaker.
         self.guard = RedisGuard(config.redis_timeout, logger, self._new_generation)
-        self._guard = self.guard
         self._memory = memory
 
     async def process_startup(self, scope: Any, event: Any) -> None:
@@ -103,16 +101,16 @@ class RedisCache:
         #   and its failure only opens the breaker: the app starts without
         #   Redis and picks it up later.
         try:
-            await self._guard.call(self._redis.ping, probe=True)
+            await self.guard.call(self.redis.ping, probe=True)
         except Unavailable:
             pass
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:
         try:
-            await self._guard.timed(self._redis.aclose())
+            await self.guard.timed(self.redis.aclose())
         except FAILURES as ex:
             logger.warning(
-                'Could not close the Redis client: %s', self._guard.reason(ex)
+                'Could not close the Redis client: %s', self.guard.reason(ex)
             )
 
     async def process_request(
@@ -140,8 +138,8 @@ class RedisCache:
         resp.context.cache_key = key
         resp.context.cache_stamp = None
         try:
-            data, stamp = await self._guard.call(
-                lambda: self._redis.mget(key, self.GENERATION_KEY)
+            data, stamp = await self.guard.call(
+                lambda: self.redis.mget(key, self.GENERATION_KEY)
             )
         except Unavailable:
             resp.set_header(self.CACHE_HEADER, 'Bypass')
@@ -219,25 +217,36 @@ class RedisCache:
         visible: a process that dies between the two has still made stale
         what its change affects.
         """
-        key = f'{self.PREFIX}{req.path}'
-        try:
-            # NOTE: Shielded: if the request is cancelled (a server that
-            #   cancels on disconnect), the invalidation still finishes, or
-            #   records that it could not.
-            await asyncio.shield(self._guard.call(lambda: self._invalidate(key)))
-        except Unavailable:
-            self._guard.owe_repair()
+        # NOTE: Shielded: if the request is cancelled (a server that cancels
+        #   on disconnect), the invalidation still finishes, or records that
+        #   it could not.
+        if not await asyncio.shield(self.invalidate(req.path)):
             resp.set_header(self.CACHE_HEADER, 'Bypass')
 
-    async def _invalidate(self, key: str) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
+    async def invalidate(self, path: str | None = None) -> bool:
+        """Make every cached whole response stale, and drop ``path``'s own entry.
+
+        Returns:
+            Whether Redis took it; if not, the guard repairs (sets a new
+            generation) before Redis is used again.
+        """
+        try:
+            await self.guard.call(lambda: self._invalidate(path))
+        except Unavailable:
+            self.guard.owe_repair()
+            return False
+        return True
+
+    async def _invalidate(self, path: str | None) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(self.GENERATION_KEY, _generation())
-            pipe.delete(key)
+            if path is not None:
+                pipe.delete(f'{self.PREFIX}{path}')
             await pipe.execute()
 
     async def _new_generation(self) -> None:
         """The repair after an outage: every entry stored before it is stale."""
-        await self._redis.set(self.GENERATION_KEY, _generation())
+        await self.redis.set(self.GENERATION_KEY, _generation())
 
     async def _store(self, resp: falcon.asgi.Response) -> None:
         stamp = resp.context.cache_stamp
@@ -253,7 +262,7 @@ class RedisCache:
         headers = _headers(resp)
         try:
             if not stamp:
-                stamp = await self._guard.call(self._first_generation)
+                stamp = await self.guard.call(self._first_generation)
                 if stamp is None:
                     return
             entry = msgpack.packb(
@@ -261,7 +270,7 @@ class RedisCache:
             )
             if len(entry) > self._config.cache_max_entry:
                 return
-            await self._guard.call(lambda: self._redis.set(key, entry, ex=self.TTL))
+            await self.guard.call(lambda: self.redis.set(key, entry, ex=self.TTL))
         except Unavailable:
             resp.set_header(self.CACHE_HEADER, 'Bypass')
 
@@ -273,7 +282,7 @@ class RedisCache:
         already be stale.
         """
         generation = _generation()
-        if await self._redis.set(self.GENERATION_KEY, generation, nx=True):
+        if await self.redis.set(self.GENERATION_KEY, generation, nx=True):
             return generation
         return None
 
@@ -303,11 +312,11 @@ class RedisCache:
         )
         try:
             if req.method == 'GET' and resp.status_code == 200:
-                before = await self._guard.call(
-                    lambda: self._redis.set(key, entry, ex=self.TTL, get=True)
+                before = await self.guard.call(
+                    lambda: self.redis.set(key, entry, ex=self.TTL, get=True)
                 )
             else:
-                before = await self._guard.call(lambda: self._redis.get(key))
+                before = await self.guard.call(lambda: self.redis.get(key))
         except Unavailable:
             resp.set_header(self.CACHE_HEADER, 'Bypass')
             return

@@ -66,14 +66,16 @@ class ConditionalRequests:
     ) -> None:
         if resp.status_code != 200 or req.method not in ('GET', 'HEAD'):
             return
-        etag = resp.get_header('ETag')
-        last_modified = resp.get_header('Last-Modified')
-        if etag is None and last_modified is None:
+        if_none_match = req.get_header('If-None-Match')
+        if_modified_since = req.get_header('If-Modified-Since')
+        # NOTE: Most requests are not conditional: no date is parsed for them.
+        if if_none_match is None and if_modified_since is None:
             return
+        last_modified = resp.get_header('Last-Modified')
         if not_modified(
-            req.get_header('If-None-Match'),
-            req.get_header('If-Modified-Since'),
-            etag,
+            if_none_match,
+            if_modified_since,
+            resp.get_header('ETag'),
             falcon.http_date_to_dt(last_modified) if last_modified else None,
         ):
             not_modified_response(resp)

@@ -204,7 +204,7 @@ class RedisServer:
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and remove its directory."""
         if self.process is not None:
-            _terminate(self.process)
+            terminate(self.process)
             self.process = None
         shutil.rmtree(self._dir, ignore_errors=True)
 
@@ -224,7 +224,8 @@ def _read(path: str) -> str:
         return ''
 
 
-def _terminate(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+def terminate(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM (uvicorn then runs its lifespan shutdown), SIGKILL if stuck."""
     if process.poll() is None:
         process.terminate()
         try:

@@ -437,7 +437,8 @@ class _Storage:
         self.name = f'the storage directory {path}'
         self._cache: RedisCache | None = None
         self._events: Events | None = None
-        self._told = False
+        # Whether an invalidation did not reach Redis (it is owed, then).
+        self._missed = False
         self._quiet = logging.NullHandler()
         if redis_url:
             config.redis_host = redis_url
@@ -477,11 +478,9 @@ class _Storage:
         except StoreError as ex:
             raise _Refused(str(ex)) from ex
         if self._cache is not None and self._events is not None:
-            # NOTE: As a worker whose invalidation did not reach Redis: the
-            #   guard makes every cached listing stale (a new generation)
-            #   before its next call, which sends open galleries the picture.
-            self._told = True
-            self._cache.guard.owe_repair()
+            # NOTE: As a service's upload does: every cached listing is stale,
+            #   and open galleries are sent the picture.
+            self._missed |= not await self._cache.invalidate()
             await self._events.publish(CREATED, image.serialize())
         return image_id, token
 
@@ -490,8 +489,8 @@ class _Storage:
         if self._cache is None:
             return
         try:
-            if self._told:
-                # The repair, if Redis did not take it before.
+            if self._missed:
+                # Once more: the guard makes the owed invalidation first.
                 await self._cache.guard.call(self._cache.redis.ping, probe=True)
         except Unavailable:
             self.warning = (

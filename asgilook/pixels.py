@@ -232,7 +232,7 @@ def convert(data: bytes, max_pixels: int) -> tuple[bytes, Size]:
 def thumbnails(data: bytes, sizes: list[Size]) -> list[bytes]:
     """Render a stored JPEG's thumbnail series (``sizes``, largest first)."""
     source = _decode_jpeg(data, sizes[0])
-    decoded = Decoded(source.size, sizes, data, None, source)
+    decoded = Decoded(source.size, sizes, None, None, source)
     series = encode_largest(decoded) + encode_smaller(decoded)
     return [thumbnail for _, thumbnail in series]
 

@@ -199,7 +199,6 @@ class Store:
     """
 
     def __init__(self, config: Config) -> None:
-        self.config = config
         self._config = config
         self._journal = Journal(pathlib.Path(os.fspath(config.storage_path)))
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -207,6 +206,11 @@ class Store:
         self._renders: dict[str, asyncio.Task[bool]] = {}
         #: Told of each thumbnail series rendered: how many, in how long.
         self.on_render: Callable[[int, float], None] | None = None
+
+    @property
+    def config(self) -> Config:
+        """The settings the store was made with."""
+        return self._config
 
     async def process_startup(self, scope: Any, event: Any) -> None:
         """Nothing to open eagerly: the thread pool starts on first use."""

@@ -71,6 +71,7 @@ import redis
 from asgilook.devserver import RedisServer
 from asgilook.devserver import die_with_parent
 from asgilook.devserver import free_port
+from asgilook.devserver import terminate
 from asgilook.devserver import wait_until
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -194,17 +195,6 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def _stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """SIGTERM, so that uvicorn runs its lifespan shutdown; SIGKILL if stuck."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 class Uvicorn:
     """``python -m uvicorn APP`` with ``UVICORN_FLAGS`` on a free loopback port."""
 
@@ -252,7 +242,7 @@ class Uvicorn:
 
     def stop(self) -> None:
         if self.process is not None:
-            _stop(self.process)
+            terminate(self.process)
             self.process = None
 
     def log_tail(self, lines: int = 30) -> str:
@@ -1059,8 +1049,8 @@ def measure(
             throughput['asgilook'], throughput['tutorial'])
     )  # fmt: skip
 
-    # NOTE: Both apps answer a cached listing with one Redis round trip: the
-    #   difference is what each does around it (middleware, time limits).
+    # NOTE: The tutorial answers a cached listing with a Redis round trip;
+    #   asgilook from its memory, as long as the index is unchanged.
     _progress('4b. Cached listing throughput: GET /images')
     listing_urls = {}
     for target in targets:

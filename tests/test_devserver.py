@@ -186,7 +186,7 @@ def test_stubborn_child_is_killed():
     with ignores_sigterm.stdout:
         assert ignores_sigterm.stdout.readline() == b'ready\n'
     started = time.monotonic()
-    devserver._terminate(ignores_sigterm, timeout=0.5)
+    devserver.terminate(ignores_sigterm, timeout=0.5)
     assert ignores_sigterm.returncode == -signal.SIGKILL
     assert time.monotonic() - started < 10
 
