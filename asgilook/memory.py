@@ -8,8 +8,8 @@ version it shows is still current: a replaced or deleted image has another
 version, or none, in the index, and any upload or deletion changes the
 index's state. This is the fast path of the service: :class:`ResponseMemory`
 answers such requests at the ASGI level, before Falcon builds a request
-object, after one ``stat`` of the index (see
-:meth:`asgilook.journal.Journal.peek`).
+object, after asking the index, without waiting, which version is current
+(see :meth:`asgilook.index.Index.peek`).
 """
 
 from __future__ import annotations

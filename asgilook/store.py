@@ -15,7 +15,6 @@ import secrets
 import time
 from collections.abc import Awaitable
 from collections.abc import Callable
-from collections.abc import Iterable
 from typing import Any
 from typing import TypeVar
 from typing import cast
@@ -27,10 +26,12 @@ from asgilook.config import Config
 from asgilook.errors import ImageNotFound
 from asgilook.errors import StorageFull
 from asgilook.errors import StorageUnavailable
-from asgilook.journal import Behind
-from asgilook.journal import Entry
-from asgilook.journal import Journal
-from asgilook.journal import fsync_directory
+from asgilook.files import Files
+from asgilook.index import Behind
+from asgilook.index import Entry
+from asgilook.index import Index
+from asgilook.index import journal
+from asgilook.index import open_index
 from asgilook.memory import Unsure
 from asgilook.pixels import Size
 
@@ -58,7 +59,7 @@ class Image:
         #   hand.
         self.path = path or (
             pathlib.Path(os.fspath(config.storage_path))
-            / Journal.IMAGES
+            / Files.IMAGES
             / f'{image_id}.jpeg'
         )
 
@@ -95,7 +96,7 @@ class Image:
         width, height = size
         return (
             self.path.parent.parent
-            / Journal.THUMBNAILS
+            / Files.THUMBNAILS
             / self.path.name.removesuffix('.jpeg')
             / f'{width}x{height}.jpeg'
         )
@@ -181,12 +182,13 @@ Body = bytes | Blob
 
 
 class Store:
-    """The image store: JPEG files and their journal in the storage directory.
+    """The image store: JPEG files in the storage directory, and their index.
 
-    The directory is the one source of truth, shared by every worker and
-    every machine that mounts it (see :mod:`asgilook.journal`). Each version
+    The files are shared by every worker and every machine that mounts the
+    directory (see :mod:`asgilook.files`), and the index by every worker
+    that uses the same database (see :mod:`asgilook.index`). Each version
     of an image is written, with its whole thumbnail series, to files of its
-    own, synced, renamed into place and only then recorded in the journal, so
+    own, synced, renamed into place and only then recorded in the index, so
     a reader never sees half a file and a crash leaves the complete image or
     nothing listed. A version's files never change afterwards: they are
     served as they are, from disk.
@@ -198,9 +200,13 @@ class Store:
     Disk work runs in the event loop's default executor.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, index: Index | None = None) -> None:
         self._config = config
-        self._journal = Journal(pathlib.Path(os.fspath(config.storage_path)))
+        self._files = Files(pathlib.Path(os.fspath(config.storage_path)))
+        self._files.make()
+        self._index = index or open_index(config)
+        # Whether the directories are made and an old journal adopted.
+        self._opened = False
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         # Thumbnail series being rendered after the fact, by original file.
         self._renders: dict[str, asyncio.Task[bool]] = {}
@@ -212,6 +218,28 @@ class Store:
         """The settings the store was made with."""
         return self._config
 
+    @property
+    def index(self) -> Index:
+        """The index the store keeps its images in."""
+        return self._index
+
+    async def _open(self) -> Index:
+        """The index, once the storage directory is ready to use.
+
+        The first time, this moves the journal of an earlier release into
+        the index (see :mod:`asgilook.index.journal`).
+        """
+        if not self._opened:
+            # NOTE: Requests that come at once may all do this: every step
+            #   may be done twice, and an index adopts a journal only once.
+            path = self._files.root / journal.FILE
+            found = await self._disk(journal.read, path)
+            if found is not None:
+                await self._index.adopt(*found)
+                await self._disk(_rename, path, self._files.root / journal.ADOPTED)
+            self._opened = True
+        return self._index
+
     async def process_startup(self, scope: Any, event: Any) -> None:
         """Nothing to open eagerly: the thread pool starts on first use."""
 
@@ -219,6 +247,7 @@ class Store:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
+        await self._index.close()
 
     async def _pillow(self, func: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
@@ -244,34 +273,38 @@ class Store:
             modified=datetime.datetime.fromtimestamp(
                 entry.modified / 1_000_000, datetime.UTC
             ),
-            path=self._journal.images / entry.file,
+            path=self._files.images / entry.file,
         )
 
     async def get(self, image_id: str) -> Image:
         """Return the image with that id as of now, or raise ImageNotFound."""
         try:
-            # NOTE: One stat in the event loop, when the index is current;
-            #   cheaper than a hop to a thread, which catching up needs.
-            entry = self._journal.peek(image_id)
+            # NOTE: Answered in the event loop when the index can tell at
+            #   once; cheaper than a hop to a thread or a round trip.
+            if not self._opened:
+                raise Behind
+            entry = self._index.peek(image_id)
         except Behind:
-            entry = await self._disk(self._journal.get, image_id)
+            entry = await (await self._open()).get(image_id)
         if entry is None:
             raise ImageNotFound(f'There is no image with the id {image_id}.')
         return self._image(entry)
 
     async def check(self) -> tuple[bool, str]:
-        """Whether a file can be written in the storage directory, and why not."""
+        """Whether a file can be written in the storage directory and the index
+        read, and why not."""
         try:
             free = await self._disk(self._probe)
+            images = await self.count()
         except (StorageFull, StorageUnavailable) as ex:
             return False, str(ex)
-        return True, f'writable, {free / 2**30:.1f} GiB free'
+        return True, f'writable, {free / 2**30:.1f} GiB free, {images} images'
 
     def _probe(self) -> int:
-        probe = self._journal.root / f'.healthz-{os.getpid()}'
+        probe = self._files.root / f'.healthz-{os.getpid()}'
         probe.write_bytes(b'ok')
         probe.unlink()
-        stat = os.statvfs(self._journal.root)
+        stat = os.statvfs(self._files.root)
         return stat.f_bavail * stat.f_frsize
 
     def current(self, subject: str | None) -> object:
@@ -283,16 +316,18 @@ class Store:
             Unsure: the index may be behind.
         """
         try:
+            if not self._opened:
+                raise Behind
             if subject is None:
-                return self._journal.state()
-            entry = self._journal.peek(subject)
+                return self._index.state()
+            entry = self._index.peek(subject)
         except Behind as ex:
             raise Unsure from ex
         return None if entry is None else entry.file
 
     async def count(self) -> int:
         """How many images are stored, as of now."""
-        return await self._disk(self._journal.count)
+        return await (await self._open()).count()
 
     async def list_images(
         self, limit: int | None = None, after: str | None = None
@@ -316,9 +351,8 @@ class Store:
         The version is what the page was read from: see
         :data:`asgilook.memory.Current`.
         """
-        entries, state = await self._disk(
-            self._journal.snapshot, limit, after, newest_first
-        )
+        index = await self._open()
+        entries, state = await index.page(limit, after, newest_first)
         return [self._image(entry) for entry in entries], state
 
     async def save(
@@ -345,6 +379,7 @@ class Store:
         decoded = await self._pillow(
             pixels.decode, data, self._config.max_pixels, self._config.min_thumb_size
         )
+        index = await self._open()
         name = f'{image_id}.{secrets.token_hex(6)}.jpeg'
         token = secrets.token_urlsafe(24)
         try:
@@ -366,15 +401,17 @@ class Store:
                 pixels.Series, results[2]
             )
             self._rendered(len(thumbnails), started)
-            await self._disk(self._write_thumbnails, name, thumbnails)
+            await self._disk(self._files.write_thumbnails, name, thumbnails)
             if before_commit is not None:
                 await before_commit()
-            entry = await self._disk(
-                self._journal.put, image_id, name, decoded.size, _token_hash(token)
+            entry, replaced = await index.put(
+                image_id, name, decoded.size, _token_hash(token)
             )
         except BaseException:
-            await self._disk(self._journal.discard_version, name)
+            await self._disk(self._files.discard_version, name)
             raise
+        if replaced is not None:
+            await self._disk(self._files.discard_version, replaced.file)
         return self._image(entry), token
 
     def _rendered(self, thumbnails: int, started: float) -> None:
@@ -385,21 +422,7 @@ class Store:
         original = decoded.kept
         if original is None:
             original = await self._pillow(pixels.encode_original, decoded)
-        await self._disk(self._write_original, name, original)
-
-    def _write_original(self, name: str, data: bytes) -> None:
-        _write_durably(self._journal.images / name, data)
-        fsync_directory(self._journal.images)
-
-    def _write_thumbnails(
-        self, name: str, thumbnails: Iterable[tuple[Size, bytes]]
-    ) -> None:
-        directory = self._journal.thumbnails_of(name)
-        directory.mkdir(exist_ok=True)
-        for (width, height), data in thumbnails:
-            _write_durably(directory / f'{width}x{height}.jpeg', data)
-        fsync_directory(directory)
-        fsync_directory(self._journal.thumbnails)
+        await self._disk(self._files.write_original, name, original)
 
     async def delete(
         self, image_id: str, token: str, before_commit: Commit | None = None
@@ -422,10 +445,12 @@ class Store:
                 return True
             return hmac.compare_digest(_token_hash(token), entry.token_hash)
 
-        await self._disk(self._journal.check, image_id, allowed)
+        index = await self._open()
+        await index.check(image_id, allowed)
         if before_commit is not None:
             await before_commit()
-        entry = await self._disk(self._journal.delete, image_id, allowed)
+        entry = await index.delete(image_id, allowed)
+        await self._disk(self._files.discard_version, entry.file)
         return self._image(entry)
 
     def check_thumbnail(self, image: Image, size: Size) -> None:
@@ -495,24 +520,17 @@ class Store:
         rendered = await self._pillow(pixels.thumbnails, original, sizes)
         self._rendered(len(rendered), started)
         await self._disk(
-            self._write_thumbnails, image.path.name, zip(sizes, rendered, strict=True)
+            self._files.write_thumbnails,
+            image.path.name,
+            list(zip(sizes, rendered, strict=True)),
         )
         return True
 
 
-def _write_durably(path: pathlib.Path, data: bytes) -> None:
-    """Write a file under a temporary name, sync it, and rename it into place."""
-    partial = path.with_name(f'.{path.name}.{secrets.token_hex(4)}.partial')
-    try:
-        with open(partial, 'wb') as output:
-            output.write(data)
-            output.flush()
-            os.fsync(output.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
-        raise
+def _rename(path: pathlib.Path, to: pathlib.Path) -> None:
+    """Rename ``path``, unless another process did so first."""
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(path, to)
 
 
 def _open(path: pathlib.Path, whole_up_to: int) -> Body | None:

@@ -21,6 +21,9 @@ def fake_server():
 def inspectable(config, fake_server):
     """A client whose fake Redis the test can look into afterwards."""
     config.redis_from_url = lambda url: fakeredis.FakeAsyncRedis(server=fake_server)
+    # NOTE: The process's memory of responses answers before Redis is asked;
+    #   these tests watch Redis, so it keeps nothing here.
+    config.memory_cache = 1
     return falcon.testing.TestClient(create_app(config))
 
 

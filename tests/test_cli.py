@@ -161,7 +161,7 @@ def test_serve_uses_the_redis_it_is_given(serve, tmp_path, redis_server):
     thumbnail = document['thumbnails'][0]
     assert httpx.get(f'{url}{thumbnail}').status_code == 200
     assert redis.Redis.from_url(redis_server.url).exists(f'asgilook:{thumbnail}')
-    assert (storage / 'journal.jsonl').exists()
+    assert (storage / 'index.sqlite3').exists()
     descendants = psutil.Process(process.pid).children(recursive=True)
     assert all('redis-server' not in child.name() for child in descendants)
     (uvicorn,) = psutil.Process(process.pid).children()

@@ -119,6 +119,10 @@ def flaky_config(config, flaky, clock):
     #   (coverage, a browser in another test) does not make a slow answer
     #   of fakeredis a hang.
     config.redis_timeout = 0.25
+    # NOTE: These tests watch what Redis does; the process's memory of
+    #   responses, which answers before Redis is asked, is kept out of the way
+    #   (it keeps no body of a byte or more).
+    config.memory_cache = 1
     return config
 
 

@@ -3,17 +3,18 @@
 import errno
 import os
 import re
+import sqlite3
 import uuid
 
 import fakeredis
 import falcon.testing
 import pytest
 
-from asgilook import store as store_module
+from asgilook import files as files_module
 from asgilook.app import create_app
 from asgilook.cache import RedisCache
 from asgilook.config import Config
-from asgilook.journal import Journal
+from asgilook.index.sqlite import SQLiteIndex
 from tests.conftest import FIRST_IDS
 from tests.conftest import draw_image
 
@@ -249,14 +250,21 @@ def test_storage_failures_are_clear_5xx_and_leave_nothing(
     def fail(*args, **kwargs):
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(store_module, 'fsync_directory', fail)
+    monkeypatch.setattr(files_module, 'fsync_directory', fail)
     resp = client.simulate_post('/images', body=TINY)
     assert resp.status_code == status
     assert resp.json['title'] == title
     assert 'try again later' in resp.json['description']
     assert (config.storage_path / 'images').listdir() == []
 
-    monkeypatch.setattr(Journal, 'snapshot', fail)
+    def broken(*args, **kwargs):
+        error = sqlite3.OperationalError('disk I/O error')
+        error.sqlite_errorcode = sqlite3.SQLITE_IOERR
+        if code == errno.ENOSPC:
+            error.sqlite_errorcode = sqlite3.SQLITE_FULL
+        raise error
+
+    monkeypatch.setattr(SQLiteIndex, '_page', broken)
     listing = client.simulate_get('/images')
     assert listing.status_code == status
     assert listing.json['title'] == title

@@ -1,19 +1,30 @@
 import asyncio
 import errno
+import hashlib
 import io
+import json
+import logging
 import os
+import pathlib
+import re
+import sqlite3
 
+import falcon.testing
 import PIL.Image
 import pytest
 
+from asgilook import files as files_module
 from asgilook import pixels
 from asgilook import store as store_module
+from asgilook.app import create_app
 from asgilook.errors import ImageNotFound
 from asgilook.errors import StorageFull
 from asgilook.errors import StorageUnavailable
-from asgilook.journal import Journal
+from asgilook.index.sqlite import SQLiteIndex
 from asgilook.store import Image
 from asgilook.store import Store
+from tests.conftest import FIRST_IDS
+from tests.conftest import decode
 from tests.conftest import draw_image
 
 
@@ -77,7 +88,7 @@ def test_a_failed_write_is_a_storage_error_and_leaves_nothing(
     def fail(path):
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(store_module, 'fsync_directory', fail)
+    monkeypatch.setattr(files_module, 'fsync_directory', fail)
     with pytest.raises(error):
         asyncio.run(store.save('doomed', draw_image()))
 
@@ -154,11 +165,13 @@ def test_running_out_of_memory_is_not_blamed_on_the_upload(monkeypatch):
         pixels.convert(b'any bytes', 50_000_000)
 
 
-def test_a_journal_that_cannot_be_written_leaves_no_file(store, tmp_path, monkeypatch):
+def test_an_index_that_cannot_be_written_leaves_no_file(store, tmp_path, monkeypatch):
     def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        error = sqlite3.OperationalError('database or disk is full')
+        error.sqlite_errorcode = sqlite3.SQLITE_FULL
+        raise error
 
-    monkeypatch.setattr(Journal, 'put', full)
+    monkeypatch.setattr(SQLiteIndex, '_put', full)
     with pytest.raises(StorageFull):
         asyncio.run(store.save('unrecorded', draw_image((128, 128))))
     assert files_in(tmp_path / 'images') == []
@@ -184,3 +197,63 @@ def test_a_file_that_cannot_be_synced_leaves_nothing(store, tmp_path, monkeypatc
     assert files_in(tmp_path / 'images') == []
     assert files_in(tmp_path / 'thumbnails') == []
     assert asyncio.run(store.list_images()) == []
+
+
+def test_the_journal_of_an_earlier_release_is_adopted_losing_nothing(config, caplog):
+    # A storage directory as the journal-based release left it: two images
+    # (one replaced, one deleted on the way), a damaged line, a torn one.
+    a, b, c = FIRST_IDS
+    root = pathlib.Path(config.storage_path)
+    (root / 'images').mkdir()
+    pictures = {
+        b: draw_image((400, 256), format='JPEG'),
+        a: draw_image((256, 512), format='JPEG'),
+    }
+    for image_id, data in pictures.items():
+        (root / 'images' / f'{image_id}.v2.jpeg').write_bytes(data)
+
+    def put(image_id, size, modified, version='v2'):
+        token = hashlib.sha256(f'token of {image_id}'.encode()).hexdigest()
+        return json.dumps(
+            {'op': 'put', 'id': image_id, 'file': f'{image_id}.{version}.jpeg',
+             'size': size, 'modified': modified, 'token': token}
+        )  # fmt: skip
+
+    lines = [
+        '{"op":"journal","id":"0b2f"}',
+        put(a, [9, 9], 1_700_000_000_000_000, 'v1'),
+        put(b, [400, 256], 1_700_000_000_000_001),
+        put(c, [9, 9], 1_700_000_000_000_002, 'v1'),
+        'not json',
+        json.dumps({'op': 'del', 'id': c}),
+        put(a, [256, 512], 1_700_000_000_000_003),
+    ]
+    journal = '\n'.join(lines) + '\n{"op":"put","id":"torn'
+    (root / 'journal.jsonl').write_text(journal)
+
+    client = falcon.testing.TestClient(create_app(config))
+    with caplog.at_level(logging.WARNING, logger='asgilook.index.journal'):
+        listing = client.simulate_get('/images').json
+    assert 'unreadable journal line' in caplog.text
+    assert [document['id'] for document in listing] == [b, a]
+    assert [document['size'] for document in listing] == [[400, 256], [256, 512]]
+    assert listing[1]['modified'] == 'Tue, 14 Nov 2023 22:13:20 GMT'
+    for document in listing:
+        original = client.simulate_get(document['image'])
+        assert original.content == pictures[document['id']]
+        smallest = document['thumbnails'][-1]
+        width, height = re.search(r'(\d+)x(\d+)\.jpeg$', smallest).groups()
+        thumbnail = decode(client.simulate_get(smallest).content)
+        assert thumbnail.size == (int(width), int(height))
+    assert not (root / 'journal.jsonl').exists()
+    assert (root / 'journal.jsonl.adopted').read_text() == journal
+
+    # The tokens still work; what was deleted since stays deleted, even if
+    # the journal comes back.
+    resp = client.simulate_delete(
+        f'/images/{b}.jpeg', headers={'Authorization': f'Bearer token of {b}'}
+    )
+    assert resp.status_code == 204
+    (root / 'journal.jsonl').write_text(journal)
+    again = falcon.testing.TestClient(create_app(config))
+    assert [document['id'] for document in again.simulate_get('/images').json] == [a]

@@ -1,0 +1,189 @@
+"""The index of stored images, and the backends that keep it.
+
+The image files live in the storage directory (see :mod:`asgilook.files`);
+the index says which of them is the current version of each image, and in
+what order the images were uploaded. It is shared by every worker of every
+machine that serves the same pictures, and no worker keeps it in memory:
+
+* :mod:`asgilook.index.sqlite` (the default): a SQLite database in WAL mode
+  in the storage directory, shared by every process of one machine.
+* :mod:`asgilook.index.postgres`: a PostgreSQL database, for several
+  machines (``ASGI_LOOK_DATABASE_URL=postgresql://...``).
+
+The rest of the app talks to :class:`Index` only, through the store.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from asgilook.errors import DeleteForbidden
+from asgilook.errors import ImageNotFound
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asgilook.config import Config
+
+Size = tuple[int, int]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    """What the index knows of one image."""
+
+    image_id: str
+    #: The name of the version's original in ``images/``.
+    file: str
+    size: Size
+    #: When the version was stored: microseconds since the epoch, UTC. Never
+    #: behind the newest image's, so it follows the upload order.
+    modified: int
+    #: The SHA-256 of the image's delete token, in hex.
+    token_hash: str
+
+
+class Behind(Exception):
+    """The index cannot tell at once, without waiting: ask it the long way."""
+
+
+def not_found(image_id: str) -> ImageNotFound:
+    return ImageNotFound(f'There is no image with the id {image_id}.')
+
+
+def forbidden() -> DeleteForbidden:
+    return DeleteForbidden(
+        'That token may not delete this image: send the delete_token '
+        'its upload returned, or the admin token.'
+    )
+
+
+class Index(abc.ABC):
+    """One view of the shared index: what a process uses to read and change it.
+
+    Every change is atomic and durable when its method returns: an image is
+    listed with its new version, or not at all. The upload order is the order
+    in which changes commit; an image stored again (replaced) becomes the
+    newest. A deleted image keeps its place as a cursor for paging, so a
+    client whose page ended with it does not lose its place.
+
+    When the database cannot be reached, methods raise
+    :class:`asgilook.errors.StorageUnavailable`; they recover by themselves
+    once it is back.
+    """
+
+    # The fast path: answers in the event loop, without waiting.
+
+    @abc.abstractmethod
+    def peek(self, image_id: str) -> Entry | None:
+        """The image's entry as of now, if the index can tell without waiting.
+
+        Raises:
+            Behind: it cannot; await :meth:`get`.
+        """
+
+    @abc.abstractmethod
+    def state(self) -> object:
+        """A version of the whole index: it changes with every change.
+
+        The value is only compared with others from this same object (a page's
+        state, from :meth:`page`): equal means no change in between.
+
+        Raises:
+            Behind: it cannot tell without waiting.
+        """
+
+    # Reading.
+
+    @abc.abstractmethod
+    async def get(self, image_id: str) -> Entry | None:
+        """The image's entry as of now, or None."""
+
+    @abc.abstractmethod
+    async def page(
+        self,
+        limit: int | None = None,
+        after: str | None = None,
+        newest_first: bool = False,
+    ) -> tuple[list[Entry], object]:
+        """Up to ``limit`` entries in upload order, following image ``after``.
+
+        With ``newest_first``, the newest first, and ``after`` an image that
+        the page is older than. Also returns the :meth:`state` the page was
+        read in, or an object that equals no state if that is not known.
+
+        Raises:
+            UnknownCursor: there is no image ``after``, and never was.
+        """
+
+    @abc.abstractmethod
+    async def count(self) -> int:
+        """How many images there are, as of now."""
+
+    @abc.abstractmethod
+    async def files(self) -> set[str]:
+        """The original file names of every image's current version."""
+
+    async def check(self, image_id: str, allowed: Callable[[Entry], bool]) -> Entry:
+        """The image's entry, if it exists and ``allowed(entry)``.
+
+        Raises:
+            ImageNotFound: there is no such image (any more).
+            DeleteForbidden: ``allowed`` said no.
+        """
+        entry = await self.get(image_id)
+        if entry is None:
+            raise not_found(image_id)
+        if not allowed(entry):
+            raise forbidden()
+        return entry
+
+    # Changing.
+
+    @abc.abstractmethod
+    async def put(
+        self, image_id: str, file: str, size: Size, token_hash: str
+    ) -> tuple[Entry, Entry | None]:
+        """Record that ``file`` (already durable) is the image's version now.
+
+        Returns the new entry, and the one it replaced (whose files the
+        caller removes), if any.
+        """
+
+    @abc.abstractmethod
+    async def delete(self, image_id: str, allowed: Callable[[Entry], bool]) -> Entry:
+        """Delete the image if ``allowed(entry)``; return what was deleted.
+
+        ``allowed`` is asked again inside the change: the image may have
+        been replaced, with another token, since any earlier :meth:`check`.
+
+        Raises:
+            ImageNotFound: there is no such image (any more).
+            DeleteForbidden: ``allowed`` said no; nothing was changed.
+        """
+
+    @abc.abstractmethod
+    async def adopt(self, source: str, entries: Sequence[Entry]) -> bool:
+        """Add ``entries`` (in upload order) from an older index, once.
+
+        ``source`` names what they came from; a source adopted before is
+        not adopted again (False), so images deleted since stay deleted.
+        Entries for images the index has already are left out.
+        """
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Let go of connections; the index opens them again if used."""
+
+
+def open_index(config: Config) -> Index:
+    """The index that ``config`` names: PostgreSQL if it has a database URL."""
+    if config.database_url:
+        from asgilook.index.postgres import PostgresIndex
+
+        return PostgresIndex(config.database_url)
+    from asgilook.index.sqlite import SQLiteIndex
+
+    return SQLiteIndex(config.storage_path)

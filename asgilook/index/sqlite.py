@@ -1,0 +1,388 @@
+"""The index in a SQLite database beside the files: the default, for one machine.
+
+``index.sqlite3`` in the storage directory, in WAL mode, so that every
+worker and process of the machine shares it: readers never wait for a
+writer, and writers take turns (``BEGIN IMMEDIATE``). A change is synced
+before its method returns (``synchronous=FULL``), so an image is listed only
+once both its files and its row are on disk.
+
+Each process keeps no images in memory: SQLite's page cache, bounded per
+connection, is all. Lookups and pages are queries on indexes (the image id,
+and the upload order as the primary key), so the first page of a new worker
+and the millionth page cost the same.
+
+SQLite needs a local disk: its locks do not hold on a network file system.
+For several machines, use :mod:`asgilook.index.postgres`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pathlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Sequence
+from typing import Any
+from typing import TypeVar
+
+from asgilook.errors import StorageFull
+from asgilook.errors import StorageUnavailable
+from asgilook.errors import UnknownCursor
+from asgilook.index import Behind
+from asgilook.index import Entry
+from asgilook.index import Index
+from asgilook.index import Size
+from asgilook.index import forbidden
+from asgilook.index import not_found
+
+T = TypeVar('T')
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    file TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    modified INTEGER NOT NULL,
+    token_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tombstones (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    deleted INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tombstones_by_age ON tombstones (deleted);
+CREATE TABLE IF NOT EXISTS counters (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    clock INTEGER NOT NULL,
+    images INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO counters VALUES (1, 0, 0);
+CREATE TABLE IF NOT EXISTS adopted (source TEXT PRIMARY KEY);
+"""
+
+_COLUMNS = 'id, file, width, height, modified, token_hash'
+
+#: How long a deleted image stays a cursor to page on from.
+TOMBSTONE_MICROSECONDS = 7 * 24 * 3600 * 1_000_000
+
+
+def _entry(row: tuple[Any, ...]) -> Entry:
+    image_id, file, width, height, modified, token_hash = row
+    return Entry(image_id, file, (width, height), modified, token_hash)
+
+
+def _now() -> int:
+    return time.time_ns() // 1000
+
+
+def _error(ex: sqlite3.Error) -> StorageFull | StorageUnavailable:
+    if getattr(ex, 'sqlite_errorcode', None) == sqlite3.SQLITE_FULL:
+        return StorageFull('The image store is out of space; try again later.')
+    return StorageUnavailable(
+        f'The image index cannot be used right now ({ex}); try again later.'
+    )
+
+
+class SQLiteIndex(Index):
+    """The index in ``index.sqlite3`` in the storage directory ``root``."""
+
+    FILE = 'index.sqlite3'
+    #: How long a writer waits for another one, in seconds.
+    BUSY_TIMEOUT = 30.0
+    #: Idle connections kept for the threads, at most.
+    IDLE = 4
+    #: SQLite's page cache per connection, in KiB.
+    CACHE_KIB = 8192
+
+    def __init__(self, root: os.PathLike[str] | str) -> None:
+        self.path = pathlib.Path(os.fspath(root)) / self.FILE
+        self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._ready = False
+        # The event loop's own connection, for peek() and state(): never
+        # waits, and is never used by two threads at once.
+        self._fast: sqlite3.Connection | None = None
+        self._fast_lock = threading.Lock()
+
+    # Connections
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+        )
+        connection.execute('PRAGMA synchronous = FULL')
+        connection.execute(f'PRAGMA cache_size = -{self.CACHE_KIB}')
+        return connection
+
+    def _prepare(self, connection: sqlite3.Connection) -> None:
+        """Create the schema, once per database, whoever comes first."""
+        if self._ready:
+            return
+        # NOTE: WAL is a property of the database file: set once, it stays.
+        connection.execute('PRAGMA journal_mode = WAL')
+        (version,) = connection.execute('PRAGMA user_version').fetchone()
+        if version < SCHEMA_VERSION:
+            # NOTE: One transaction, and every statement harmless if another
+            #   process ran the same script first.
+            connection.executescript(
+                f'BEGIN IMMEDIATE;{_SCHEMA}'
+                f'PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;'
+            )
+        self._ready = True
+
+    @contextlib.contextmanager
+    def _borrowed(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            connection = self._idle.pop() if self._idle else None
+        if connection is None:
+            connection = self._connect(self.BUSY_TIMEOUT)
+        try:
+            self._prepare(connection)
+            yield connection
+        finally:
+            with self._lock:
+                kept = len(self._idle) < self.IDLE
+                if kept:
+                    self._idle.append(connection)
+            if not kept:
+                connection.close()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _transaction(
+        connection: sqlite3.Connection, mode: str = 'IMMEDIATE'
+    ) -> Iterator[None]:
+        connection.execute(f'BEGIN {mode}')
+        try:
+            yield
+        except BaseException:
+            connection.execute('ROLLBACK')
+            raise
+        connection.execute('COMMIT')
+
+    async def _run(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(connection, *args)`` in a thread, with a connection of the pool."""
+
+        def run() -> T:
+            try:
+                with self._borrowed() as connection:
+                    return work(connection, *args)
+            except sqlite3.Error as ex:
+                raise _error(ex) from ex
+
+        return await asyncio.get_running_loop().run_in_executor(None, run)
+
+    async def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        with self._fast_lock:
+            fast, self._fast = self._fast, None
+        for connection in [*idle, *([fast] if fast else [])]:
+            connection.close()
+
+    # The fast path
+
+    def _quick(self, query: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """One row of ``query`` on the fast connection, or Behind."""
+        if not self._ready or not self._fast_lock.acquire(blocking=False):
+            raise Behind
+        try:
+            if self._fast is None:
+                # NOTE: No waiting at all: a busy database is Behind.
+                self._fast = self._connect(0)
+            row: tuple[Any, ...] | None = self._fast.execute(query, args).fetchone()
+            return row
+        except sqlite3.Error as ex:
+            raise Behind from ex
+        finally:
+            self._fast_lock.release()
+
+    def peek(self, image_id: str) -> Entry | None:
+        row = self._quick(f'SELECT {_COLUMNS} FROM images WHERE id = ?', (image_id,))
+        return None if row is None else _entry(row)
+
+    def state(self) -> object:
+        row = self._quick('SELECT clock FROM counters', ())
+        assert row is not None
+        return row[0]
+
+    # Reading
+
+    async def get(self, image_id: str) -> Entry | None:
+        return await self._run(self._get, image_id)
+
+    @staticmethod
+    def _get(connection: sqlite3.Connection, image_id: str) -> Entry | None:
+        row = connection.execute(
+            f'SELECT {_COLUMNS} FROM images WHERE id = ?', (image_id,)
+        ).fetchone()
+        return None if row is None else _entry(row)
+
+    async def page(
+        self,
+        limit: int | None = None,
+        after: str | None = None,
+        newest_first: bool = False,
+    ) -> tuple[list[Entry], object]:
+        return await self._run(self._page, limit, after, newest_first)
+
+    def _page(
+        self,
+        connection: sqlite3.Connection,
+        limit: int | None,
+        after: str | None,
+        newest_first: bool,
+    ) -> tuple[list[Entry], object]:
+        # NOTE: One read transaction: the page and its state are one snapshot.
+        with self._transaction(connection, 'DEFERRED'):
+            (state,) = connection.execute('SELECT clock FROM counters').fetchone()
+            if after is None:
+                position = -1 if not newest_first else 2**63 - 1
+            else:
+                found = connection.execute(
+                    'SELECT seq FROM images WHERE id = ? '
+                    'UNION ALL SELECT seq FROM tombstones WHERE id = ?',
+                    (after, after),
+                ).fetchone()
+                if found is None:
+                    raise UnknownCursor(
+                        f'There is no image {after} to list after; start again '
+                        'without "after".'
+                    )
+                (position,) = found
+            if newest_first:
+                query = 'WHERE seq < ? ORDER BY seq DESC'
+            else:
+                query = 'WHERE seq > ? ORDER BY seq'
+            rows = connection.execute(
+                f'SELECT {_COLUMNS} FROM images {query} LIMIT ?',
+                (position, -1 if limit is None else limit),
+            ).fetchall()
+        return [_entry(row) for row in rows], state
+
+    async def count(self) -> int:
+        return await self._run(self._count)
+
+    @staticmethod
+    def _count(connection: sqlite3.Connection) -> int:
+        (images,) = connection.execute('SELECT images FROM counters').fetchone()
+        return int(images)
+
+    async def files(self) -> set[str]:
+        return await self._run(self._files)
+
+    @staticmethod
+    def _files(connection: sqlite3.Connection) -> set[str]:
+        return {file for (file,) in connection.execute('SELECT file FROM images')}
+
+    # Changing
+
+    @staticmethod
+    def _tick(connection: sqlite3.Connection, change: int, at: int = 0) -> int:
+        """Move the clock on, and the count by ``change``; return the new time.
+
+        NOTE: Taken inside the writer's transaction and never behind the
+        newest change, so times follow the upload order even if the system
+        clock steps back.
+        """
+        (clock,) = connection.execute('SELECT clock FROM counters').fetchone()
+        clock = max(clock + 1, at or _now())
+        connection.execute(
+            'UPDATE counters SET clock = ?, images = images + ?', (clock, change)
+        )
+        return int(clock)
+
+    async def put(
+        self, image_id: str, file: str, size: Size, token_hash: str
+    ) -> tuple[Entry, Entry | None]:
+        return await self._run(self._put, image_id, file, size, token_hash)
+
+    def _put(
+        self,
+        connection: sqlite3.Connection,
+        image_id: str,
+        file: str,
+        size: Size,
+        token_hash: str,
+    ) -> tuple[Entry, Entry | None]:
+        with self._transaction(connection):
+            replaced = self._get(connection, image_id)
+            if replaced is not None:
+                connection.execute('DELETE FROM images WHERE id = ?', (image_id,))
+            modified = self._tick(connection, 0 if replaced else 1)
+            entry = Entry(image_id, file, size, modified, token_hash)
+            self._insert(connection, entry)
+            connection.execute('DELETE FROM tombstones WHERE id = ?', (image_id,))
+        return entry, replaced
+
+    @staticmethod
+    def _insert(connection: sqlite3.Connection, entry: Entry) -> None:
+        width, height = entry.size
+        connection.execute(
+            f'INSERT INTO images ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)',
+            (entry.image_id, entry.file, width, height, entry.modified,
+             entry.token_hash),
+        )  # fmt: skip
+
+    async def delete(self, image_id: str, allowed: Callable[[Entry], bool]) -> Entry:
+        return await self._run(self._delete, image_id, allowed)
+
+    def _delete(
+        self,
+        connection: sqlite3.Connection,
+        image_id: str,
+        allowed: Callable[[Entry], bool],
+    ) -> Entry:
+        with self._transaction(connection):
+            row = connection.execute(
+                f'SELECT seq, {_COLUMNS} FROM images WHERE id = ?', (image_id,)
+            ).fetchone()
+            if row is None:
+                raise not_found(image_id)
+            seq, entry = row[0], _entry(row[1:])
+            if not allowed(entry):
+                raise forbidden()
+            connection.execute('DELETE FROM images WHERE id = ?', (image_id,))
+            now = self._tick(connection, -1)
+            connection.execute(
+                'INSERT OR REPLACE INTO tombstones VALUES (?, ?, ?)',
+                (image_id, seq, now),
+            )
+            connection.execute(
+                'DELETE FROM tombstones WHERE deleted < ?',
+                (now - TOMBSTONE_MICROSECONDS,),
+            )
+        return entry
+
+    async def adopt(self, source: str, entries: Sequence[Entry]) -> bool:
+        return await self._run(self._adopt, source, entries)
+
+    def _adopt(
+        self, connection: sqlite3.Connection, source: str, entries: Sequence[Entry]
+    ) -> bool:
+        with self._transaction(connection):
+            done = connection.execute(
+                'SELECT 1 FROM adopted WHERE source = ?', (source,)
+            ).fetchone()
+            if done:
+                return False
+            added = [
+                entry
+                for entry in entries
+                if self._get(connection, entry.image_id) is None
+            ]
+            for entry in added:
+                self._insert(connection, entry)
+            newest = max((entry.modified for entry in added), default=0)
+            self._tick(connection, len(added), newest)
+            connection.execute('INSERT INTO adopted VALUES (?)', (source,))
+        return True

@@ -1,0 +1,314 @@
+"""The index's contract: every backend passes this same suite.
+
+Several index objects on one database act as several processes (or
+machines, for PostgreSQL): what one changes, the others see.
+"""
+
+import asyncio
+import contextlib
+import time
+
+import pytest
+
+from asgilook.errors import DeleteForbidden
+from asgilook.errors import ImageNotFound
+from asgilook.errors import UnknownCursor
+from asgilook.index import Behind
+from asgilook.index import Entry
+from asgilook.index.sqlite import SQLiteIndex
+
+
+def anyone(entry):
+    return True
+
+
+@pytest.fixture(params=['sqlite', pytest.param('postgres', marks=pytest.mark.postgres)])
+def backend(request, tmp_path):
+    """Makes index objects on one fresh database of the backend under test."""
+    if request.param == 'sqlite':
+        return lambda: SQLiteIndex(tmp_path)
+    from asgilook.index.postgres import PostgresIndex
+
+    url = request.getfixturevalue('postgres_server').database()
+    return lambda: PostgresIndex(url)
+
+
+def run(backend, scenario, processes=2):
+    """Run ``scenario(*indexes)`` with that many index objects, then close them."""
+
+    async def main():
+        indexes = [backend() for _ in range(processes)]
+        try:
+            return await scenario(*indexes)
+        finally:
+            for index in indexes:
+                await index.close()
+
+    return asyncio.run(main())
+
+
+counter = iter(range(10**9))
+
+
+async def put(index, image_id, token='t'):
+    entry, _ = await index.put(
+        image_id, f'{image_id}.{next(counter)}.jpeg', (100, 50), token
+    )
+    return entry
+
+
+async def ids(index, **kwargs):
+    entries, _ = await index.page(**kwargs)
+    return [entry.image_id for entry in entries]
+
+
+async def eventually(check, timeout=5.0):
+    """Wait until ``check()`` holds: for a backend that learns of changes by
+    notification, a moment after the change."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, 'never held'
+        await asyncio.sleep(0.01)
+
+
+def peeked(index, image_id):
+    try:
+        return index.peek(image_id)
+    except Behind:
+        return 'behind'
+
+
+def test_processes_see_each_others_changes_at_once(backend):
+    async def scenario(one, two):
+        await put(one, 'a')
+        assert (await two.get('a')).size == (100, 50)
+        await put(two, 'b')
+        assert await ids(one) == ['a', 'b']
+        assert await one.count() == await two.count() == 2
+
+        await two.delete('a', anyone)
+        assert await one.get('a') is None
+        assert await ids(one) == ['b']
+        assert await one.count() == 1
+
+    run(backend, scenario)
+
+
+def test_replacing_moves_the_image_to_the_end_and_returns_what_it_replaced(backend):
+    async def scenario(index):
+        first = await put(index, 'a')
+        await put(index, 'b')
+        second, replaced = await index.put('a', 'a.new.jpeg', (30, 20), 'u')
+        assert replaced == first
+        assert second == Entry('a', 'a.new.jpeg', (30, 20), second.modified, 'u')
+        assert await ids(index) == ['b', 'a']
+        assert await index.get('a') == second
+        assert await index.count() == 2
+        assert await index.files() == {'a.new.jpeg', (await index.get('b')).file}
+
+    run(backend, scenario, processes=1)
+
+
+def test_pages_follow_the_upload_order_either_way(backend):
+    async def scenario(index):
+        for image_id in 'abcdef':
+            await put(index, image_id)
+        await index.delete('c', anyone)
+
+        assert await ids(index, limit=2) == ['a', 'b']
+        assert await ids(index, limit=2, after='b') == ['d', 'e']
+        assert await ids(index, limit=2, after='e') == ['f']
+        assert await ids(index, after='f') == []
+        assert await ids(index, newest_first=True) == ['f', 'e', 'd', 'b', 'a']
+        assert await ids(index, limit=2, after='d', newest_first=True) == ['b', 'a']
+        assert await ids(index, limit=3, newest_first=True) == ['f', 'e', 'd']
+        with pytest.raises(UnknownCursor, match='no image x to list after'):
+            await index.page(limit=2, after='x')
+
+    run(backend, scenario, processes=1)
+
+
+def test_a_deleted_image_keeps_its_place_as_a_cursor(backend):
+    async def scenario(index, other):
+        for image_id in 'abcdef':
+            await put(index, image_id)
+        # A client's page ended with c; c and d are deleted meanwhile, by
+        # another process.
+        await other.delete('c', anyone)
+        await other.delete('d', anyone)
+        assert await ids(index, limit=2, after='c') == ['e', 'f']
+        assert await ids(index, limit=2, after='d', newest_first=True) == ['b', 'a']
+        # Uploaded again, it is where it is now.
+        await put(other, 'c')
+        assert await ids(index, after='c') == []
+        assert await ids(index, after='d') == ['e', 'f', 'c']
+
+    run(backend, scenario)
+
+
+def test_delete_checks_before_it_changes_anything(backend):
+    async def scenario(index, other):
+        entry = await put(index, 'a', token='right')
+        with pytest.raises(DeleteForbidden, match='may not delete'):
+            await index.delete('a', lambda found: found.token_hash == 'wrong')
+        with pytest.raises(ImageNotFound, match='no image with the id nope'):
+            await index.delete('nope', anyone)
+        assert await ids(other) == ['a']
+        assert await other.get('a') == entry
+        assert await other.check('a', lambda found: found.token_hash == 'right')
+        with pytest.raises(DeleteForbidden):
+            await other.check('a', lambda found: False)
+        with pytest.raises(ImageNotFound):
+            await other.check('nope', anyone)
+        # The check inside the deletion sees the image as it is then.
+        await other.put('a', 'a.replaced.jpeg', (1, 1), 'new token')
+        with pytest.raises(DeleteForbidden):
+            await index.delete('a', lambda found: found.token_hash == 'right')
+        deleted = await index.delete('a', lambda found: found.token_hash == 'new token')
+        assert deleted.file == 'a.replaced.jpeg'
+
+    run(backend, scenario)
+
+
+def test_concurrent_writers_agree_on_one_order(backend):
+    async def scenario(*writers):
+        async def upload(number):
+            return (await put(writers[number % 4], f'id-{number:03}')).image_id
+
+        uploaded = await asyncio.gather(*(upload(number) for number in range(120)))
+        orders = [await ids(writer) for writer in writers]
+        assert all(order == orders[0] for order in orders)
+        assert sorted(orders[0]) == sorted(uploaded)
+        entries, _ = await writers[0].page()
+        stamps = [entry.modified for entry in entries]
+        assert stamps == sorted(stamps) and len(set(stamps)) == 120
+        assert await writers[0].count() == 120
+
+    run(backend, scenario, processes=4)
+
+
+def test_times_follow_the_upload_order_even_if_the_clock_steps_back(
+    backend, monkeypatch
+):
+    async def scenario(index):
+        first = await put(index, 'a')
+        back = time.time_ns() - 3600 * 10**9
+        monkeypatch.setattr(time, 'time_ns', lambda: back)
+        second = await put(index, 'b')
+        assert second.modified > first.modified
+        assert (await index.delete('a', anyone)).modified == first.modified
+        third = await put(index, 'c')
+        assert third.modified > second.modified
+
+    run(backend, scenario, processes=1)
+
+
+def test_a_journal_is_adopted_once_in_its_order(backend):
+    old = [
+        Entry('x', 'x.1.jpeg', (10, 10), 1_000, 'hx'),
+        Entry('y', 'y.1.jpeg', (20, 10), 2_000, 'hy'),
+    ]
+
+    async def scenario(index, other):
+        assert await index.adopt('journal 1', old)
+        assert await ids(other) == ['x', 'y']
+        assert [entry for entry in (await other.page())[0]] == old
+        # Newer than anything adopted.
+        assert (await put(other, 'z')).modified > 2_000
+
+        await other.delete('x', anyone)
+        assert not await index.adopt('journal 1', old)
+        assert await ids(index) == ['y', 'z']
+        # Another source: only what the index lacks is added, after the rest.
+        newer = [Entry('y', 'y.2.jpeg', (1, 1), 5, 'h'), *old[:1]]
+        assert await other.adopt('journal 2', newer)
+        assert await ids(index) == ['y', 'z', 'x']
+        assert (await index.get('y')).file == 'y.1.jpeg'
+        assert await index.count() == 3
+
+    run(backend, scenario)
+
+
+def test_the_fast_path_tells_the_current_version_or_that_it_cannot(backend):
+    async def scenario(index, other):
+        # Learnt by a first use, as the store makes one before peeking.
+        assert await index.get('a') is None
+        entry = await put(index, 'a')
+        await eventually(lambda: peeked(index, 'a') in (entry, 'behind'))
+        await index.get('a')
+        await eventually(lambda: peeked(index, 'a') == entry)
+
+        entries, state = await index.page()
+        assert index.state() == state
+        assert index.state() == state  # unchanged while nothing changes
+
+        replaced, _ = await other.put('a', 'a.other.jpeg', (1, 1), 't')
+        await eventually(lambda: peeked(index, 'a') in (replaced, 'behind'))
+        await eventually(lambda: index.state() != state)
+        await other.delete('a', anyone)
+        await eventually(lambda: peeked(index, 'a') in (None, 'behind'))
+        assert await index.get('a') is None
+
+    run(backend, scenario)
+
+
+def test_an_index_closed_opens_again_when_used(backend):
+    async def scenario(index):
+        await put(index, 'a')
+        await index.close()
+        await index.close()
+        assert await ids(index) == ['a']
+
+    run(backend, scenario, processes=1)
+
+
+# SQLite only: what the fast path does when it cannot answer at once.
+
+
+def test_sqlite_peek_never_waits(tmp_path):
+    index = SQLiteIndex(tmp_path)
+    with pytest.raises(Behind):
+        index.peek('a')  # the database is not known to be ready
+    entry, _ = asyncio.run(index.put('a', 'a.jpeg', (1, 1), 't'))
+    assert index.peek('a') == entry
+
+    with index._fast_lock, pytest.raises(Behind):
+        index.peek('a')  # another thread is using the connection
+    with index._fast_lock, pytest.raises(Behind):
+        index.state()
+
+    # A writer in the middle of a checkpoint or recovery: never a wait.
+    index._fast.close()
+    with pytest.raises(Behind):
+        index.peek('a')
+    asyncio.run(index.close())
+
+
+def test_sqlite_tombstones_expire_after_a_week(tmp_path, monkeypatch):
+    async def scenario(index):
+        for image_id in 'abc':
+            await put(index, image_id)
+        await index.delete('a', anyone)
+        later = time.time_ns() + 8 * 24 * 3600 * 10**9
+        monkeypatch.setattr(time, 'time_ns', lambda: later)
+        await index.delete('b', anyone)
+        assert await ids(index, after='b') == ['c']
+        with pytest.raises(UnknownCursor):
+            await index.page(after='a')
+
+    run(lambda: SQLiteIndex(tmp_path), scenario, processes=1)
+
+
+def test_sqlite_keeps_a_few_idle_connections_only(tmp_path):
+    index = SQLiteIndex(tmp_path)
+
+    async def scenario():
+        await asyncio.gather(*(put(index, f'i{number}') for number in range(40)))
+
+    asyncio.run(scenario())
+    assert 0 < len(index._idle) <= SQLiteIndex.IDLE
+    with contextlib.closing(index._connect(1)) as connection:
+        (mode,) = connection.execute('PRAGMA journal_mode').fetchone()
+    assert mode == 'wal'
+    asyncio.run(index.close())
+    assert index._idle == []
