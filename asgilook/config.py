@@ -69,9 +69,7 @@ class Config:
         self.admin_token: str | None = os.environ.get('ASGI_LOOK_ADMIN_TOKEN') or None
         # NOTE: No database URL by default: the index is then a SQLite file in
         #   the storage directory (see asgilook.index).
-        self.database_url: str | None = (
-            os.environ.get('ASGI_LOOK_DATABASE_URL') or None
-        )
+        self.database_url: str | None = os.environ.get('ASGI_LOOK_DATABASE_URL') or None
 
 
 def _positive(name: str, default: N, kind: Callable[[str], N]) -> N:

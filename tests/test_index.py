@@ -312,3 +312,24 @@ def test_sqlite_keeps_a_few_idle_connections_only(tmp_path):
     assert mode == 'wal'
     asyncio.run(index.close())
     assert index._idle == []
+
+
+def test_sqlite_fast_path_remembers_little_and_nothing_across_connections(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(SQLiteIndex, 'KNOWN', 2)
+    index, other = SQLiteIndex(tmp_path), SQLiteIndex(tmp_path)
+
+    async def scenario():
+        for image_id in 'abc':
+            await put(index, image_id)
+        assert [index.peek(image_id).image_id for image_id in 'abc'] == list('abc')
+        assert list(index._known) == ['b', 'c']
+        # A new connection's versions say nothing of the old one's.
+        await index.close()
+        replaced, _ = await other.put('c', 'c.new.jpeg', (1, 1), 't')
+        assert index.peek('c') == replaced
+
+    asyncio.run(scenario())
+    asyncio.run(index.close())
+    asyncio.run(other.close())

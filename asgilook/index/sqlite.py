@@ -18,6 +18,7 @@ For several machines, use :mod:`asgilook.index.postgres`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import pathlib
@@ -102,6 +103,8 @@ class SQLiteIndex(Index):
     IDLE = 4
     #: SQLite's page cache per connection, in KiB.
     CACHE_KIB = 8192
+    #: Entries the fast path remembers while the database is unchanged.
+    KNOWN = 10_000
 
     def __init__(self, root: os.PathLike[str] | str) -> None:
         self.path = pathlib.Path(os.fspath(root)) / self.FILE
@@ -112,6 +115,12 @@ class SQLiteIndex(Index):
         # waits, and is never used by two threads at once.
         self._fast: sqlite3.Connection | None = None
         self._fast_lock = threading.Lock()
+        # What the fast path has read since the database last changed: its
+        # ``data_version``, the clock, and entries (None for no such image).
+        self._seen_version: int | None = None
+        self._known: collections.OrderedDict[str, Entry | None] = (
+            collections.OrderedDict()
+        )
 
     # Connections
 
@@ -191,29 +200,50 @@ class SQLiteIndex(Index):
 
     # The fast path
 
-    def _quick(self, query: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        """One row of ``query`` on the fast connection, or Behind."""
+    def _quick(self, key: str, query: str, args: tuple[str, ...]) -> Any:
+        """What the fast path knows of ``key``, else one row of ``query``.
+
+        Raises:
+            Behind: the answer would take waiting.
+        """
         if not self._ready or not self._fast_lock.acquire(blocking=False):
             raise Behind
         try:
             if self._fast is None:
                 # NOTE: No waiting at all: a busy database is Behind.
                 self._fast = self._connect(0)
-            row: tuple[Any, ...] | None = self._fast.execute(query, args).fetchone()
-            return row
+                # The versions of another connection tell nothing.
+                self._seen_version = None
+            # NOTE: data_version changes whenever another connection, of
+            #   this process or any other, has committed: until it does,
+            #   what was read stays true, and costs no query.
+            (version,) = self._fast.execute('PRAGMA data_version').fetchone()
+            if version != self._seen_version:
+                self._known.clear()
+                self._seen_version = version
+            elif key in self._known:
+                self._known.move_to_end(key)
+                return self._known[key]
+            row = self._fast.execute(query, args).fetchone()
         except sqlite3.Error as ex:
             raise Behind from ex
         finally:
             self._fast_lock.release()
+        answer = None if row is None else row[0] if len(row) == 1 else _entry(row)
+        self._known[key] = answer
+        if len(self._known) > self.KNOWN:
+            self._known.popitem(last=False)
+        return answer
 
     def peek(self, image_id: str) -> Entry | None:
-        row = self._quick(f'SELECT {_COLUMNS} FROM images WHERE id = ?', (image_id,))
-        return None if row is None else _entry(row)
+        entry: Entry | None = self._quick(
+            image_id, f'SELECT {_COLUMNS} FROM images WHERE id = ?', (image_id,)
+        )
+        return entry
 
     def state(self) -> object:
-        row = self._quick('SELECT clock FROM counters', ())
-        assert row is not None
-        return row[0]
+        # NOTE: The key is no image id: those are UUIDs.
+        return self._quick(' clock', 'SELECT clock FROM counters', ())
 
     # Reading
 
