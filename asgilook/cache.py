@@ -44,6 +44,9 @@ class Versioned:
     subject: str | None
     #: The image's file, or the index's state.
     version: object
+    #: What the cache keys add for the format sent, if it was negotiated
+    #: (see :func:`asgilook.renditions.variant`).
+    variant: str = ''
 
 
 class RedisCache:
@@ -195,7 +198,7 @@ class RedisCache:
         if length > self._config.cache_max_entry:
             body = None
         self._memory.remember(
-            versioned.key,
+            versioned.key + versioned.variant,
             Remembered.of(
                 req.uri_template or '',
                 versioned.subject,
@@ -300,11 +303,11 @@ class RedisCache:
         if (
             self._memory is not None
             and _target(req) == versioned.key
-            and self._memory.given(versioned.key, versioned.version)
+            and self._memory.given(versioned.key + versioned.variant, versioned.version)
         ):
             resp.set_header(self.CACHE_HEADER, 'Hit')
             return
-        key = f'{self.PREFIX}{versioned.key}'
+        key = f'{self.PREFIX}{versioned.key}{versioned.variant}'
         # NOTE: The entry is the 200 response minus its body; a 304 or a HEAD
         #   only asks whether it is there.
         entry = msgpack.packb(

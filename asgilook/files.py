@@ -68,12 +68,16 @@ class Files:
         fsync_directory(self.images)
 
     def write_thumbnails(
-        self, name: str, thumbnails: list[tuple[tuple[int, int], bytes]]
+        self,
+        name: str,
+        thumbnails: list[tuple[tuple[int, int], bytes]],
+        suffix: str = 'jpeg',
     ) -> None:
+        """Write the thumbnails of the version whose original is ``name``."""
         directory = self.thumbnails_of(name)
         directory.mkdir(exist_ok=True)
         for (width, height), data in thumbnails:
-            write_durably(directory / f'{width}x{height}.jpeg', data)
+            write_durably(directory / f'{width}x{height}.{suffix}', data)
         fsync_directory(directory)
         fsync_directory(self.thumbnails)
 

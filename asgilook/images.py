@@ -12,6 +12,7 @@ import falcon.asgi
 
 from asgilook import conditional
 from asgilook import formats
+from asgilook import renditions
 from asgilook.cache import Versioned
 from asgilook.config import Config
 from asgilook.events import CREATED
@@ -19,6 +20,7 @@ from asgilook.events import DELETED
 from asgilook.events import Events
 from asgilook.pixels import Size
 from asgilook.store import Blob
+from asgilook.store import Body
 from asgilook.store import Commit
 from asgilook.store import Image
 from asgilook.store import Store
@@ -86,22 +88,33 @@ class _ImageFiles:
                     f'current one; the current one is at {uri}?v={image.version}.'
                 ),
             )
-        self._describe(resp, image, size, uri, version)
+        wanted = renditions.JPEG if size is None else _format(req)
+        served = wanted
+        if size is not None and not await self._store.rendered(image, size, wanted):
+            served = renditions.JPEG
+        self._describe(resp, image, size, uri, version, served, wanted)
         if conditional.not_modified(
             req.get_header('If-None-Match'),
             req.get_header('If-Modified-Since'),
-            image.etag(size),
+            image.etag(size, served),
             image.modified,
         ):
             conditional.not_modified_response(resp)
             return
-        current, body = await self._store.read(
-            image, size, self._config.cache_max_entry
-        )
-        if current is not image:
-            # NOTE: Replaced meanwhile: describe what is sent. (The client's
-            #   validators were for the version it asked about, not this one.)
-            self._describe(resp, current, size, uri, None)
+        body: Body | None = None
+        if size is not None and served != renditions.JPEG:
+            body = await self._store.read_rendition(
+                image, size, served, self._config.cache_max_entry
+            )
+        if body is None:
+            current, body = await self._store.read(
+                image, size, self._config.cache_max_entry
+            )
+            if current is not image or served != renditions.JPEG:
+                # NOTE: Replaced meanwhile: describe what is sent. (The client's
+                #   validators were for the version it asked about, not this
+                #   one.)
+                self._describe(resp, current, size, uri, None, renditions.JPEG, wanted)
         if isinstance(body, Blob):
             resp.content_length = body.length
             if req.method == 'HEAD':
@@ -118,14 +131,43 @@ class _ImageFiles:
         size: Size | None,
         uri: str,
         version: str | None,
+        served: str,
+        wanted: str,
     ) -> None:
-        """Set the headers of ``image``'s file, and say what version it shows."""
-        resp.set_header('ETag', image.etag(size))
+        """Set the headers of ``image``'s file, and say what version it shows.
+
+        ``served`` is the format of the file sent, ``wanted`` the one the
+        request asked for: a JPEG sent while the wanted format is still being
+        rendered is to be asked for again, and is kept by no cache.
+        """
+        resp.set_header('ETag', image.etag(size, served))
         resp.last_modified = image.modified
+        resp.content_type = renditions.MEDIA_TYPES[served]
+        if size is not None:
+            resp.vary = ['Accept']
+        resp.context.versioned = None
+        if served != wanted:
+            resp.cache_control = list(REVALIDATED)
+            return
         resp.cache_control = list(IMMUTABLE if version else SHORT_LIVED)
-        resp.content_type = falcon.MEDIA_JPEG
         key = f'{uri}?v={version}' if version else uri
-        resp.context.versioned = Versioned(key, image.image_id, image.path.name)
+        resp.context.versioned = Versioned(
+            key, image.image_id, image.path.name, renditions.variant(served)
+        )
+
+
+def _format(req: falcon.asgi.Request) -> str:
+    """The thumbnail format a request asks for: ``?format=``, else by ``Accept``."""
+    name = req.get_param('format')
+    if name is None:
+        return renditions.negotiate(req.get_header('Accept'))
+    if name not in renditions.FORMATS:
+        raise falcon.HTTPInvalidParam(
+            f'The format is one of {", ".join(renditions.FORMATS)}; without it, '
+            'the Accept header chooses.',
+            'format',
+        )
+    return name
 
 
 class Images:

@@ -25,6 +25,7 @@ from typing import Any
 import falcon
 
 from asgilook import conditional
+from asgilook import renditions
 
 #: ``current(subject)``: the current version of what a response shows: for an
 #: image id, its current file (or None); for None, the index's state. Raises
@@ -156,9 +157,28 @@ class ResponseMemory:
         if method != 'GET' and method != 'HEAD':
             return False
         query: bytes = scope['query_string']
-        target: str = scope['path']
-        if query:
-            target = f'{target}?{query.decode("latin-1")}'
+        path: str = scope['path']
+        target = f'{path}?{query.decode("latin-1")}' if query else path
+        headers = scope['headers']
+        if not isinstance(headers, list):
+            # NOTE: ASGI allows any iterables here (falcon.testing sends
+            #   iterators of iterators): read them once, leave a list of pairs
+            #   for Falcon.
+            headers = scope['headers'] = [tuple(pair) for pair in headers]
+        if_none_match = if_modified_since = accept = None
+        for name, value in headers:
+            if name == b'if-none-match':
+                if_none_match = value.decode('latin-1')
+            elif name == b'if-modified-since':
+                if_modified_since = value.decode('latin-1')
+            elif name == b'accept':
+                accept = value.decode('latin-1')
+        if path.startswith('/thumbnails/'):
+            # NOTE: A thumbnail's format is negotiated: each is kept apart.
+            target += renditions.variant(renditions.negotiate(accept))
+        elif accept is not None and 'msgpack' in accept:
+            # NOTE: Only JSON is remembered; Falcon negotiates the rest.
+            return False
         response = self._entries.get(target)
         if response is None or response.body is None:
             return False
@@ -169,22 +189,6 @@ class ResponseMemory:
         except Unsure:
             return False
         self._entries.move_to_end(target)
-
-        if_none_match = if_modified_since = None
-        headers = scope['headers']
-        if not isinstance(headers, list):
-            # NOTE: ASGI allows any iterables here (falcon.testing sends
-            #   iterators of iterators): read them once, leave a list of pairs
-            #   for Falcon.
-            headers = scope['headers'] = [tuple(pair) for pair in headers]
-        for name, value in headers:
-            if name == b'if-none-match':
-                if_none_match = value.decode('latin-1')
-            elif name == b'if-modified-since':
-                if_modified_since = value.decode('latin-1')
-            elif name == b'accept' and b'msgpack' in value:
-                # NOTE: Only JSON is remembered; Falcon negotiates the rest.
-                return False
         if (
             if_none_match is not None or if_modified_since is not None
         ) and conditional.not_modified(

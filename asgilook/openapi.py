@@ -17,6 +17,7 @@ import falcon
 import falcon.asgi
 
 from asgilook import conditional
+from asgilook import renditions
 from asgilook.cache import RedisCache
 from asgilook.config import Config
 from asgilook.events import CREATED
@@ -305,6 +306,16 @@ def _components(config: Config) -> Schema:
             ),
             'schema': {'type': 'string'},
         },
+        'Format': {
+            'name': 'format',
+            'in': 'query',
+            'description': (
+                'The format of the thumbnail, for clients that cannot send '
+                '`Accept`; without it, `Accept` chooses: AVIF if it takes '
+                '`image/avif`, else WebP if it takes `image/webp`, else JPEG.'
+            ),
+            'schema': {'type': 'string', 'enum': list(renditions.FORMATS)},
+        },
         'Limit': {
             'name': 'limit',
             'in': 'query',
@@ -394,6 +405,13 @@ def _components(config: Config) -> Schema:
             SHORT_LIVED,
             IMMUTABLE,
         ),
+        'Cache-Control.thumbnail': _cache_control(
+            'As a picture; but ask again every time for a JPEG sent while '
+            'the format asked for is being rendered.',
+            SHORT_LIVED,
+            IMMUTABLE,
+            REVALIDATED,
+        ),
         'Cache-Control.asset': _cache_control(
             "Ask again every time; with the `?v=` of the asset's hash, for good.",
             Gallery.REVALIDATED,
@@ -455,6 +473,23 @@ def _components(config: Config) -> Schema:
                 'ETag', 'Last-Modified', 'Cache-Control.image', RedisCache.CACHE_HEADER
             ),
             'content': {falcon.MEDIA_JPEG: _BINARY},
+        },
+        'ThumbnailFile': {
+            'description': (
+                'The thumbnail, in the format asked for; or, while that is '
+                'still being rendered (once, after the first request for it), '
+                'the JPEG, with `Cache-Control: no-cache`.'
+            ),
+            'headers': _headers(
+                'ETag',
+                'Last-Modified',
+                'Cache-Control.thumbnail',
+                'Vary',
+                RedisCache.CACHE_HEADER,
+            ),
+            'content': {
+                renditions.MEDIA_TYPES[name]: _BINARY for name in renditions.FORMATS
+            },
         },
         **{
             name: {
@@ -629,15 +664,22 @@ def _paths(config: Config) -> Schema:
         'summary': 'Fetch a thumbnail',
         'description': (
             "One size of the picture's thumbnail series (its document's "
-            '`thumbnails`); any other size is a `404`.'
+            '`thumbnails`); any other size is a `404`. AVIF, WebP or JPEG, '
+            'by `Accept` (or `format`).'
         ),
         'tags': ['thumbnails'],
         'operationId': 'getThumbnail',
         'parameters': _parameters(
-            'ImageId', 'Width', 'Height', 'Version', 'IfNoneMatch', 'IfModifiedSince'
+            'ImageId',
+            'Width',
+            'Height',
+            'Version',
+            'Format',
+            'IfNoneMatch',
+            'IfModifiedSince',
         ),
         'responses': {
-            '200': _ref('responses', 'ImageFile'),
+            '200': _ref('responses', 'ThumbnailFile'),
             **not_modified,
             **_errors('404', '503'),
         },

@@ -9,6 +9,7 @@ import datetime
 import errno
 import hashlib
 import hmac
+import logging
 import os
 import pathlib
 import secrets
@@ -22,6 +23,7 @@ from typing import cast
 import falcon
 
 from asgilook import pixels
+from asgilook import renditions
 from asgilook.config import Config
 from asgilook.errors import ImageNotFound
 from asgilook.errors import StorageFull
@@ -36,6 +38,7 @@ from asgilook.memory import Unsure
 from asgilook.pixels import Size
 
 T = TypeVar('T')
+logger = logging.getLogger(__name__)
 Commit = Callable[[], Awaitable[None]]
 
 
@@ -72,12 +75,13 @@ class Image:
         """What tells this version of the picture from every other one."""
         return self.path.stem.partition('.')[2] or '0'
 
-    def etag(self, size: Size | None = None) -> str:
-        """The strong entity tag of the original, or of one thumbnail."""
+    def etag(self, size: Size | None = None, name: str = renditions.JPEG) -> str:
+        """The strong entity tag of the original, or of one thumbnail in a format."""
         if size is None:
             return f'"{self.version}"'
         width, height = size
-        return f'"{self.version}-{width}x{height}"'
+        suffix = '' if name == renditions.JPEG else f'-{name}'
+        return f'"{self.version}-{width}x{height}{suffix}"'
 
     def thumbnail_sizes(self) -> list[Size]:
         """The fixed series of thumbnail sizes, largest first.
@@ -91,14 +95,14 @@ class Image:
         width, height = size
         return f'/thumbnails/{self.image_id}/{width}x{height}.jpeg'
 
-    def thumbnail_path(self, size: Size) -> pathlib.Path:
-        """Where this version's thumbnail of ``size`` is stored."""
+    def thumbnail_path(self, size: Size, name: str = renditions.JPEG) -> pathlib.Path:
+        """Where this version's thumbnail of ``size`` in format ``name`` is stored."""
         width, height = size
         return (
             self.path.parent.parent
             / Files.THUMBNAILS
             / self.path.name.removesuffix('.jpeg')
-            / f'{width}x{height}.jpeg'
+            / f'{width}x{height}.{name}'
         )
 
     def thumbnails(self) -> list[str]:
@@ -467,6 +471,57 @@ class Store:
                     else f'it is too small for any: see {image.uri}.'
                 )
             )
+
+    async def rendered(self, image: Image, size: Size, name: str) -> bool:
+        """Whether the thumbnail of ``size`` in format ``name`` is stored.
+
+        If it is not, its series starts rendering in the background (once,
+        however many ask), to be there for the next request.
+        """
+        if name == renditions.JPEG:
+            return True
+        if await self._disk(image.thumbnail_path(size, name).exists):
+            return True
+        key = f'{image.path.name} {name}'
+        loop = asyncio.get_running_loop()
+        task = self._renders.get(key)
+        if task is None or task.get_loop() is not loop:
+            task = loop.create_task(self._render_rendition(image, name))
+            self._renders[key] = task
+            task.add_done_callback(lambda done: self._renders.pop(key, None))
+        return False
+
+    async def _render_rendition(self, image: Image, name: str) -> bool:
+        """Render and store a version's thumbnail series in format ``name``."""
+        try:
+            original = await self._disk(_read, image.path)
+            if original is None:
+                return False
+            sizes = image.thumbnail_sizes()
+            rendered = await self._pillow(renditions.render, original, sizes, name)
+            await self._disk(
+                self._files.write_thumbnails,
+                image.path.name,
+                list(zip(sizes, rendered, strict=True)),
+                name,
+            )
+        except Exception:
+            # NOTE: Nobody waits for this: the JPEG stays the answer.
+            logger.exception(
+                'Could not render the %s thumbnails of %s', name, image.uri
+            )
+            return False
+        return True
+
+    async def read_rendition(
+        self, image: Image, size: Size, name: str, whole_up_to: int
+    ) -> Body | None:
+        """Open the thumbnail of ``size`` in format ``name``; None if it is not there.
+
+        As :meth:`read`, but a missing file is not rendered here (see
+        :meth:`rendered`).
+        """
+        return await self._disk(_open, image.thumbnail_path(size, name), whole_up_to)
 
     async def read(
         self, image: Image, size: Size | None, whole_up_to: int
