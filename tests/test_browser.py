@@ -13,6 +13,7 @@ import os
 import pathlib
 import re
 import signal
+import time
 
 import httpx
 import PIL.Image
@@ -40,6 +41,10 @@ WIDE = (1600, 1000)
 COLOURS = ('#c0392b', '#2471a3', '#229954', '#d4ac0d')
 THUMBNAIL = re.compile(r'/thumbnails/(?P<id>[^/]+)/(?P<width>\d+)x\d+\.jpeg')
 ORIGINAL = re.compile(r'/images/(?P<id>[^/.]+)\.jpeg')
+# What Chromium sends for an <img>.
+IMG_ACCEPT = {
+    'Accept': 'image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8'
+}
 
 # Every tile's picture, scrolled into view until it has loaded (they are lazy).
 LOAD_EVERY_TILE = """
@@ -166,7 +171,11 @@ def browser(server, tmp_path_factory):
             f'--window-size={width},{height}',
         ):
             options.add_argument(argument)
-        options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
+        # NOTE: The performance log has the DevTools network events: what
+        #   type each response was.
+        options.set_capability(
+            'goog:loggingPrefs', {'browser': 'ALL', 'performance': 'ALL'}
+        )
         driver = webdriver.Chrome(
             options=options, service=Service(executable_path=CHROMEDRIVER)
         )
@@ -203,13 +212,36 @@ def picture(colour, size=(2048, 1536)):
 
 @pytest.fixture(scope='module')
 def pictures(http):
-    """Four pictures uploaded over HTTP, oldest first."""
+    """Four pictures uploaded over HTTP, oldest first, their AVIF rendered."""
     documents = []
     for colour in COLOURS:
         resp = http.post('/images', content=picture(colour))
         assert resp.status_code == 201, resp.text
         documents.append(resp.json())
+    # NOTE: The AVIF series is rendered after the first request for it (the
+    #   JPEG answers until then); ask as Chromium does, until every worker
+    #   has it.
+    for document in documents:
+        for uri in document['thumbnails']:
+            for _ in range(200):
+                resp = http.get(f'{uri}?v={document["version"]}', headers=IMG_ACCEPT)
+                if resp.headers['Content-Type'] == 'image/avif':
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail(f'{uri} never became AVIF')
     return documents
+
+
+def served_types(driver):
+    """The type of every response the page received so far, by URL."""
+    types = {}
+    for entry in driver.get_log('performance'):
+        message = json.loads(entry['message'])['message']
+        if message['method'] == 'Network.responseReceived':
+            response = message['params']['response']
+            types[response['url']] = response['mimeType']
+    return types
 
 
 def wait_for(driver, condition, failure):
@@ -348,6 +380,12 @@ def test_the_gallery_serves_small_thumbnails_narrow_and_larger_ones_wide(
             assert width >= tile['shownWidth'], (name, tile)
             chosen.setdefault(name, []).append(width)
         print(f'{name} {size}: currentSrc widths {chosen[name]}')
+        # The same URLs, in the format the browser takes best.
+        types = served_types(driver)
+        assert {types.get(tile['currentSrc']) for tile in shown} == {'image/avif'}, (
+            name,
+            types,
+        )
         # Each tile shows its own picture, not a neighbour's.
         for tile in driver.find_elements(By.CSS_SELECTOR, '#gallery .tile'):
             seen = mean_colour(tile.find_element(By.TAG_NAME, 'img'))
