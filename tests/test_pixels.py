@@ -375,7 +375,7 @@ def test_a_webp_of_an_unknown_layout_is_not_an_image():
 def test_other_formats_are_unsupported_and_named(data, words):
     with pytest.raises(UnsupportedImage, match=words) as raised:
         pixels.convert(data, MAX_PIXELS)
-    assert 'send JPEG, PNG, GIF, WebP, BMP or TIFF' in str(raised.value)
+    assert 'send JPEG, PNG, GIF, WebP, BMP, TIFF, HEIC or AVIF' in str(raised.value)
 
 
 def test_a_corrupt_header_of_an_accepted_format_is_invalid():
