@@ -97,3 +97,15 @@ def redis_server():
 
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope='session')
+def postgres_server():
+    """A real PostgreSQL server for the whole session (see tests/postgres.py).
+
+    Each test makes a database of its own with ``postgres_server.database()``.
+    """
+    from tests.postgres import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
