@@ -81,8 +81,19 @@ class Files:
         fsync_directory(directory)
         fsync_directory(self.thumbnails)
 
+    def write_animation(self, name: str, data: bytes) -> None:
+        """Write the animated rendition of the version whose original is ``name``."""
+        write_durably(self.images / self.animation_of(name), data)
+        fsync_directory(self.images)
+
+    @staticmethod
+    def animation_of(file: str) -> str:
+        """The animated rendition's name, of the version whose original is ``file``."""
+        return f'{file.removesuffix(".jpeg")}.webp'
+
     def discard_version(self, file: str) -> None:
-        """Remove a version's original ``file`` and its thumbnails, if there."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.images / file)
+        """Remove a version's original ``file``, its renditions and thumbnails."""
+        for name in (file, self.animation_of(file)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.images / name)
         shutil.rmtree(self.thumbnails_of(file), ignore_errors=True)

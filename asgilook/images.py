@@ -78,7 +78,9 @@ class _ImageFiles:
         image: Image,
         size: Size | None,
         uri: str,
+        animation: bool = False,
     ) -> None:
+        """Answer with the original, the thumbnail of ``size``, or the animation."""
         version = req.get_param('v')
         if version is not None and version != image.version:
             raise falcon.HTTPNotFound(
@@ -89,6 +91,8 @@ class _ImageFiles:
                 ),
             )
         wanted = renditions.JPEG if size is None else _format(req)
+        if animation:
+            wanted = renditions.ANIMATION
         served = wanted
         if size is not None and not await self._store.rendered(image, size, wanted):
             served = renditions.JPEG
@@ -102,7 +106,18 @@ class _ImageFiles:
             conditional.not_modified_response(resp)
             return
         body: Body | None = None
-        if size is not None and served != renditions.JPEG:
+        if animation:
+            body = await self._store.read_animation(image, self._config.cache_max_entry)
+            if body is None:
+                raise falcon.HTTPNotFound(
+                    title='Not Found',
+                    description=(
+                        f'Image {image.image_id} has no animation (its '
+                        '"animation" is null); its picture is at '
+                        f'{image.uri}.'
+                    ),
+                )
+        elif size is not None and served != renditions.JPEG:
             body = await self._store.read_rendition(
                 image, size, served, self._config.cache_max_entry
             )
@@ -259,6 +274,16 @@ class Images:
         await self._files.answer(req, resp, image, None, image.uri)
 
     on_head_image = on_get_image
+
+    async def on_get_animation(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: uuid.UUID
+    ) -> None:
+        image = await self._store.get(str(image_id))
+        await self._files.answer(
+            req, resp, image, None, image.animation_uri, animation=True
+        )
+
+    on_head_animation = on_get_animation
 
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response

@@ -172,6 +172,23 @@ def _schemas(config: Config) -> Schema:
                 'first, for an `<img srcset>`.'
             ),
         },
+        'placeholder': {
+            'type': ['string', 'null'],
+            'description': (
+                'A tiny blurred stand-in for the picture, to show while it '
+                'loads: a `data:image/webp;base64,...` URI of a few hundred '
+                'bytes. Null for pictures stored before placeholders existed.'
+            ),
+            'pattern': '^data:image/webp;base64,[A-Za-z0-9+/=]+$',
+        },
+        'animation': {
+            'type': ['string', 'null'],
+            'description': (
+                'For an animated upload (GIF, WebP, APNG), the URI of its '
+                'animated WebP: `/images/{id}.webp`; else null.'
+            ),
+            'pattern': f'^/images/{_UUID}\\.webp$',
+        },
     }
     upload: Schema = {
         **image,
@@ -474,6 +491,13 @@ def _components(config: Config) -> Schema:
             ),
             'content': {falcon.MEDIA_JPEG: _BINARY},
         },
+        'AnimationFile': {
+            'description': 'The animated WebP.',
+            'headers': _headers(
+                'ETag', 'Last-Modified', 'Cache-Control.image', RedisCache.CACHE_HEADER
+            ),
+            'content': {'image/webp': _BINARY},
+        },
         'ThumbnailFile': {
             'description': (
                 'The thumbnail, in the format asked for; or, while that is '
@@ -648,6 +672,23 @@ def _paths(config: Config) -> Schema:
             **_errors('404', '503'),
         },
     }
+    animation = {
+        'summary': 'Fetch the animation of an animated picture',
+        'description': (
+            'The animated WebP of an animated upload, with the same headers, '
+            '`HEAD`, `304` and `?v=` as the picture; `404` for a still one.'
+        ),
+        'tags': ['images'],
+        'operationId': 'getAnimation',
+        'parameters': _parameters(
+            'ImageId', 'Version', 'IfNoneMatch', 'IfModifiedSince'
+        ),
+        'responses': {
+            '200': _ref('responses', 'AnimationFile'),
+            **not_modified,
+            **_errors('404', '503'),
+        },
+    }
     delete = {
         'summary': 'Delete a picture',
         'description': 'The picture, its thumbnails and its cached answers go.',
@@ -746,6 +787,7 @@ def _paths(config: Config) -> Schema:
         '/events': {'get': events},
         '/images': {**_get_and_head(listing), 'post': upload},
         '/images/{image_id}.jpeg': {**_get_and_head(image), 'delete': delete},
+        '/images/{image_id}.webp': _get_and_head(animation),
         '/thumbnails/{image_id}/{width}x{height}.jpeg': _get_and_head(thumbnail),
         '/healthz': _get_and_head(health),
         '/metrics': {'get': metrics},

@@ -17,6 +17,7 @@ least that of the JPEG thumbnail at its quality, 85, on the photos in
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Iterable
 
@@ -28,7 +29,14 @@ AVIF = 'avif'
 #: In order of preference: the first the client takes is its answer.
 PREFERRED = (AVIF, WEBP)
 FORMATS = (JPEG, WEBP, AVIF)
-MEDIA_TYPES = {JPEG: 'image/jpeg', WEBP: 'image/webp', AVIF: 'image/avif'}
+#: An animated picture's animated rendition, an animated WebP.
+ANIMATION = 'animation'
+MEDIA_TYPES = {
+    JPEG: 'image/jpeg',
+    WEBP: 'image/webp',
+    AVIF: 'image/avif',
+    ANIMATION: 'image/webp',
+}
 
 #: Quality of each rendered format; AVIF's encoder effort too (0 slowest to
 #: 10 fastest), and WebP's (0 fastest to 6 slowest).
@@ -36,6 +44,12 @@ AVIF_QUALITY = 75
 AVIF_SPEED = 6
 WEBP_QUALITY = 90
 WEBP_METHOD = 4
+
+#: The longest side of a placeholder, in pixels, and its WebP quality: about
+#: 200 bytes, a data URI of about 300 characters, that a browser stretches
+#: (smoothly, so it looks blurred) over the space of the picture.
+PLACEHOLDER_SIDE = 24
+PLACEHOLDER_QUALITY = 70
 
 Size = tuple[int, int]
 
@@ -99,3 +113,18 @@ def encode(image: PIL.Image.Image, name: str) -> bytes:
     else:
         image.save(output, 'WEBP', quality=WEBP_QUALITY, method=WEBP_METHOD)
     return output.getvalue()
+
+
+def placeholder(jpeg: bytes) -> str:
+    """A stand-in for a JPEG while it loads: a tiny WebP, as a data URI.
+
+    Made from the smallest rendition there is (the last thumbnail, or the
+    original of a picture too small for thumbnails), so it costs little.
+    """
+    image = PIL.Image.open(io.BytesIO(jpeg), formats=['JPEG'])
+    image.draft('RGB', (PLACEHOLDER_SIDE * 2, PLACEHOLDER_SIDE * 2))
+    small = image.convert('RGB')
+    small.thumbnail((PLACEHOLDER_SIDE, PLACEHOLDER_SIDE), PIL.Image.Resampling.LANCZOS)
+    output = io.BytesIO()
+    small.save(output, 'WEBP', quality=PLACEHOLDER_QUALITY)
+    return 'data:image/webp;base64,' + base64.b64encode(output.getvalue()).decode()

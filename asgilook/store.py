@@ -52,11 +52,17 @@ class Image:
         size: Size,
         modified: datetime.datetime | None = None,
         path: pathlib.Path | None = None,
+        placeholder: str = '',
+        animated: bool = False,
     ) -> None:
         self._config = config
         self.image_id = image_id
         self.size = size
         self.modified = modified or datetime.datetime.now(datetime.UTC)
+        #: A tiny stand-in, as a data URI ('' if there is none).
+        self.placeholder = placeholder
+        #: Whether there is an animated rendition (:attr:`animation_path`).
+        self.animated = animated
         # NOTE: Each version of an image has a file of its own (see Store), so
         #   the path comes from the index; the default is for images made by
         #   hand.
@@ -71,16 +77,26 @@ class Image:
         return f'/images/{self.image_id}.jpeg'
 
     @property
+    def animation_uri(self) -> str:
+        return f'/images/{self.image_id}.webp'
+
+    @property
+    def animation_path(self) -> pathlib.Path:
+        """Where this version's animated rendition is, if it has one."""
+        return self.path.with_suffix('.webp')
+
+    @property
     def version(self) -> str:
         """What tells this version of the picture from every other one."""
         return self.path.stem.partition('.')[2] or '0'
 
     def etag(self, size: Size | None = None, name: str = renditions.JPEG) -> str:
-        """The strong entity tag of the original, or of one thumbnail in a format."""
-        if size is None:
-            return f'"{self.version}"'
-        width, height = size
+        """The strong entity tag of the original (or its animation), or of one
+        thumbnail in a format."""
         suffix = '' if name == renditions.JPEG else f'-{name}'
+        if size is None:
+            return f'"{self.version}{suffix}"'
+        width, height = size
         return f'"{self.version}-{width}x{height}{suffix}"'
 
     def thumbnail_sizes(self) -> list[Size]:
@@ -132,6 +148,8 @@ class Image:
             'thumbnails': self.thumbnails(),
             'version': self.version,
             'srcset': self.srcset(),
+            'placeholder': self.placeholder or None,
+            'animation': self.animation_uri if self.animated else None,
         }
 
 
@@ -278,6 +296,8 @@ class Store:
                 entry.modified / 1_000_000, datetime.UTC
             ),
             path=self._files.images / entry.file,
+            placeholder=entry.placeholder,
+            animated=entry.animated,
         )
 
     async def get(self, image_id: str) -> Image:
@@ -396,21 +416,49 @@ class Store:
                 self._store_original(name, decoded),
                 self._pillow(pixels.encode_largest, decoded),
                 self._pillow(pixels.encode_smaller, decoded),
+                self._pillow(pixels.animate, data, self._config.max_pixels),
                 return_exceptions=True,
             )
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
+            original = cast(bytes, results[0])
             thumbnails = cast(pixels.Series, results[1]) + cast(
                 pixels.Series, results[2]
             )
+            animation = cast(bytes | None, results[3])
             self._rendered(len(thumbnails), started)
             await self._disk(self._files.write_thumbnails, name, thumbnails)
+            if animation is not None:
+                await self._disk(self._files.write_animation, name, animation)
+            # NOTE: From the smallest rendition there is: a millisecond.
+            placeholder = await self._pillow(
+                renditions.placeholder, thumbnails[-1][1] if thumbnails else original
+            )
             if before_commit is not None:
                 await before_commit()
-            entry, replaced = await index.put(
-                image_id, name, decoded.size, _token_hash(token)
+        except BaseException:
+            await self._disk(self._files.discard_version, name)
+            raise
+        put = asyncio.ensure_future(
+            index.put(
+                image_id,
+                name,
+                decoded.size,
+                _token_hash(token),
+                placeholder,
+                animated=animation is not None,
             )
+        )
+        try:
+            # NOTE: Shielded: a request cancelled now does not cancel the
+            #   change, which may be committing in a thread or a database.
+            entry, replaced = await asyncio.shield(put)
+        except (StorageUnavailable, asyncio.CancelledError):
+            # NOTE: Whether the change committed is not known (the connection
+            #   was lost during the commit, or nobody waits for it any more):
+            #   its files stay, unlisted at worst.
+            raise
         except BaseException:
             await self._disk(self._files.discard_version, name)
             raise
@@ -422,11 +470,12 @@ class Store:
         if self.on_render is not None and thumbnails:
             self.on_render(thumbnails, time.perf_counter() - started)
 
-    async def _store_original(self, name: str, decoded: pixels.Decoded) -> None:
+    async def _store_original(self, name: str, decoded: pixels.Decoded) -> bytes:
         original = decoded.kept
         if original is None:
             original = await self._pillow(pixels.encode_original, decoded)
         await self._disk(self._files.write_original, name, original)
+        return original
 
     async def delete(
         self, image_id: str, token: str, before_commit: Commit | None = None
@@ -512,6 +561,12 @@ class Store:
             )
             return False
         return True
+
+    async def read_animation(self, image: Image, whole_up_to: int) -> Body | None:
+        """Open the version's animated rendition; None if it has none (any more)."""
+        if not image.animated:
+            return None
+        return await self._disk(_open, image.animation_path, whole_up_to)
 
     async def read_rendition(
         self, image: Image, size: Size, name: str, whole_up_to: int

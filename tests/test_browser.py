@@ -85,6 +85,7 @@ return [...document.querySelectorAll('#gallery .tile')].map((tile) => {
     naturalWidth: img.naturalWidth,
     shownWidth: img.getBoundingClientRect().width,
     deletable: tile.querySelector('button.delete') !== null,
+    placeholder: getComputedStyle(img).backgroundImage,
   };
 });
 """
@@ -375,6 +376,8 @@ def test_the_gallery_serves_small_thumbnails_narrow_and_larger_ones_wide(
                 str(side) for side in document['size']
             ], tile
             assert tile['naturalWidth'] > 0, tile
+            # Behind the thumbnail, shown until it loads: the placeholder.
+            assert tile['placeholder'] == f'url("{document["placeholder"]}")', tile
             width = rendition_width(tile['currentSrc'], documents)
             # Sharp: at least as many pixels across as the tile shows.
             assert width >= tile['shownWidth'], (name, tile)

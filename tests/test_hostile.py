@@ -148,13 +148,27 @@ def test_html_named_like_a_picture_in_a_form_is_415(client, config):
     assert stored_files(config) == files_before
 
 
-def test_a_gif_of_thousands_of_frames_keeps_the_first(client):
+def test_a_gif_of_thousands_of_frames_is_refused_before_they_are_decoded(
+    client, config
+):
+    # NOTE: Animations are kept (as animated WebP), so every frame would be
+    #   decoded and encoded: past pixels.MAX_FRAMES, that is a bomb.
+    files_before = stored_files(config)
     resp = client.simulate_post('/images', body=gif_of_many_frames(20_000))
+
+    assert resp.status_code == 413
+    assert 'frames' in resp.json['description']
+    assert stored_files(config) == files_before
+
+
+def test_a_gif_of_a_few_frames_keeps_the_first_as_its_picture(client):
+    resp = client.simulate_post('/images', body=gif_of_many_frames(20))
 
     assert resp.status_code == 201
     stored = decode(client.simulate_get(resp.headers['Location']).content)
     red, green, blue = stored.getpixel((4, 4))
     assert red > 230 and green < 30 and blue < 30
+    assert resp.json['animation'] == resp.headers['Location'].replace('.jpeg', '.webp')
 
 
 def exif_source(width, height, orientation):

@@ -6,6 +6,7 @@ machines, for PostgreSQL): what one changes, the others see.
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 
 import pytest
@@ -15,6 +16,7 @@ from asgilook.errors import ImageNotFound
 from asgilook.errors import UnknownCursor
 from asgilook.index import Behind
 from asgilook.index import Entry
+from asgilook.index.sqlite import _MIGRATIONS
 from asgilook.index.sqlite import SQLiteIndex
 
 
@@ -333,3 +335,26 @@ def test_sqlite_fast_path_remembers_little_and_nothing_across_connections(
     asyncio.run(scenario())
     asyncio.run(index.close())
     asyncio.run(other.close())
+
+
+def test_sqlite_a_database_of_schema_version_1_is_migrated_keeping_its_images(
+    tmp_path,
+):
+    # What the first release with this backend made.
+    with contextlib.closing(sqlite3.connect(tmp_path / SQLiteIndex.FILE)) as db:
+        db.executescript(
+            _MIGRATIONS[1]
+            + 'INSERT INTO images (id, file, width, height, modified, token_hash) '
+            + "VALUES ('a', 'a.1.jpeg', 640, 480, 7, 'h');"
+            + 'UPDATE counters SET clock = 7, images = 1; PRAGMA user_version = 1;'
+        )
+
+    async def scenario(index):
+        (before,), _ = await index.page()
+        entry, _ = await index.put('b', 'b.1.jpeg', (2, 2), 't', 'data:x', True)
+        return before, entry, await index.get('b')
+
+    before, entry, stored = run(lambda: SQLiteIndex(tmp_path), scenario, processes=1)
+    assert before == Entry('a', 'a.1.jpeg', (640, 480), 7, 'h', '', False)
+    assert stored == entry
+    assert (stored.placeholder, stored.animated) == ('data:x', True)

@@ -93,7 +93,8 @@ def test_delete_token_is_shown_once(client):
     listing = client.simulate_get('/images').json
     assert 'delete_token' not in listing[0]
     assert set(listing[0]) == {
-        'id', 'image', 'modified', 'size', 'thumbnails', 'version', 'srcset'
+        'id', 'image', 'modified', 'size', 'thumbnails', 'version', 'srcset',
+        'placeholder', 'animation',
     }  # fmt: skip
 
 

@@ -27,7 +27,9 @@ from asgilook.errors import UnknownCursor
 from asgilook.index import Behind
 from asgilook.index import Entry
 from asgilook.index import postgres
+from asgilook.index.postgres import _SCHEMA
 from asgilook.index.postgres import LISTENER_NAME
+from asgilook.index.postgres import SCHEMA_VERSION
 from asgilook.index.postgres import NewerSchema
 from asgilook.index.postgres import PostgresIndex
 from tests.conftest import decode
@@ -480,8 +482,11 @@ def test_a_database_from_a_newer_release_is_left_alone(url, postgres_server):
             await index.close()
 
     assert asyncio.run(scenario(PostgresIndex(url))) == 0
-    postgres_server.psql('UPDATE asgilook_schema SET version = 2', database_name(url))
-    with pytest.raises(NewerSchema, match='schema version 2'):
+    newer = SCHEMA_VERSION + 1
+    postgres_server.psql(
+        f'UPDATE asgilook_schema SET version = {newer}', database_name(url)
+    )
+    with pytest.raises(NewerSchema, match=f'schema version {newer}'):
         asyncio.run(scenario(PostgresIndex(url)))
 
 
@@ -745,3 +750,31 @@ def test_a_database_restart_is_a_503_while_it_lasts_then_nothing(apps, url, serv
     image = httpx.get(f'{app.url}{kept["image"]}')
     assert decode(image.content).size == tuple(kept['size'])
     assert httpx.get(f'{app.url}/healthz').status_code == 200
+
+
+def test_a_database_of_schema_version_1_is_migrated_keeping_its_images(
+    url, postgres_server
+):
+    # What the first release with this backend made.
+    postgres_server.psql(
+        _SCHEMA
+        + 'INSERT INTO asgilook_schema VALUES (true, 1);'
+        + 'INSERT INTO images (id, file, width, height, modified, token_hash) '
+        + "VALUES ('a', 'a.1.jpeg', 640, 480, 7, 'h');"
+        + 'UPDATE counters SET clock = 7, images = 1;',
+        database_name(url),
+    )
+
+    async def scenario():
+        index = PostgresIndex(url)
+        try:
+            (before,), _ = await index.page()
+            entry, _ = await index.put('b', 'b.1.jpeg', (2, 2), 't', 'data:x', True)
+            return before, entry, await index.get('b')
+        finally:
+            await index.close()
+
+    before, entry, stored = asyncio.run(scenario())
+    assert before == Entry('a', 'a.1.jpeg', (640, 480), 7, 'h', '', False)
+    assert stored == entry
+    assert (stored.placeholder, stored.animated) == ('data:x', True)

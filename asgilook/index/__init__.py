@@ -43,6 +43,11 @@ class Entry:
     modified: int
     #: The SHA-256 of the image's delete token, in hex.
     token_hash: str
+    #: A tiny stand-in for the picture, as a data URI; empty for versions
+    #: stored before there were placeholders.
+    placeholder: str = ''
+    #: Whether the version has an animated rendition beside its still JPEG.
+    animated: bool = False
 
 
 class Behind(Exception):
@@ -144,12 +149,18 @@ class Index(abc.ABC):
 
     @abc.abstractmethod
     async def put(
-        self, image_id: str, file: str, size: Size, token_hash: str
+        self,
+        image_id: str,
+        file: str,
+        size: Size,
+        token_hash: str,
+        placeholder: str = '',
+        animated: bool = False,
     ) -> tuple[Entry, Entry | None]:
         """Record that ``file`` (already durable) is the image's version now.
 
-        Returns the new entry, and the one it replaced (whose files the
-        caller removes), if any.
+        Returns the new entry (its time of upload is the index's), and the
+        one it replaced (whose files the caller removes), if any.
         """
 
     @abc.abstractmethod

@@ -49,7 +49,7 @@ from asgilook.index import not_found
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CHANNEL = 'asgilook_index'
 #: The listener connection's ``application_name``, as ``pg_stat_activity``
 #: shows it.
@@ -105,8 +105,13 @@ CREATE TABLE IF NOT EXISTS asgilook_schema (
     version integer NOT NULL
 );
 """
+#: What version 2 added: placeholders, and animated renditions.
+_SCHEMA_2 = """
+ALTER TABLE images ADD COLUMN IF NOT EXISTS placeholder text NOT NULL DEFAULT '';
+ALTER TABLE images ADD COLUMN IF NOT EXISTS animated boolean NOT NULL DEFAULT false;
+"""
 
-_COLUMNS = 'id, file, width, height, modified, token_hash'
+_COLUMNS = 'id, file, width, height, modified, token_hash, placeholder, animated'
 _NOW = '(extract(epoch FROM clock_timestamp()) * 1000000)::bigint'
 
 # NOTE: The first statement of every change: the counters row is locked until
@@ -123,8 +128,8 @@ RETURNING clock, pg_notify('{CHANNEL}', $1::text)
 _TAKE = f'DELETE FROM images WHERE id = $1 RETURNING {_COLUMNS}'
 _PUT = f"""
 WITH unburied AS (DELETE FROM tombstones WHERE id = $1),
-     counted AS (UPDATE counters SET images = images + $7)
-INSERT INTO images ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
+     counted AS (UPDATE counters SET images = images + $9)
+INSERT INTO images ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 """
 _FIND_FOR_DELETE = f'SELECT seq, {_COLUMNS} FROM images WHERE id = $1 FOR UPDATE'
 _BURY = """
@@ -143,7 +148,7 @@ _ADOPT = f"""
 INSERT INTO images ({_COLUMNS})
 SELECT {_COLUMNS}
 FROM unnest($1::text[], $2::text[], $3::integer[], $4::integer[],
-            $5::bigint[], $6::text[])
+            $5::bigint[], $6::text[], $7::text[], $8::boolean[])
      WITH ORDINALITY AS adopted ({_COLUMNS}, position)
 ORDER BY position
 ON CONFLICT (id) DO NOTHING
@@ -199,6 +204,8 @@ def _entry(row: Any) -> Entry:
         (row['width'], row['height']),
         row['modified'],
         row['token_hash'],
+        row['placeholder'],
+        row['animated'],
     )
 
 
@@ -245,8 +252,9 @@ async def create_schema(connection: Any) -> None:
                 f'asgilook knows version {SCHEMA_VERSION} only: upgrade it.'
             )
         if version < SCHEMA_VERSION:
-            # NOTE: Where later versions will migrate from the earlier ones.
+            # NOTE: Every step is harmless on a database that has it already.
             await connection.execute(_SCHEMA)
+            await connection.execute(_SCHEMA_2)
             await connection.execute(
                 'INSERT INTO asgilook_schema VALUES (true, $1) '
                 'ON CONFLICT (one) DO UPDATE SET version = excluded.version',
@@ -617,7 +625,13 @@ class PostgresIndex(Index):
         self._changed(image_id)
 
     async def put(
-        self, image_id: str, file: str, size: Size, token_hash: str
+        self,
+        image_id: str,
+        file: str,
+        size: Size,
+        token_hash: str,
+        placeholder: str = '',
+        animated: bool = False,
     ) -> tuple[Entry, Entry | None]:
         width, height = size
         async with self._changing(image_id) as connection:
@@ -625,10 +639,10 @@ class PostgresIndex(Index):
             row = await connection.fetchrow(_TAKE, image_id)
             await connection.execute(
                 _PUT, image_id, file, width, height, modified, token_hash,
-                0 if row else 1,
+                placeholder, animated, 0 if row else 1,
             )  # fmt: skip
         return (
-            Entry(image_id, file, size, modified, token_hash),
+            Entry(image_id, file, size, modified, token_hash, placeholder, animated),
             None if row is None else _entry(row),
         )
 
@@ -661,6 +675,8 @@ class PostgresIndex(Index):
                 [entry.size[1] for entry in entries],
                 [entry.modified for entry in entries],
                 [entry.token_hash for entry in entries],
+                [entry.placeholder for entry in entries],
+                [entry.animated for entry in entries],
             )
             # NOTE: As a put would, the clock moves on to the newest image.
             newest = max((row['modified'] for row in added), default=0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import os
 import pathlib
 import sqlite3
@@ -43,9 +44,12 @@ from asgilook.index import not_found
 
 T = TypeVar('T')
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
+#: The statements that make a database of each schema version from the one
+#: before. Each runs in the transaction that moves ``user_version`` on.
+_MIGRATIONS = {
+    1: """
 CREATE TABLE IF NOT EXISTS images (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -68,17 +72,30 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 INSERT OR IGNORE INTO counters VALUES (1, 0, 0);
 CREATE TABLE IF NOT EXISTS adopted (source TEXT PRIMARY KEY);
-"""
+""",
+    2: """
+ALTER TABLE images ADD COLUMN placeholder TEXT NOT NULL DEFAULT '';
+ALTER TABLE images ADD COLUMN animated INTEGER NOT NULL DEFAULT 0;
+""",
+}
 
-_COLUMNS = 'id, file, width, height, modified, token_hash'
+_COLUMNS = 'id, file, width, height, modified, token_hash, placeholder, animated'
 
 #: How long a deleted image stays a cursor to page on from.
 TOMBSTONE_MICROSECONDS = 7 * 24 * 3600 * 1_000_000
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:
-    image_id, file, width, height, modified, token_hash = row
-    return Entry(image_id, file, (width, height), modified, token_hash)
+    image_id, file, width, height, modified, token_hash, placeholder, animated = row
+    return Entry(
+        image_id,
+        file,
+        (width, height),
+        modified,
+        token_hash,
+        placeholder,
+        bool(animated),
+    )
 
 
 def _now() -> int:
@@ -140,12 +157,14 @@ class SQLiteIndex(Index):
         connection.execute('PRAGMA journal_mode = WAL')
         (version,) = connection.execute('PRAGMA user_version').fetchone()
         if version < SCHEMA_VERSION:
-            # NOTE: One transaction, and every statement harmless if another
-            #   process ran the same script first.
-            connection.executescript(
-                f'BEGIN IMMEDIATE;{_SCHEMA}'
-                f'PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;'
-            )
+            with self._transaction(connection):
+                # NOTE: Read again, now that this writer has the database to
+                #   itself: another process may have migrated it meanwhile.
+                (version,) = connection.execute('PRAGMA user_version').fetchone()
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[step].split(';'):
+                        connection.execute(statement)
+                connection.execute(f'PRAGMA user_version = {SCHEMA_VERSION}')
         self._ready = True
 
     @contextlib.contextmanager
@@ -332,24 +351,27 @@ class SQLiteIndex(Index):
         return int(clock)
 
     async def put(
-        self, image_id: str, file: str, size: Size, token_hash: str
-    ) -> tuple[Entry, Entry | None]:
-        return await self._run(self._put, image_id, file, size, token_hash)
-
-    def _put(
         self,
-        connection: sqlite3.Connection,
         image_id: str,
         file: str,
         size: Size,
         token_hash: str,
+        placeholder: str = '',
+        animated: bool = False,
     ) -> tuple[Entry, Entry | None]:
+        entry = Entry(image_id, file, size, 0, token_hash, placeholder, animated)
+        return await self._run(self._put, entry)
+
+    def _put(
+        self, connection: sqlite3.Connection, entry: Entry
+    ) -> tuple[Entry, Entry | None]:
+        image_id = entry.image_id
         with self._transaction(connection):
             replaced = self._get(connection, image_id)
             if replaced is not None:
                 connection.execute('DELETE FROM images WHERE id = ?', (image_id,))
             modified = self._tick(connection, 0 if replaced else 1)
-            entry = Entry(image_id, file, size, modified, token_hash)
+            entry = dataclasses.replace(entry, modified=modified)
             self._insert(connection, entry)
             connection.execute('DELETE FROM tombstones WHERE id = ?', (image_id,))
         return entry, replaced
@@ -358,9 +380,9 @@ class SQLiteIndex(Index):
     def _insert(connection: sqlite3.Connection, entry: Entry) -> None:
         width, height = entry.size
         connection.execute(
-            f'INSERT INTO images ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)',
+            f'INSERT INTO images ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
             (entry.image_id, entry.file, width, height, entry.modified,
-             entry.token_hash),
+             entry.token_hash, entry.placeholder, int(entry.animated)),
         )  # fmt: skip
 
     async def delete(self, image_id: str, allowed: Callable[[Entry], bool]) -> Entry:

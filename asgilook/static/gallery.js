@@ -106,6 +106,9 @@
       src: versioned(doc, doc.thumbnails.at(-1) ?? doc.image),
       alt: describe(doc),
     });
+    // The placeholder, a tiny picture stretched (and so blurred) over the
+    // tile until the thumbnail covers it.
+    if (doc.placeholder) img.style.backgroundImage = `url("${doc.placeholder}")`;
     const link = el('a', { href: versioned(doc, doc.image) }, img);
     const tile = el('li', { class: 'tile', 'data-id': doc.id }, link);
     showDeleteButton(tile);
@@ -495,7 +498,8 @@
     lightboxImage.width = doc.size[0];
     lightboxImage.height = doc.size[1];
     lightboxImage.alt = describe(doc);
-    lightboxImage.src = versioned(doc, doc.image);
+    // An animated picture plays its animation here.
+    lightboxImage.src = versioned(doc, doc.animation ?? doc.image);
     lightbox.querySelector('.caption span').textContent = describe(doc);
     lightbox.querySelector('.caption a').href = versioned(doc, doc.image);
     lightbox.dataset.id = doc.id;
