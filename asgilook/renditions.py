@@ -45,9 +45,9 @@ AVIF_SPEED = 6
 WEBP_QUALITY = 90
 WEBP_METHOD = 4
 
-#: The longest side of a placeholder, in pixels, and its WebP quality: about
-#: 200 bytes, a data URI of about 300 characters, that a browser stretches
-#: (smoothly, so it looks blurred) over the space of the picture.
+#: The longest side of a placeholder, in pixels, and its WebP quality: a few
+#: hundred bytes (200 for a photo, 400 for a busy drawing), that a browser
+#: stretches (smoothly, so it looks blurred) over the space of the picture.
 PLACEHOLDER_SIDE = 24
 PLACEHOLDER_QUALITY = 70
 

@@ -37,7 +37,7 @@ def client_script(client):
 
 def test_the_section_has_curl_and_httpie_for_every_route():
     commands = usage_commands()
-    routes = ('/images', '/images?limit=1', '/images/$ID.jpeg', '$THUMB')
+    routes = ('/images', '/images?limit=1', '/images/$ID.jpeg', '$THUMB', '$ANIMATION')
     for route in routes:
         assert any(c.startswith('curl') and route in c for c in commands), route
         assert any(c.startswith('http ') and route in c for c in commands), route
@@ -54,6 +54,8 @@ def test_usage_examples_work_when_pasted(tmp_path, redis_server, client):
     work = tmp_path / 'work'
     work.mkdir()
     (work / 'photo.jpg').write_bytes(draw_image((800, 600), format='JPEG'))
+    frames = [PIL.Image.new('RGB', (40, 30), colour) for colour in ('red', 'blue')]
+    frames[0].save(work / 'animation.gif', save_all=True, append_images=frames[1:])
 
     script = '\n'.join(['set -e', *client_script(client)])
     script = script.replace('127.0.0.1:8000', f'127.0.0.1:{service.port}')
@@ -84,11 +86,13 @@ def test_usage_examples_work_when_pasted(tmp_path, redis_server, client):
         assert (picture.format, picture.size) == ('JPEG', (800, 600))
     with PIL.Image.open(work / 'thumb.jpeg') as thumb:
         assert (thumb.format, thumb.size) == ('JPEG', (400, 300))
-    # The kept upload was deleted; the two shown ones (raw, form) remain,
-    # and no listing ever showed a delete token.
+    with PIL.Image.open(work / 'animation.webp') as animation:
+        assert (animation.format, animation.n_frames) == ('WEBP', 2)
+    # The kept upload was deleted; the two shown ones (raw, form) and the
+    # animation remain, and no listing ever showed a delete token.
     kept = json.loads((work / 'upload.json').read_text())
     remaining = [document['id'] for document in deleted.json()]
-    assert len(remaining) == 2 and kept['id'] not in remaining
+    assert len(remaining) == 3 and kept['id'] not in remaining
     assert len(re.findall(r'"delete_token": "[^"]+"', done.stdout)) == 2
     if client == 'curl':
         assert 'x-asgilook-cache: miss' in done.stdout.lower()
