@@ -69,6 +69,8 @@ INTERRUPTED = 130
 #: What is a picture, by its name's extension (in any case).
 PICTURES = frozenset(
     {'.jpg', '.jpeg', '.png', '.gif', '.webp', '.bmp', '.tif', '.tiff'}
+    # HEIC, as iPhones name it (.heif too), and AVIF.
+    | {'.heic', '.heif', '.avif'}
 )
 
 

@@ -31,6 +31,7 @@ from asgilook.images import REVALIDATED
 from asgilook.images import SHORT_LIVED
 from asgilook.images import Images
 from asgilook.metrics import CONTENT_TYPE
+from asgilook.pixels import ACCEPTED_NAMES
 from asgilook.uploads import FORM_OVERHEAD
 from asgilook.uploads import IMAGE_FIELD
 
@@ -624,7 +625,7 @@ def _paths(config: Config) -> Schema:
     upload = {
         'summary': 'Upload a picture',
         'description': (
-            'JPEG, PNG, GIF, WebP, BMP or TIFF, at most '
+            f'{ACCEPTED_NAMES}, at most '
             f'{config.max_upload_bytes:,} bytes and {config.max_pixels:,} pixels, '
             'stored as an upright sRGB JPEG with its thumbnail series.'
         ),

@@ -12,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
-from collections.abc import Iterator
 from typing import cast
 
 import PIL.Image
 import PIL.ImageCms
 import pillow_heif
 
+from asgilook import heif
 from asgilook import jpeg
 from asgilook.errors import ImageTooLarge
 from asgilook.errors import InvalidImage
@@ -737,13 +737,19 @@ def _check_declared_size(data: bytes, max_pixels: int) -> None:
     here. HEIF and AVIF plugins allocate only in ``load()``, but libavif
     refuses to open a picture over its own limit (16,384 pixels a side),
     which would be a corrupt header (400) rather than too many pixels (413);
-    so for these every size the container declares is checked here: each
-    item's ``ispe`` property and each track's header. Every other accepted
-    plugin allocates only in ``load()``.
+    and the AV1 decoder allocates what the bitstream says, whatever the
+    container says. So for these every size the container declares, and
+    every frame size of their AV1 bitstreams, is checked here (see
+    :mod:`asgilook.heif`). Every other accepted plugin allocates only in
+    ``load()``.
     """
-    if _accepted_format(data) in ('AVIF', 'HEIF'):
-        for size in _isobmff_sizes(data):
-            _check_not_too_large(size, max_pixels)
+    format = _accepted_format(data)
+    if format in ('AVIF', 'HEIF'):
+        try:
+            for size in heif.declared_sizes(data):
+                _check_not_too_large(size, max_pixels)
+        except heif.Corrupt as ex:
+            raise _corrupt_header(format, f' ({ex})') from ex
         return
     if len(data) < 30 or data[:4] != b'RIFF' or data[8:12] != b'WEBP':
         return
@@ -760,52 +766,6 @@ def _check_declared_size(data: bytes, max_pixels: int) -> None:
     else:
         return
     _check_size((width, height), max_pixels)
-
-
-def _isobmff_sizes(data: bytes) -> Iterator[Size]:
-    """The picture sizes an HEIF or AVIF file declares (ISO/IEC 14496-12 boxes).
-
-    Those of its items (``meta/iprp/ipco/ispe``: width and height after the
-    version and flags) and of its tracks (``moov/trak/tkhd``: 16.16 fixed
-    point, at the end of the header of either version), for image sequences.
-    """
-    for body in _boxes(data, (b'meta', b'iprp', b'ipco', b'ispe')):
-        yield _uint32(body, 4), _uint32(body, 8)
-    for body in _boxes(data, (b'moov', b'trak', b'tkhd')):
-        at = 88 if body[:1] == b'\x01' else 76
-        yield _uint32(body, at) >> 16, _uint32(body, at + 4) >> 16
-
-
-def _uint32(data: bytes, at: int) -> int:
-    """The big-endian 32-bit number at ``at`` (0 past the end of the data)."""
-    return int.from_bytes(data[at : at + 4], 'big')
-
-
-def _boxes(data: bytes, path: tuple[bytes, ...]) -> Iterator[bytes]:
-    """The bodies of the boxes at ``path`` (types, outermost first) in ``data``.
-
-    Each box is its size (32 bits; 1 for a 64-bit size after the type, 0 for
-    the rest of its parent), its type and its body. A box whose size does not
-    fit ends the search of its parent: the decoder will refuse the file.
-    """
-    kind, rest = path[0], path[1:]
-    at = 0
-    while at + 8 <= len(data):
-        size, start = _uint32(data, at), at + 8
-        if size == 1:
-            size, start = int.from_bytes(data[at + 8 : at + 16], 'big'), at + 16
-        elif size == 0:
-            size = len(data) - at
-        if size < start - at or at + size > len(data):
-            return
-        if data[at + 4 : at + 8] == kind:
-            # NOTE: A meta box is a "full box": version and flags come first.
-            body = data[start + (4 if kind == b'meta' else 0) : at + size]
-            if rest:
-                yield from _boxes(body, rest)
-            else:
-                yield body
-        at += size
 
 
 def _upright(image: PIL.Image.Image) -> PIL.Image.Transpose | None:

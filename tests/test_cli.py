@@ -388,6 +388,22 @@ def test_files_that_cannot_be_read_are_reported(capsys, tmp_path, quiet):
     assert re.search(r'pipe.png +│ It cannot be read: it is not a regular file', out)
 
 
+def test_heic_and_avif_files_are_imported(capsys, tmp_path, quiet):
+    # As phones name them: .HEIC (iPhone), .heif, .avif.
+    folder = tmp_path / 'phone'
+    folder.mkdir()
+    names = {'IMG_0001.HEIC': 'HEIF', 'IMG_0002.heif': 'HEIF', 'c.avif': 'AVIF'}
+    for index, (name, format) in enumerate(names.items()):
+        size = (160 + 16 * index, 120)
+        (folder / name).write_bytes(draw_image(size, format=format))
+
+    status, out, err = run(capsys, folder, '--storage', tmp_path / 'storage')
+
+    assert status == 0, out
+    assert re.search(r'3 imported', out)
+    assert {'.heic', '.heif', '.avif'} <= importer.PICTURES
+
+
 def test_a_folder_that_cannot_be_read_is_reported(
     capsys, tmp_path, quiet, folder, monkeypatch
 ):

@@ -37,6 +37,24 @@ def test_the_page_names_every_asset_by_its_content(client):
         assert asset.content == (STATIC / path.rsplit('/', 1)[1]).read_bytes()
 
 
+def test_the_file_input_offers_heic_and_avif_too(client):
+    # "image/*" alone hides .heic files in the file pickers of systems that
+    # give the extension no image type.
+    page = client.simulate_get('/', headers={'Accept': BROWSER_ACCEPT}).text
+
+    accept = re.search(r'<input type="file"[^>]* accept="([^"]+)"', page).group(1)
+    assert accept.split(',') == [
+        'image/*',
+        'image/heic',
+        'image/heif',
+        'image/avif',
+        '.heic',
+        '.heif',
+        '.avif',
+    ]
+    assert 'JPEG, PNG, GIF, WebP, BMP, TIFF, HEIC or AVIF, up to 32 MiB each.' in page
+
+
 @pytest.mark.parametrize(
     ('name', 'content_type'),
     [

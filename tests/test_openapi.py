@@ -103,6 +103,13 @@ def test_served_and_valid(client):
     assert document['servers'] == [{'url': '/'}]
 
 
+def test_the_upload_names_every_accepted_format(client):
+    document = client.simulate_get('/openapi.json').json
+    description = document['paths']['/images']['post']['description']
+
+    assert description.startswith('JPEG, PNG, GIF, WebP, BMP, TIFF, HEIC or AVIF, ')
+
+
 def test_etag_and_head(client):
     first = client.simulate_get('/openapi.json')
     etag = first.headers['etag']
