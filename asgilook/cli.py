@@ -1,4 +1,4 @@
-"""The ``asgilook`` command: serve the app, or import folders of pictures into it.
+"""The ``asgilook`` command: serve the app, import folders of pictures, check.
 
 Installed with the package, as ``asgilook`` and ``python -m asgilook``. Each
 subcommand parses its arguments and calls what the package has:
@@ -6,7 +6,9 @@ subcommand parses its arguments and calls what the package has:
 runs too; ``asgilook import`` sends pictures to a running service with
 ``POST /images``, or stores them with :class:`asgilook.store.Store` in a
 storage directory, a few at a time, and keeps a manifest of what it imported,
-so that running it again goes on where the last run ended.
+so that running it again goes on where the last run ended; ``asgilook
+check`` is :func:`asgilook.check.run`, which compares a storage directory with
+its index, and repairs what it can.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from asgilook import devserver
 DEFAULT_URL = 'http://127.0.0.1:8000'
 DEFAULT_JOBS = 4
 STORAGE_MANIFEST = 'imported.jsonl'
+#: The default of ``asgilook check --grace`` (see :mod:`asgilook.check`).
+DEFAULT_GRACE = 3600
 
 _DESCRIPTION = 'asgilook, a self-hosted image-sharing service.'
 _EPILOG = """\
 examples:
   asgilook serve                     serve http://127.0.0.1:8000
   asgilook import ~/Pictures         upload every picture under ~/Pictures to it
+  asgilook check                     compare its storage directory with its index
   asgilook serve --help              the options of one command, with examples
 """
 _SERVE_DESCRIPTION = """\
@@ -63,7 +68,8 @@ _IMPORT_DESCRIPTION = """\
 Upload every picture under the given folders (and in their subfolders) to a
 running asgilook service, or store it straight into a storage directory,
 several at a time. A picture is a file named *.jpg, *.jpeg, *.png, *.gif,
-*.webp, *.bmp, *.tif or *.tiff, in any case; other files are skipped. At the
+*.webp, *.bmp, *.tif, *.tiff, *.heic, *.heif or *.avif, in any case; other
+files are skipped. At the
 end a summary says what was imported, what was skipped, and what was refused
 and why.
 
@@ -94,6 +100,42 @@ exit status:
   3    the service cannot be reached, or the storage directory (or the
        manifest) cannot be used; nothing more was imported
   130  interrupted (Ctrl-C); run the same command again to go on
+"""
+_CHECK_DESCRIPTION = """\
+Compare a storage directory with its index, after a disk incident say, and
+with --repair repair what can be. It reports images of the index without
+their picture (the original is missing or empty), images missing thumbnails
+or their animation, orphans (originals, animations and thumbnail folders that
+no image refers to: an upload that died before it was listed leaves them) and
+stale .partial files (writes that never finished), with their sizes. Without
+--repair nothing is changed.
+
+--repair removes the images without their picture from the index, renders
+missing thumbnails again from the original, and removes orphans and stale
+.partial files. A missing animation cannot be made again (the upload it was
+made from is not kept): it is reported, and stays a problem.
+
+A service may go on running meanwhile: unlisted files younger than --grace
+are left alone, as they may be an upload in progress, and each problem is
+looked up in the index again just before it is reported or repaired.
+"""
+_CHECK_EPILOG = """\
+examples:
+  asgilook check
+      the storage directory of `asgilook serve`; nothing is changed
+  asgilook check --storage /srv/asgilook --repair
+  asgilook check --storage /srv/asgilook --database-url postgresql://db/asgilook
+  asgilook check --repair --grace 0
+      no service is running: no upload can be in progress
+  asgilook check --json | jq '.problems.orphan[].path'
+
+exit status:
+  0  consistent, or all that was found was repaired
+  1  problems remain: found without --repair, a missing animation (which
+     cannot be repaired), or a repair that failed (the summary says why)
+  2  usage error
+  3  the check could not be made: there is no such storage directory or no
+     index in it, the database cannot be reached, or a folder cannot be read
 """
 
 
@@ -202,12 +244,56 @@ def _parser() -> argparse.ArgumentParser:
         metavar='PATH',
         help='the record of what was imported (see below)',
     )
+
+    checks = commands.add_parser(
+        'check',
+        help='compare a storage directory with its index, and repair it',
+        description=_CHECK_DESCRIPTION,
+        epilog=_CHECK_EPILOG,
+        formatter_class=raw,
+    )
+    checks.set_defaults(command=_check)
+    checks.add_argument(
+        '--storage',
+        type=pathlib.Path,
+        default=devserver.default_storage(),
+        metavar='PATH',
+        help='the storage directory (%(default)s), as for `asgilook serve`',
+    )
+    checks.add_argument(
+        '--database-url',
+        default=os.environ.get('ASGI_LOOK_DATABASE_URL'),
+        metavar='URL',
+        help='the PostgreSQL index: $ASGI_LOOK_DATABASE_URL, else the SQLite '
+        'index in the storage directory',
+    )
+    checks.add_argument(
+        '--repair', action='store_true', help='repair what can be repaired'
+    )
+    checks.add_argument(
+        '--grace',
+        type=_seconds,
+        default=DEFAULT_GRACE,
+        metavar='SECONDS',
+        help='leave alone unlisted files younger than this (%(default)s)',
+    )
+    checks.add_argument(
+        '--json',
+        action='store_true',
+        help='print the report as JSON, with every problem, for programs',
+    )
     return parser
 
 
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f'{text!r} is not a whole number above 0')
+    return int(text)
+
+
+def _seconds(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f'{text!r} is not a whole number of seconds')
     return int(text)
 
 
@@ -253,4 +339,17 @@ def _import(args: argparse.Namespace) -> int:
         storage=args.storage,
         jobs=args.jobs,
         manifest=args.manifest,
+    )
+
+
+def _check(args: argparse.Namespace) -> int:
+    # NOTE: Imported here: Pillow would slow `asgilook serve` down.
+    from asgilook import check
+
+    return check.run(
+        args.storage,
+        database_url=args.database_url,
+        repair=args.repair,
+        grace=args.grace,
+        as_json=args.json,
     )

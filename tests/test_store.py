@@ -21,6 +21,7 @@ from asgilook.errors import ImageNotFound
 from asgilook.errors import StorageFull
 from asgilook.errors import StorageUnavailable
 from asgilook.index.sqlite import SQLiteIndex
+from asgilook.memory import Unsure
 from asgilook.store import Image
 from asgilook.store import Store
 from tests.conftest import FIRST_IDS
@@ -225,6 +226,7 @@ def test_the_journal_of_an_earlier_release_is_adopted_losing_nothing(config, cap
         put(b, [400, 256], 1_700_000_000_000_001),
         put(c, [9, 9], 1_700_000_000_000_002, 'v1'),
         'not json',
+        json.dumps({'op': 'move', 'id': a}),
         json.dumps({'op': 'del', 'id': c}),
         put(a, [256, 512], 1_700_000_000_000_003),
     ]
@@ -257,3 +259,10 @@ def test_the_journal_of_an_earlier_release_is_adopted_losing_nothing(config, cap
     (root / 'journal.jsonl').write_text(journal)
     again = falcon.testing.TestClient(create_app(config))
     assert [document['id'] for document in again.simulate_get('/images').json] == [a]
+
+
+def test_a_store_not_yet_opened_is_unsure_of_every_version(store):
+    # Until its first use has adopted any old journal, nothing is known.
+    for subject in (None, 'any'):
+        with pytest.raises(Unsure):
+            store.current(subject)
