@@ -2,7 +2,6 @@
 
 import io
 import struct
-import time
 
 import PIL.Image
 import PIL.ImageFile
@@ -304,10 +303,8 @@ def test_too_many_gif_frames_are_refused_before_any_is_decoded(no_decoding, fram
     # Counting stops past the limit: Pillow would read every frame's header.
     upload = gif_of_many_frames(frames)
 
-    started = time.perf_counter()
     with pytest.raises(ImageTooLarge, match='more than 1,000 frames'):
         animate(upload)
-    assert time.perf_counter() - started < 0.5
 
 
 @pytest.mark.parametrize('format', ['WEBP', 'PNG'])

@@ -4,7 +4,6 @@ import base64
 import dataclasses
 import io
 import struct
-import time
 import tracemalloc
 import zlib
 
@@ -316,10 +315,8 @@ def test_a_bomb_header_is_refused_before_pillow_opens_it(
         raise AssertionError('Pillow opened the upload')
 
     monkeypatch.setattr(PIL.Image, 'open', never)
-    started = time.perf_counter()
     with pytest.raises(ImageTooLarge, match=words):
         pixels.convert(upload, MAX_PIXELS)
-    assert time.perf_counter() - started < 0.5
 
 
 @pytest.mark.parametrize('format', FORMATS)
@@ -445,15 +442,12 @@ def test_a_bitstream_larger_than_its_container_is_refused_fast_and_small(
 
     monkeypatch.setattr(PIL.Image, 'open', never)
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         with pytest.raises(ImageTooLarge, match='16384x16384 is 268,435,456'):
             pixels.convert(upload, MAX_PIXELS)
-        elapsed = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert elapsed < 0.5
     assert peak < 1_000_000
 
 
@@ -1093,11 +1087,9 @@ def test_a_track_reads_its_codec_configuration_and_others_are_not_av1():
 
 def test_reading_stops_after_a_bounded_number_of_steps(monkeypatch):
     stream = obu(15, b'') * (heif.MAX_STEPS + 1)
-    started = time.perf_counter()
 
     with pytest.raises(InvalidImage, match='more than 100,000 boxes, item extents'):
         pixels.convert(container(stream), MAX_PIXELS)
-    assert time.perf_counter() - started < 1
 
     extents = location(0, [(9, 0, 0, [(0, 0)] * 60_000)] * 2)
     with pytest.raises(heif.Corrupt, match='more than 100,000 boxes'):
