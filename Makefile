@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-index clean
 
 # The venv is rebuilt only when the project's metadata changes.
 $(VENV)/.installed: pyproject.toml
@@ -25,10 +25,28 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check asgilook tests bench
 	$(BIN)/mypy
 
-# The serving benchmark against Falcon's tutorial app: real Redis, uvicorn, wrk.
-# `make bench BENCH_ARGS=--quick` to try it out.
+# The benchmarks: serving, against Falcon's tutorial app (real Redis, uvicorn,
+# wrk); the index, against the journal of the previous release (SQLite, and
+# PostgreSQL if it is installed); the thumbnail formats, bytes against SSIM
+# (NumPy, from the bench extra). `make bench BENCH_ARGS=--quick` to try the
+# first two out; both get BENCH_ARGS, so give --json to one target at a time.
 bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --editable '.[test,bench]'
 	$(BIN)/python bench/serving.py $(BENCH_ARGS)
+	$(BIN)/python bench/index.py $(BENCH_ARGS)
+	$(BIN)/python bench/formats.py
+
+bench-index: $(VENV)/.installed
+	$(BIN)/python bench/index.py $(BENCH_ARGS)
+
+# The soak test: a few minutes of mixed load on uvicorn --workers 2 with
+# Redis restarted and a worker killed midway (see bench/soak.py); exit 1 on a
+# failure. `make soak SOAK_ARGS='--duration 600 --json soak.json'`.
+SOAK_ARGS ?= --duration 240
+
+.PHONY: soak
+soak: $(VENV)/.installed
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .coverage .coverage.* *.egg-info
