@@ -10,6 +10,7 @@ import falcon.asgi
 
 from asgilook import advice
 from asgilook import formats
+from asgilook import uploads
 from asgilook.cache import RedisCache
 from asgilook.conditional import ConditionalRequests
 from asgilook.config import Config
@@ -26,6 +27,9 @@ from asgilook.gallery import Gallery
 from asgilook.health import Health
 from asgilook.images import Images
 from asgilook.images import Thumbnails
+from asgilook.limits import MAX_HEADERS
+from asgilook.limits import MAX_QUERY
+from asgilook.limits import MAX_TARGET
 from asgilook.memory import ResponseMemory
 from asgilook.metrics import Metrics
 from asgilook.openapi import OpenAPI
@@ -55,24 +59,91 @@ def _error_handler(http_error: Callable[..., falcon.HTTPError], title: str) -> A
 
 
 class App(falcon.asgi.App):  # type: ignore[type-arg]
-    """Falcon's ASGI app, with remembered image responses answered in front.
+    """Falcon's ASGI app, with a few things done in front of it.
 
-    A GET or HEAD that :class:`~asgilook.memory.ResponseMemory` can answer
-    (an image version's original or thumbnail given before, still current)
-    is answered before Falcon builds its request and response objects: the
-    hot path of an image service. Everything else is Falcon's.
+    A request whose target is too long is answered ``414`` before anything
+    else, so that it is never looked up, cached or stored; one whose headers
+    are too large, ``431``. A GET or HEAD that
+    :class:`~asgilook.memory.ResponseMemory` can answer (an image version's
+    original or thumbnail given before, still current) is answered before
+    Falcon builds its request and response objects: the hot path of an image
+    service. Any other request gets a :class:`~asgilook.uploads.Body` as its
+    ``receive``, which keeps the client to a deadline if its body is read.
+    Everything else is Falcon's.
     """
 
-    def __init__(self, memory: ResponseMemory, **kwargs: Any) -> None:
+    def __init__(self, memory: ResponseMemory, config: Config, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._memory = memory
+        self._upload_timeout = config.upload_timeout
+        self._upload_min_rate = config.upload_min_rate
 
     async def __call__(  # type: ignore[override]
         self, scope: dict[str, Any], receive: Any, send: Any
     ) -> None:
-        if scope['type'] == 'http' and await self._memory.replay(scope, send):
-            return
+        if scope['type'] == 'http':
+            query = len(scope['query_string'])
+            path = len(scope.get('raw_path') or scope['path'])
+            if query > MAX_QUERY or query + path > MAX_TARGET:
+                await _refuse(send, _uri_too_long(path, query))
+                return
+            if await self._memory.replay(scope, send):
+                return
+            headers = scope['headers']
+            if not isinstance(headers, list):
+                # NOTE: Any iterables, read once (see ResponseMemory.replay).
+                headers = scope['headers'] = [tuple(pair) for pair in headers]
+            size = sum(len(name) + len(value) for name, value in headers)
+            if size > MAX_HEADERS:
+                await _refuse(send, _headers_too_large(size))
+                return
+            receive = scope[uploads.BODY] = uploads.Body(
+                receive, self._upload_timeout, self._upload_min_rate
+            )
         await super().__call__(scope, receive, send)
+
+
+def _uri_too_long(path: int, query: int) -> falcon.HTTPError:
+    return falcon.HTTPUriTooLong(
+        title='URI Too Long',
+        description=(
+            f'The request target is {path:,} bytes of path and {query:,} of '
+            f'query string; this service answers at most {MAX_TARGET:,} bytes '
+            f'in all, and {MAX_QUERY:,} of query. Leave out the parameters '
+            'that the OpenAPI document (/openapi.json) does not name.'
+        ),
+    )
+
+
+def _headers_too_large(size: int) -> falcon.HTTPError:
+    return falcon.HTTPRequestHeaderFieldsTooLarge(
+        title='Headers Too Large',
+        description=(
+            f'The request headers are {size:,} bytes; this service answers at '
+            f'most {MAX_HEADERS:,}. Send fewer or shorter headers (cookies of '
+            'other sites, say).'
+        ),
+    )
+
+
+async def _refuse(send: Any, error: falcon.HTTPError) -> None:
+    """Answer ``error`` before Falcon sees the request, with its JSON body.
+
+    NOTE: Such a request is not routed, looked up, cached or counted.
+    """
+    body = error.to_json()
+    await send(
+        {
+            'type': 'http.response.start',
+            'status': error.status_code,
+            'headers': [
+                (b'content-type', falcon.MEDIA_JSON.encode()),
+                (b'content-length', str(len(body)).encode()),
+                (b'vary', b'Accept'),
+            ],
+        }
+    )
+    await send({'type': 'http.response.body', 'body': body})
 
 
 def _serialize_error(
@@ -105,7 +176,7 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     #   as sent; the events stop reading before the cache closes the Redis
     #   client.
     middleware: list[Any] = [metrics, store, ConditionalRequests(), cache, events]
-    app = App(memory, middleware=middleware)
+    app = App(memory, config, middleware=middleware)
     app.resp_options.media_handlers.update(formats.handlers())
     app.set_error_serializer(_serialize_error)
     app.add_route('/', Gallery())

@@ -32,6 +32,8 @@ class Config:
     DEFAULT_CACHE_MAX_ENTRY = 1024 * 1024
     DEFAULT_MEMORY_CACHE = 64 * 1024 * 1024
     DEFAULT_EVENTS_KEEPALIVE = 15.0
+    DEFAULT_UPLOAD_TIMEOUT = 120.0
+    DEFAULT_UPLOAD_MIN_RATE = 4 * 1024
 
     def __init__(self) -> None:
         self.storage_path = pathlib.Path(
@@ -63,6 +65,15 @@ class Config:
         )
         self.events_keepalive = _positive(
             'ASGI_LOOK_EVENTS_KEEPALIVE', self.DEFAULT_EVENTS_KEEPALIVE, float
+        )
+        # NOTE: Seconds for a whole request body, and the least average rate
+        #   (bytes a second) it must arrive at after a few seconds' grace; a
+        #   phone on a poor 3G link sends 10 KiB a second or more.
+        self.upload_timeout = _positive(
+            'ASGI_LOOK_UPLOAD_TIMEOUT', self.DEFAULT_UPLOAD_TIMEOUT, float
+        )
+        self.upload_min_rate = _positive(
+            'ASGI_LOOK_UPLOAD_MIN_RATE', self.DEFAULT_UPLOAD_MIN_RATE, int
         )
         # NOTE: No admin token by default: then only an image's own delete
         #   token can delete it.

@@ -30,6 +30,9 @@ from asgilook.images import IMMUTABLE
 from asgilook.images import REVALIDATED
 from asgilook.images import SHORT_LIVED
 from asgilook.images import Images
+from asgilook.limits import MAX_HEADERS
+from asgilook.limits import MAX_QUERY
+from asgilook.limits import MAX_TARGET
 from asgilook.metrics import CONTENT_TYPE
 from asgilook.pixels import ACCEPTED_NAMES
 from asgilook.uploads import FORM_OVERHEAD
@@ -67,19 +70,37 @@ _ERRORS = {
         'NotFound',
         'No such image, version (`?v=`), thumbnail size or asset (`Not Found`).',
     ),
+    '408': (
+        'RequestTimeout',
+        'The body did not arrive in time: whole within `ASGI_LOOK_UPLOAD_TIMEOUT` '
+        'seconds and, after the first few, at `ASGI_LOOK_UPLOAD_MIN_RATE` bytes '
+        'a second or more (`Upload Too Slow`). The connection is closed.',
+    ),
     '413': (
         'ContentTooLarge',
         'The upload is over the byte limit (`Upload Too Large`), or the '
         'picture over the pixel limit (`Image Too Large`).',
+    ),
+    '414': (
+        'UriTooLong',
+        f'The request target is over {MAX_TARGET:,} bytes, or its query string '
+        f'over {MAX_QUERY:,} (`URI Too Long`).',
     ),
     '415': (
         'UnsupportedMediaType',
         'The upload is not a picture in an accepted format (`Unsupported Image '
         'Format`).',
     ),
+    '431': (
+        'RequestHeaderFieldsTooLarge',
+        f'The request headers are over {MAX_HEADERS:,} bytes (`Headers Too Large`).',
+    ),
     '503': (
-        'StorageUnavailable',
-        'The storage volume cannot be read or written now (`Storage Unavailable`).',
+        'ServiceUnavailable',
+        'The storage volume cannot be read or written now (`Storage '
+        'Unavailable`); or, for an upload, the server holds as many bodies as '
+        'it can and this one waited too long for room (`Too Many Uploads`, '
+        'with `Retry-After`).',
     ),
     '507': ('StorageFull', 'The storage volume is full (`Storage Full`).'),
 }
@@ -657,7 +678,7 @@ def _paths(config: Config) -> Schema:
                 'headers': _headers('Location', 'Vary', cache),
                 'content': _data(_schema('Upload')),
             },
-            **_errors('400', '413', '415', '503', '507'),
+            **_errors('400', '408', '413', '415', '503', '507'),
         },
     }
     image = {
@@ -782,7 +803,7 @@ def _paths(config: Config) -> Schema:
             **not_modified,
         },
     }
-    return {
+    paths = {
         '/': _get_and_head(gallery),
         '/static/{name}': _get_and_head(asset),
         '/events': {'get': events},
@@ -794,6 +815,15 @@ def _paths(config: Config) -> Schema:
         '/metrics': {'get': metrics},
         '/openapi.json': _get_and_head(openapi),
     }
+    # NOTE: Any request may have too long a target or too many headers: the
+    #   app answers those before it even routes them (see asgilook.app).
+    for item in paths.values():
+        for operation in item.values():
+            operation['responses'] = {
+                **operation['responses'],
+                **_errors('414', '431'),
+            }
+    return paths
 
 
 def document(config: Config) -> Schema:

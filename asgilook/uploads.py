@@ -13,15 +13,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import time
 import weakref
 from collections.abc import AsyncIterable
 from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from collections.abc import Callable
+from typing import Any
 from typing import cast
 
 import falcon
 import falcon.asgi
 import falcon.asgi.multipart
 
+from asgilook.config import Config
 from asgilook.errors import InvalidImage
 
 IMAGE_FIELD = 'image'
@@ -31,11 +36,29 @@ IMAGE_FIELD = 'image'
 #   picture's own limit is allowed for the whole form.
 FORM_OVERHEAD = 64 * 1024
 
-# NOTE: Bodies are read into memory whole, for Pillow. An event loop reads
-#   at most this many largest-possible bodies at once; more uploads wait
-#   their turn before their bodies are read (the server stops reading their
-#   sockets meanwhile), so a burst costs waiting time, not memory.
+# NOTE: Bodies are read into memory whole, for Pillow. An event loop holds
+#   at most this many largest-possible bodies' worth of bytes at once; when
+#   it holds that much, more bytes wait their turn before they are read (the
+#   server stops reading those sockets meanwhile), so a burst costs waiting
+#   time, not memory.
 UPLOADS_AT_ONCE = 4
+
+# NOTE: A body's bytes take their share of the budget as they arrive, so a
+#   client that announces a large body and sends none of it holds nothing.
+#   When the budget is full a body waits for room (its socket is not read
+#   meanwhile) at most this long, and is then turned away with a 503; the
+#   wait does not count against the client's time (see Body).
+BUDGET_WAIT = 10.0
+
+#: The first seconds of a body in which it need not keep to the minimum rate
+#: yet: a slow start (a phone waking its radio, a TCP window growing) is fine.
+UPLOAD_GRACE = 10.0
+
+#: The key of a request's :class:`Body` in its ASGI scope (see asgilook.app).
+BODY = 'asgilook.body'
+
+#: How much of Falcon's stream is read at once, when there is no Body.
+CHUNK = 64 * 1024
 
 _HOW = 'send the picture as the body, or as the "image" field of a form'
 
@@ -44,8 +67,11 @@ _HOW = 'send the picture as the body, or as the "image" field of a form'
 async def upload(req: falcon.asgi.Request, max_bytes: int) -> AsyncIterator[bytes]:
     """Yield the uploaded picture's bytes: the body, or a form's ``image`` field.
 
-    The bytes' share of the upload budget is held until the ``async with``
-    block ends, so pictures waiting for a Pillow thread count too.
+    The body is read from the request's :class:`Body` (see :data:`BODY`), so
+    it must arrive in time and cannot be cut off unnoticed. Its bytes take
+    their share of the upload budget as they arrive, and hold it until the
+    ``async with`` block ends, so pictures waiting for a Pillow thread count
+    too.
 
     Args:
         req: The ``POST /images`` request.
@@ -55,7 +81,9 @@ async def upload(req: falcon.asgi.Request, max_bytes: int) -> AsyncIterator[byte
         falcon.HTTPContentTooLarge: The picture (or the form) is over the limit;
             it is never read further than that.
         falcon.HTTPBadRequest: The form is malformed or has no ``image`` field,
-            or the body ended before its ``Content-Length``.
+            or the body ended (or the client went away) before it was whole.
+        falcon.HTTPError: ``408 Request Timeout``: the body came too slowly.
+        falcon.HTTPServiceUnavailable: The budget stayed full for too long.
         InvalidImage: The picture is empty.
     """
     form = _is_form(req)
@@ -64,16 +92,38 @@ async def upload(req: falcon.asgi.Request, max_bytes: int) -> AsyncIterator[byte
     if length is not None and length > limit:
         raise _too_large(max_bytes)
 
-    budget = _budget(UPLOADS_AT_ONCE * (max_bytes + FORM_OVERHEAD))
-    async with budget.reserve(limit if length is None else length):
+    body: Body | None = req.scope.get(BODY)
+    if body is None:
+        # NOTE: In a plain Falcon app (the tutorial's contract), read Falcon's
+        #   stream, on the default deadline: it ends quietly at a disconnect.
+        body = Body(
+            _events_of(req.stream),
+            Config.DEFAULT_UPLOAD_TIMEOUT,
+            Config.DEFAULT_UPLOAD_MIN_RATE,
+        )
+    share = _Share(_budget(UPLOADS_AT_ONCE * (max_bytes + FORM_OVERHEAD)), body)
+    try:
+        chunks = share.admit(body.chunks())
         if form:
-            data = await _read_form(req, max_bytes, limit)
+            data = await _read_form(req, chunks, max_bytes, limit)
         else:
-            data = await _read(req.stream, max_bytes)
+            data = await _read(chunks, max_bytes)
             _check_complete(len(data), length)
         if not data:
             raise InvalidImage(f'The upload is empty: {_HOW}.')
         yield data
+    finally:
+        share.release()
+
+
+def _events_of(stream: falcon.asgi.BoundedStream) -> Receive:
+    """An ASGI ``receive`` that reads a Falcon request stream."""
+
+    async def receive() -> dict[str, Any]:
+        chunk = await stream.read(CHUNK)
+        return {'type': 'http.request', 'body': chunk, 'more_body': bool(chunk)}
+
+    return receive
 
 
 def _is_form(req: falcon.asgi.Request) -> bool:
@@ -92,10 +142,8 @@ def _too_large(max_bytes: int) -> falcon.HTTPContentTooLarge:
 
 
 def _check_complete(received: int, length: int | None) -> None:
-    # NOTE: Falcon ends the body stream early, without an error, when the
-    #   client disconnects; a short body is the only sign of it. (A chunked
-    #   body that is cut off cannot be told from a complete one here; Pillow
-    #   refuses nearly every truncated picture anyway.)
+    # NOTE: A disconnect is told apart by Body.chunks; this is a body that
+    #   ended, as far as the server is concerned, short of what it announced.
     if length is not None and received < length:
         raise falcon.HTTPBadRequest(
             title='Incomplete Upload',
@@ -130,13 +178,16 @@ async def _counted(
         yield chunk
 
 
-async def _read_form(req: falcon.asgi.Request, max_bytes: int, limit: int) -> bytes:
+async def _read_form(
+    req: falcon.asgi.Request, chunks: AsyncIterable[bytes], max_bytes: int, limit: int
+) -> bytes:
     """The ``image`` field of a ``multipart/form-data`` body.
 
     NOTE: ``req.get_media()`` would hand Falcon's multipart parser the request
     stream itself. The same parser (the app's handler for the media type) gets
-    the stream through a counter here instead, so that the form as a whole,
-    other fields included, is held to the limit and not only its picture.
+    the body's chunks through a counter here instead, so that the form as a
+    whole, other fields included, is held to the limit and not only its
+    picture.
     """
     handler = req.options.media_handlers[falcon.MEDIA_MULTIPART]
     data = None
@@ -145,7 +196,7 @@ async def _read_form(req: falcon.asgi.Request, max_bytes: int, limit: int) -> by
         form = cast(
             falcon.asgi.multipart.MultipartForm,
             await handler.deserialize_async(
-                _counted(req.stream, limit, max_bytes),  # type: ignore[arg-type]
+                _counted(chunks, limit, max_bytes),  # type: ignore[arg-type]
                 req.content_type,
                 req.content_length,
             ),
@@ -182,6 +233,153 @@ def _bad_form(reason: str) -> falcon.HTTPBadRequest:
     )
 
 
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class Disconnected(falcon.HTTPBadRequest):
+    """The client went away before its body ended: nothing of it is kept."""
+
+
+class Body:
+    """A request's body as its ASGI events arrive, on a deadline.
+
+    The app (asgilook.app) makes one for every request that Falcon answers
+    and hands it to Falcon as the request's ``receive``. Falcon's first call,
+    which Falcon makes before it even routes the request, is answered at
+    once with an empty chunk, so a client that stalls after its headers holds
+    nothing up; the body itself is read, by whoever needs it, with
+    :meth:`chunks`.
+
+    The whole body must arrive within ``timeout`` seconds of the request;
+    and, after :data:`UPLOAD_GRACE` seconds, at ``min_rate`` bytes a second
+    or more, on average since the request began. Time that the server spends
+    waiting for room in the upload budget (see :meth:`paused`) is not the
+    client's and is left out of both.
+    """
+
+    def __init__(
+        self,
+        receive: Receive,
+        timeout: float,
+        min_rate: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._receive = receive
+        self._timeout = timeout
+        self._min_rate = min_rate
+        self._clock = clock
+        self._started = clock()
+        self._paused = 0.0
+        self._first = True
+        #: The bytes of the body received so far.
+        self.received = 0
+
+    async def __call__(self) -> dict[str, Any]:
+        """The ASGI ``receive`` Falcon is given: nothing, at first."""
+        if self._first:
+            self._first = False
+            return {'type': 'http.request', 'body': b'', 'more_body': True}
+        return await self._receive()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body's chunks until its end.
+
+        Raises:
+            falcon.HTTPError: ``408 Request Timeout``, when the client is too
+                slow (the connection is closed after the answer).
+            Disconnected: The client went away before the end of the body;
+                Falcon's own stream would end there as if the body were whole.
+        """
+        while True:
+            event = await self._next()
+            if event['type'] == 'http.disconnect':
+                raise Disconnected(
+                    title='Incomplete Upload',
+                    description=(
+                        f'The connection was closed after {self.received:,} '
+                        'bytes of the body, before its end.'
+                    ),
+                )
+            chunk = event.get('body', b'')
+            self.received += len(chunk)
+            if chunk:
+                yield chunk
+            if not event.get('more_body', False):
+                return
+
+    def paused(self, seconds: float) -> None:
+        """Leave ``seconds`` that the server kept the body waiting off its time."""
+        self._paused += seconds
+
+    async def _next(self) -> dict[str, Any]:
+        # NOTE: The average rate falls below the minimum at the moment
+        #   received / elapsed == min_rate; until the next chunk, that moment
+        #   (or the deadline, or the end of the grace) bounds the wait.
+        allowed = min(self._timeout, max(UPLOAD_GRACE, self.received / self._min_rate))
+        left = allowed - (self._clock() - self._started - self._paused)
+        if left <= 0:
+            raise self._too_slow()
+        try:
+            async with asyncio.timeout(left):
+                return await self._receive()
+        except TimeoutError:
+            raise self._too_slow() from None
+
+    def _too_slow(self) -> falcon.HTTPError:
+        return falcon.HTTPError(
+            falcon.HTTP_408,
+            title='Upload Too Slow',
+            description=(
+                f'Only {self.received:,} bytes of the body arrived in time. A '
+                f'body must arrive whole within {self._timeout:g} seconds and, '
+                f'after the first {UPLOAD_GRACE:g}, at {self._min_rate:,.0f} '
+                'bytes a second or more: send it again, over a faster '
+                'connection, or send a smaller picture.'
+            ),
+            headers={'Connection': 'close'},
+        )
+
+
+class _Share:
+    """The bytes of one body that it holds of the upload budget."""
+
+    def __init__(self, budget: _Budget, body: Body) -> None:
+        self._budget = budget
+        self._body = body
+        self.held = 0
+
+    async def admit(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        """Pass each chunk on once the budget has room for it."""
+        async for chunk in chunks:
+            size = len(chunk)
+            if not self._budget.take_now(size):
+                started = time.monotonic()
+                try:
+                    await asyncio.wait_for(self._budget.acquire(size), BUDGET_WAIT)
+                except TimeoutError:
+                    raise _busy() from None
+                finally:
+                    self._body.paused(time.monotonic() - started)
+            self.held += size
+            yield chunk
+
+    def release(self) -> None:
+        self._budget.release(self.held)
+        self.held = 0
+
+
+def _busy() -> falcon.HTTPServiceUnavailable:
+    return falcon.HTTPServiceUnavailable(
+        title='Too Many Uploads',
+        description=(
+            'This server is reading as many uploads as it can hold at once: '
+            f'send the picture again in {BUDGET_WAIT:g} seconds.'
+        ),
+        retry_after=max(1, round(BUDGET_WAIT)),
+        headers={'Connection': 'close'},
+    )
+
+
 class _Budget:
     """Bytes of upload bodies that one event loop may be reading at once.
 
@@ -197,18 +395,16 @@ class _Budget:
             collections.deque()
         )
 
-    @contextlib.asynccontextmanager
-    async def reserve(self, size: int) -> AsyncIterator[None]:
-        """Hold ``size`` bytes of the budget for the body of the ``with``."""
-        await self._acquire(size)
-        try:
-            yield
-        finally:
-            self._release(size)
-
-    async def _acquire(self, size: int) -> None:
+    def take_now(self, size: int) -> bool:
+        """Take ``size`` bytes if they are free and nobody waits before."""
         if not self._waiting and size <= self.free:
             self.free -= size
+            return True
+        return False
+
+    async def acquire(self, size: int) -> None:
+        """Take ``size`` bytes, waiting for them in turn."""
+        if self.take_now(size):
             return
         waiter = asyncio.get_running_loop().create_future()
         entry = (size, waiter)
@@ -221,10 +417,11 @@ class _Budget:
                 self._grant()
             else:
                 # Granted, then cancelled before it could run: give it back.
-                self._release(size)
+                self.release(size)
             raise
 
-    def _release(self, size: int) -> None:
+    def release(self, size: int) -> None:
+        """Give back ``size`` bytes and grant the waits they now cover."""
         self.free += size
         self._grant()
 

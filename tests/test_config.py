@@ -18,6 +18,8 @@ def test_defaults(monkeypatch, tmp_path):
         'ASGI_LOOK_MAX_PIXELS',
         'ASGI_LOOK_REDIS_TIMEOUT',
         'ASGI_LOOK_ADMIN_TOKEN',
+        'ASGI_LOOK_UPLOAD_TIMEOUT',
+        'ASGI_LOOK_UPLOAD_MIN_RATE',
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(Config, 'DEFAULT_CONFIG_PATH', str(tmp_path / 'default'))
@@ -34,6 +36,8 @@ def test_defaults(monkeypatch, tmp_path):
     assert config.max_upload_bytes == 32 * 1024 * 1024
     assert config.max_pixels == 50_000_000
     assert config.redis_timeout == 0.5
+    assert config.upload_timeout == 120.0
+    assert config.upload_min_rate == 4096
     assert config.admin_token is None
 
 
@@ -54,6 +58,8 @@ def test_environment(monkeypatch, tmp_path):
     monkeypatch.setenv('ASGI_LOOK_MAX_PIXELS', '1000000')
     monkeypatch.setenv('ASGI_LOOK_REDIS_TIMEOUT', '0.05')
     monkeypatch.setenv('ASGI_LOOK_ADMIN_TOKEN', 's3cret')
+    monkeypatch.setenv('ASGI_LOOK_UPLOAD_TIMEOUT', '2.5')
+    monkeypatch.setenv('ASGI_LOOK_UPLOAD_MIN_RATE', '1000')
 
     config = Config()
     assert isinstance(config.storage_path, pathlib.Path)
@@ -65,6 +71,8 @@ def test_environment(monkeypatch, tmp_path):
     assert config.max_pixels == 1_000_000
     assert config.redis_timeout == 0.05
     assert config.admin_token == 's3cret'
+    assert config.upload_timeout == 2.5
+    assert config.upload_min_rate == 1000
 
 
 @pytest.mark.parametrize('value', ['0', '-3', 'many', ''])

@@ -455,6 +455,16 @@ def test_hand_made_cases_answer_as_documented(service, uploads, assets):
             ),
         ),
         (200, schema['/healthz']['GET'].Case(headers=msgpack_please)),
+        (
+            414,
+            listing['GET'].Case(query={'limit': 1, 'junk': 'x' * 5000}),
+        ),
+        (
+            431,
+            schema['/healthz']['GET'].Case(
+                headers={**msgpack_please, 'X-Junk': 'x' * 40_000}
+            ),
+        ),
         *(
             (
                 200,

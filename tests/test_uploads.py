@@ -226,14 +226,16 @@ class Client:
         self.received += len(chunk)
         return {'type': 'http.request', 'body': chunk, 'more_body': True}
 
-    def request(self, headers=None, content_length=None):
+    def request(self, headers=None, content_length=None, timeout=60, min_rate=1):
+        """A request whose body, as the app arranges, is read through a Body."""
         scope = falcon.testing.create_scope(
             method='POST',
             path='/images',
             headers=headers,
             content_length=content_length,
         )
-        return falcon.asgi.Request(scope, self.receive)
+        body = scope[uploads.BODY] = uploads.Body(self.receive, timeout, min_rate)
+        return falcon.asgi.Request(scope, body)
 
 
 def endless(chunk=b'\xff' * CHUNK):
@@ -274,38 +276,102 @@ def test_a_content_length_over_the_limit_reads_nothing(is_form):
     assert client.received == 0
 
 
-def test_a_form_cut_off_by_a_disconnect_is_400():
-    body, headers = form(image_part())
+@pytest.mark.parametrize('is_form', [False, True], ids=['raw', 'form'])
+def test_a_body_cut_off_by_a_disconnect_is_400(is_form):
+    # NOTE: Falcon's own stream ends quietly at a disconnect, as if the body
+    #   were whole; without Content-Length (chunked), nothing else tells.
+    body, headers = form(image_part()) if is_form else (draw_image((64, 64)), None)
     client = Client([body[: len(body) // 2]], disconnect=True)
 
     with pytest.raises(falcon.HTTPBadRequest) as raised:
         asyncio.run(read_upload(client.request(headers), 1_000_000))
 
-    assert raised.value.title == 'Invalid Form'
-    assert 'malformed' in raised.value.description
+    assert raised.value.title == 'Incomplete Upload'
+    assert f'closed after {len(body) // 2:,} bytes' in raised.value.description
 
 
-def test_uploads_wait_for_the_budget_and_then_all_go_through(monkeypatch):
-    # Room for one upload at a time: the second body is not read until the
-    # first one has been read whole.
+def budget_of(max_bytes):
+    return uploads._budget(
+        uploads.UPLOADS_AT_ONCE * (max_bytes + uploads.FORM_OVERHEAD)
+    )
+
+
+def test_a_body_takes_its_share_of_the_budget_as_it_arrives(monkeypatch):
+    # Room for one body of the limit and a half: the second body reads its
+    # first chunk, then waits for the first upload to end.
     monkeypatch.setattr(uploads, 'UPLOADS_AT_ONCE', 1)
-    picture = draw_image((64, 64))
-    first, second = Client([picture]), Client([picture])
+    monkeypatch.setattr(uploads, 'FORM_OVERHEAD', 50_000)
+    first = Client([b'1' * 50_000, b'1' * 50_000])
+    second = Client([b'2' * 50_000, b'2' * 50_000])
 
     async def both():
-        first.gate = asyncio.Event()
-        one = asyncio.create_task(read_upload(first.request(), 1_000_000))
-        two = asyncio.create_task(read_upload(second.request(), 1_000_000))
+        budget = budget_of(100_000)
+        one = uploads.upload(first.request(), 100_000)
+        data = await one.__aenter__()
+        two = asyncio.create_task(read_upload(second.request(), 100_000))
         await asyncio.sleep(0.05)
-        waited = (first.received, second.received)
-        first.gate.set()
-        return waited, await one, await two
+        waited = (budget.free, second.received)
+        await one.__aexit__(None, None, None)
+        return waited, data, await two, budget.free
 
-    waited, one, two = asyncio.run(both())
+    waited, one, two, free = asyncio.run(both())
 
-    assert waited == (0, 0)
-    assert one == two == picture
-    assert second.received == len(picture)
+    # The second body got its first chunk in and was held at the second.
+    assert waited == (0, 100_000)
+    assert (one, two) == (b'1' * 100_000, b'2' * 100_000)
+    assert free == 150_000
+
+
+def hold_the_budget(max_bytes):
+    """An upload that holds the whole budget (of one upload at once) until
+    the returned coroutine is awaited."""
+    client = Client([b'1' * max_bytes])
+
+    async def held():
+        one = uploads.upload(client.request(), max_bytes)
+        await one.__aenter__()
+        return one.__aexit__(None, None, None)
+
+    return held()
+
+
+@pytest.fixture
+def one_at_once(monkeypatch):
+    monkeypatch.setattr(uploads, 'UPLOADS_AT_ONCE', 1)
+    monkeypatch.setattr(uploads, 'FORM_OVERHEAD', 0)
+
+
+def test_a_full_budget_turns_a_body_away_with_503(monkeypatch, one_at_once):
+    monkeypatch.setattr(uploads, 'BUDGET_WAIT', 0.05)
+    second = Client([b'2' * 10, b'2'])
+
+    async def scenario():
+        release = await hold_the_budget(100_000)
+        with pytest.raises(falcon.HTTPServiceUnavailable) as raised:
+            await read_upload(second.request(), 100_000)
+        await release
+        return raised.value, budget_of(100_000).free
+
+    error, free = asyncio.run(scenario())
+
+    assert error.title == 'Too Many Uploads'
+    assert error.headers['Retry-After'] == '1'
+    assert error.headers['Connection'] == 'close'
+    assert free == 100_000
+
+
+def test_a_wait_for_the_budget_is_not_counted_against_the_client(one_at_once):
+    second = Client([b'2' * 10, b'2'])
+
+    async def scenario():
+        release = await hold_the_budget(100_000)
+        # Its whole timeout is 0.05 s, but the server keeps it waiting 0.1 s.
+        two = asyncio.create_task(read_upload(second.request(timeout=0.05), 100_000))
+        await asyncio.sleep(0.1)
+        await release
+        return await two
+
+    assert asyncio.run(scenario()) == b'2' * 11
 
 
 def test_an_upload_holds_its_share_of_the_budget_until_the_block_ends():
@@ -313,9 +379,7 @@ def test_an_upload_holds_its_share_of_the_budget_until_the_block_ends():
     client = Client([picture])
 
     async def scenario():
-        budget = uploads._budget(
-            uploads.UPLOADS_AT_ONCE * (1_000_000 + uploads.FORM_OVERHEAD)
-        )
+        budget = budget_of(1_000_000)
         async with uploads.upload(client.request(), 1_000_000) as data:
             held = budget.capacity - budget.free
         return data, held, budget.capacity - budget.free
@@ -323,8 +387,8 @@ def test_an_upload_holds_its_share_of_the_budget_until_the_block_ends():
     data, held, after = asyncio.run(scenario())
 
     assert data == picture
-    # A body without Content-Length may be as long as the limit.
-    assert (held, after) == (1_000_000, 0)
+    # What arrived, not the limit (nor a Content-Length), is held.
+    assert (held, after) == (len(picture), 0)
 
 
 def test_many_concurrent_uploads_all_finish(config):
@@ -349,9 +413,10 @@ def test_a_budget_grants_in_order_of_arrival():
         order = []
 
         async def take(name, size, hold):
-            async with budget.reserve(size):
-                order.append(name)
-                await asyncio.sleep(hold)
+            await budget.acquire(size)
+            order.append(name)
+            await asyncio.sleep(hold)
+            budget.release(size)
 
         big = asyncio.create_task(take('big', 8, 0.02))
         await asyncio.sleep(0)
@@ -372,14 +437,15 @@ def test_a_cancelled_wait_gives_its_place_to_the_next():
         done = asyncio.Event()
 
         async def hold():
-            async with budget.reserve(10):
-                held.set()
-                await done.wait()
+            await budget.acquire(10)
+            held.set()
+            await done.wait()
+            budget.release(10)
 
         holder = asyncio.create_task(hold())
         await held.wait()
-        blocked = asyncio.create_task(budget._acquire(10))
-        behind = asyncio.create_task(budget._acquire(3))
+        blocked = asyncio.create_task(budget.acquire(10))
+        behind = asyncio.create_task(budget.acquire(3))
         await asyncio.sleep(0)
         blocked.cancel()
         done.set()
@@ -395,10 +461,10 @@ def test_a_cancelled_wait_gives_its_place_to_the_next():
 def test_a_wait_cancelled_after_its_grant_gives_the_bytes_back():
     async def scenario():
         budget = uploads._Budget(10)
-        await budget._acquire(10)
-        waiting = asyncio.create_task(budget._acquire(4))
+        await budget.acquire(10)
+        waiting = asyncio.create_task(budget.acquire(4))
         await asyncio.sleep(0)
-        budget._release(10)  # Grants the waiting task ...
+        budget.release(10)  # Grants the waiting task ...
         waiting.cancel()  # ... which is cancelled before it runs.
         with pytest.raises(asyncio.CancelledError):
             await waiting
@@ -410,12 +476,12 @@ def test_a_wait_cancelled_after_its_grant_gives_the_bytes_back():
 def test_a_cancelled_head_of_the_queue_holds_back_nobody():
     async def scenario():
         budget = uploads._Budget(10)
-        await budget._acquire(10)
-        first = asyncio.create_task(budget._acquire(10))
-        second = asyncio.create_task(budget._acquire(5))
+        await budget.acquire(10)
+        first = asyncio.create_task(budget.acquire(10))
+        second = asyncio.create_task(budget.acquire(5))
         await asyncio.sleep(0)
         first.cancel()
-        budget._release(10)  # The cancelled head has not left the queue yet.
+        budget.release(10)  # The cancelled head has not left the queue yet.
         await second
         with pytest.raises(asyncio.CancelledError):
             await first
