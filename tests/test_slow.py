@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import random
+import select
 import signal
 import socket
 import time
@@ -96,7 +97,7 @@ def test_a_body_that_does_not_arrive_in_time_is_408(timed_config, chunks, pause)
         app, 'POST', '/images', trickle(chunks, pause), headers
     )
 
-    assert 0.2 <= time.monotonic() - started < 3
+    assert time.monotonic() - started >= 0.2  # not before its deadline
     assert status == 408
     assert headers['content-type'] == 'application/json'
     assert headers['connection'] == 'close'
@@ -117,7 +118,7 @@ def test_a_body_below_the_minimum_rate_is_408_after_the_grace(
     started = time.monotonic()
     status, _, body = call(app, 'POST', '/images', trickle([b'x' * 10] * 100, 0.02))
 
-    assert 0.05 <= time.monotonic() - started < 3
+    assert time.monotonic() - started >= 0.05  # not before the grace
     assert status == 408
     assert '1,000 bytes a second' in json.loads(body)['description']
 
@@ -137,7 +138,7 @@ def test_a_fast_start_buys_time_in_proportion(monkeypatch):
     error, took = asyncio.run(read())
 
     assert error.status == falcon.HTTP_408
-    assert 0.2 <= took < 3
+    assert took >= 0.2
 
 
 def test_a_client_out_of_time_gets_no_more_chances():
@@ -329,7 +330,8 @@ def test_a_stalled_body_gets_408_and_the_connection_closed(service, sent):
     took = time.monotonic() - started
 
     assert status == 408
-    assert TIMEOUT - 0.5 < took < TIMEOUT + 4
+    # Not before its deadline (after it, the test's own timeout would tell).
+    assert took > TIMEOUT - 0.5
     assert headers['content-type'] == 'application/json'
     assert json.loads(body)['title'] == 'Upload Too Slow'
     assert images_on_disk(service) == before
@@ -392,7 +394,10 @@ def test_an_honest_upload_is_not_held_up_by_stalled_clients(service):
     status, meanwhile = honest_upload(service)
 
     assert status == 201
-    assert meanwhile < alone * 3 + 1
+    # NOTE: Not timed (tests never are): it was answered while every stalled
+    #   client was still waiting for its 408, so it waited for none of them.
+    readable, _, _ = select.select(sockets, [], [], 0)
+    assert readable == []
     print(f'honest upload alone {alone:.3f} s, beside six stalled {meanwhile:.3f} s')
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda sock: error_of(read_all(sock))[0], sockets))
