@@ -269,6 +269,20 @@ def thumbnails(data: bytes, sizes: list[Size]) -> list[bytes]:
     return [thumbnail for _, thumbnail in series]
 
 
+def may_animate(data: bytes) -> bool:
+    """Whether an upload may be an animation, from its first bytes.
+
+    A GIF or a WebP may; a PNG only with an animation control chunk (APNG),
+    which comes before its pixels. Everything else is a still picture, and
+    :func:`animate` need not be asked.
+    """
+    if data[:6] in (b'GIF87a', b'GIF89a'):
+        return True
+    if data[:4] == b'RIFF' and data[8:12] == b'WEBP':
+        return True
+    return data[:8] == b'\x89PNG\r\n\x1a\n' and b'acTL' in data[: data.find(b'IDAT')]
+
+
 def animate(
     data: bytes,
     max_pixels: int,

@@ -126,5 +126,7 @@ def placeholder(jpeg: bytes) -> str:
     small = image.convert('RGB')
     small.thumbnail((PLACEHOLDER_SIDE, PLACEHOLDER_SIDE), PIL.Image.Resampling.LANCZOS)
     output = io.BytesIO()
-    small.save(output, 'WEBP', quality=PLACEHOLDER_QUALITY)
+    # NOTE: method 2: a third faster than the default 4, and no bigger at
+    #   this size.
+    small.save(output, 'WEBP', quality=PLACEHOLDER_QUALITY, method=2)
     return 'data:image/webp;base64,' + base64.b64encode(output.getvalue()).decode()

@@ -416,7 +416,9 @@ class Store:
                 self._store_original(name, decoded),
                 self._pillow(pixels.encode_largest, decoded),
                 self._pillow(pixels.encode_smaller, decoded),
-                self._pillow(pixels.animate, data, self._config.max_pixels),
+                self._pillow(pixels.animate, data, self._config.max_pixels)
+                if pixels.may_animate(data)
+                else asyncio.sleep(0, None),
                 return_exceptions=True,
             )
             for result in results:

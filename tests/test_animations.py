@@ -375,3 +375,22 @@ def test_what_decode_refuses_animate_refuses():
         animate(b'GIF89a')
     with pytest.raises(ImageTooLarge):
         animate(animation('GIF'), max_pixels=1000)
+
+
+@pytest.mark.parametrize(
+    ('format', 'frames', 'expected'),
+    [
+        ('GIF', 1, True),
+        ('WEBP', 1, True),
+        ('PNG', 2, True),
+        ('PNG', 1, False),
+        ('JPEG', 1, False),
+        ('BMP', 1, False),
+    ],
+)
+def test_only_what_may_be_animated_is_asked(format, frames, expected):
+    images = [PIL.Image.new('RGB', (8, 8), colour) for colour in ('red', 'blue')]
+    output = io.BytesIO()
+    extra = {'save_all': True, 'append_images': images[1:frames]} if frames > 1 else {}
+    images[0].save(output, format, **extra)
+    assert pixels.may_animate(output.getvalue()) is expected

@@ -341,7 +341,13 @@ def test_a_stalled_body_gets_408_and_the_connection_closed(service, sent):
 def test_a_body_trickling_a_byte_a_second_gets_408(service):
     before = images_on_disk(service)
     sock = stalled(service)
-    for byte in HONEST[:10]:
+    for number, byte in enumerate(HONEST[:10]):
+        if number == 1:
+            # Meanwhile, an honest upload is answered, before the trickle is.
+            status, _ = honest_upload(service)
+            assert status == 201
+            assert select.select([sock], [], [], 0)[0] == []
+            before = images_on_disk(service)
         sock.sendall(bytes([byte]))
         # NOTE: A byte a second, but never one after the answer has come: a
         #   byte sent to a closed connection is answered with a reset, which
@@ -367,11 +373,16 @@ def test_a_chunked_body_cut_off_mid_chunk_stores_nothing(service):
     # The chunk says it is the whole picture; half of it comes, then the end.
     sock.sendall(head(chunked=True) + f'{len(HONEST):x}\r\n'.encode() + half)
     time.sleep(0.3)
+    # Meanwhile, an honest upload is answered at once.
+    status, _ = honest_upload(service)
+    assert status == 201
+    stored = images_on_disk(service)
     sock.close()
     time.sleep(0.5)
 
-    assert images_on_disk(service) == before
-    assert service_listing(service) == listing
+    assert len(stored) == len(before) + 1
+    assert images_on_disk(service) == stored
+    assert len(service_listing(service)) == len(listing) + 1
 
 
 def service_listing(service):
