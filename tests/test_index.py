@@ -358,3 +358,16 @@ def test_sqlite_a_database_of_schema_version_1_is_migrated_keeping_its_images(
     assert before == Entry('a', 'a.1.jpeg', (640, 480), 7, 'h', '', False)
     assert stored == entry
     assert (stored.placeholder, stored.animated) == ('data:x', True)
+
+
+def test_sqlite_first_uses_at_once_never_find_the_database_locked(tmp_path):
+    # Threads that open a new database together all switch it to WAL and
+    # create its schema: SQLite answered one of them "database is locked".
+    async def together(index):
+        await asyncio.gather(*(put(index, f'i{number}') for number in range(6)))
+        return await index.count()
+
+    for attempt in range(40):
+        (tmp_path / str(attempt)).mkdir()
+        index = SQLiteIndex(tmp_path / str(attempt))
+        assert run(lambda index=index: index, together, processes=1) == 6

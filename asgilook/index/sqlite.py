@@ -158,18 +158,21 @@ class SQLiteIndex(Index):
         """Create the schema, once per database, whoever comes first."""
         if self._ready:
             return
-        # NOTE: WAL is a property of the database file: set once, it stays.
-        connection.execute('PRAGMA journal_mode = WAL')
-        (version,) = connection.execute('PRAGMA user_version').fetchone()
-        if version < SCHEMA_VERSION:
-            with self._transaction(connection):
-                # NOTE: Read again, now that this writer has the database to
-                #   itself: another process may have migrated it meanwhile.
-                (version,) = connection.execute('PRAGMA user_version').fetchone()
-                for step in range(version + 1, SCHEMA_VERSION + 1):
-                    for statement in _MIGRATIONS[step].split(';'):
-                        connection.execute(statement)
-                connection.execute(f'PRAGMA user_version = {SCHEMA_VERSION}')
+        # NOTE: In a writer's turn: threads and processes that start at once
+        #   would otherwise switch the new file to WAL together, and SQLite
+        #   answers one of them "database is locked" at once, without waiting.
+        with self._turn():
+            # NOTE: WAL is a property of the database file: set once, it stays.
+            (mode,) = connection.execute('PRAGMA journal_mode').fetchone()
+            if mode != 'wal':
+                connection.execute('PRAGMA journal_mode = WAL')
+            (version,) = connection.execute('PRAGMA user_version').fetchone()
+            if version < SCHEMA_VERSION:
+                with self._transaction(connection):
+                    for step in range(version + 1, SCHEMA_VERSION + 1):
+                        for statement in _MIGRATIONS[step].split(';'):
+                            connection.execute(statement)
+                    connection.execute(f'PRAGMA user_version = {SCHEMA_VERSION}')
         self._ready = True
 
     @contextlib.contextmanager
