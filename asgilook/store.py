@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Awaitable
 from collections.abc import Callable
+from collections.abc import Coroutine
 from typing import Any
 from typing import TypeVar
 from typing import cast
@@ -533,14 +534,26 @@ class Store:
             return True
         if await self._disk(image.thumbnail_path(size, name).exists):
             return True
-        key = f'{image.path.name} {name}'
+        self._flight(
+            f'{image.path.name} {name}', lambda: self._render_rendition(image, name)
+        )
+        return False
+
+    def _flight(
+        self, key: str, render: Callable[[], Coroutine[Any, Any, bool]]
+    ) -> asyncio.Task[bool]:
+        """The render of ``key`` under way in this loop, else ``render()`` started.
+
+        NOTE: Single flight: requests that find the same files missing at
+        once all have one render.
+        """
         loop = asyncio.get_running_loop()
         task = self._renders.get(key)
         if task is None or task.get_loop() is not loop:
-            task = loop.create_task(self._render_rendition(image, name))
+            task = loop.create_task(render())
             self._renders[key] = task
             task.add_done_callback(lambda done: self._renders.pop(key, None))
-        return False
+        return task
 
     async def _render_rendition(self, image: Image, name: str) -> bool:
         """Render and store a version's thumbnail series in format ``name``."""
@@ -609,18 +622,8 @@ class Store:
         raise ImageNotFound(f'The file of image {image.image_id} is missing.')
 
     async def _render(self, image: Image) -> bool:
-        """Render and store a version's thumbnails; False if it is gone.
-
-        NOTE: Single flight: requests that find the same series missing at
-        once all wait for one render.
-        """
-        key = image.path.name
-        loop = asyncio.get_running_loop()
-        task = self._renders.get(key)
-        if task is None or task.get_loop() is not loop:
-            task = loop.create_task(self._render_series(image))
-            self._renders[key] = task
-            task.add_done_callback(lambda done: self._renders.pop(key, None))
+        """Render and store a version's thumbnails, once; False if it is gone."""
+        task = self._flight(image.path.name, lambda: self._render_series(image))
         return await asyncio.shield(task)
 
     async def _render_series(self, image: Image) -> bool:

@@ -80,7 +80,6 @@ import os
 import pathlib
 import random
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -105,8 +104,11 @@ from asgilook.index import Index
 from asgilook.index.sqlite import SQLiteIndex
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-# NOTE: For tests/postgres.py, the throwaway PostgreSQL server.
+# NOTE: For tests/postgres.py, the throwaway PostgreSQL server, and
+#   tests/servers.py.
 sys.path.insert(0, str(ROOT))
+
+from tests.servers import port_open  # noqa: E402
 
 OLD_RELEASE = 'dbe6b76'
 PAGE = 100
@@ -545,14 +547,6 @@ def sources() -> dict[str, tuple[int, int]]:
     return found
 
 
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(('127.0.0.1', port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 class Server:
     """``python -m uvicorn asgilook.asgi:app`` on a free port: ``UVICORN_FLAGS``."""
 
@@ -595,7 +589,7 @@ class Server:
                 start_new_session=True,
                 preexec_fn=die_with_parent,
             )
-        if not wait_until(lambda: _port_open(self.port), self.process, STARTUP_TIMEOUT):
+        if not wait_until(lambda: port_open(self.port), self.process, STARTUP_TIMEOUT):
             self.__exit__()
             log_text = self._log_path.read_text(errors='replace').strip()
             raise BenchError(

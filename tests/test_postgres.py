@@ -35,6 +35,10 @@ from asgilook.index.postgres import PostgresIndex
 from tests.conftest import decode
 from tests.conftest import draw_image
 from tests.servers import Uvicorn
+from tests.test_index import anyone
+from tests.test_index import eventually
+from tests.test_index import ids
+from tests.test_index import peeked
 
 pytestmark = pytest.mark.postgres
 
@@ -61,10 +65,6 @@ def database_name(url):
     return urllib.parse.urlsplit(url).path.lstrip('/')
 
 
-def anyone(entry):
-    return True
-
-
 def quick(index):
     """``index``, made to notice trouble and recover from it in a blink."""
     index.TIMEOUT = 1.0
@@ -73,21 +73,6 @@ def quick(index):
     index.PING_TIMEOUT = 0.3
     index.RETRY_MAX = 0.1
     return index
-
-
-async def eventually(check, timeout=5.0):
-    """Wait until ``check()`` holds; notifications take a moment to arrive."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, 'never held'
-        await asyncio.sleep(0.01)
-
-
-def peeked(index, image_id):
-    try:
-        return index.peek(image_id)
-    except Behind:
-        return 'behind'
 
 
 def epoch(index):
@@ -107,11 +92,6 @@ async def listening(index):
 async def put(index, image_id, file=None):
     entry, _ = await index.put(image_id, file or f'{image_id}.jpeg', (100, 50), 'h')
     return entry
-
-
-async def ids(index, **kwargs):
-    entries, _ = await index.page(**kwargs)
-    return [entry.image_id for entry in entries]
 
 
 def listener_pids(server, url):
