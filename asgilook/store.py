@@ -19,7 +19,6 @@ from collections.abc import Callable
 from collections.abc import Coroutine
 from typing import Any
 from typing import TypeVar
-from typing import cast
 
 import falcon
 
@@ -410,34 +409,41 @@ class Store:
         try:
             # NOTE: Encoded at once, each in a thread of the pool: the original
             #   (written as soon as it is ready), the largest thumbnail, the
-            #   rest. Every one is awaited, even if another failed, so that
-            #   nothing is written after the cleanup below.
+            #   rest, the animation. Every one is awaited, even if another
+            #   failed, so that nothing is written after the cleanup below. A
+            #   picture too small for thumbnails, or a still one, asks no
+            #   thread for what it has not got: each hop costs a small upload
+            #   more than its encoding.
             started = time.perf_counter()
-            results = await asyncio.gather(
-                self._store_original(name, decoded),
-                self._pillow(pixels.encode_largest, decoded),
-                self._pillow(pixels.encode_smaller, decoded),
-                self._pillow(pixels.animate, data, self._config.max_pixels)
-                if pixels.may_animate(data)
-                else asyncio.sleep(0, None),
-                return_exceptions=True,
-            )
+            jobs: dict[str, Awaitable[Any]] = {
+                'original': self._store_original(name, decoded)
+            }
+            if decoded.source is not None:
+                jobs['largest'] = self._pillow(pixels.encode_largest, decoded)
+                jobs['smaller'] = self._pillow(pixels.encode_smaller, decoded)
+            if pixels.may_animate(data):
+                jobs['animation'] = self._pillow(
+                    pixels.animate, data, self._config.max_pixels
+                )
+            results = await asyncio.gather(*jobs.values(), return_exceptions=True)
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
-            original = cast(bytes, results[0])
-            thumbnails = cast(pixels.Series, results[1]) + cast(
-                pixels.Series, results[2]
-            )
-            animation = cast(bytes | None, results[3])
+            done: dict[str, Any] = dict(zip(jobs, results, strict=True))
+            placeholder: str | None = done['original']
+            thumbnails: pixels.Series = done.get('largest', ())
+            thumbnails += done.get('smaller', ())
+            animation: bytes | None = done.get('animation')
             self._rendered(len(thumbnails), started)
-            await self._disk(self._files.write_thumbnails, name, thumbnails)
+            if thumbnails:
+                await self._disk(self._files.write_thumbnails, name, thumbnails)
             if animation is not None:
                 await self._disk(self._files.write_animation, name, animation)
-            # NOTE: From the smallest rendition there is: a millisecond.
-            placeholder = await self._pillow(
-                renditions.placeholder, thumbnails[-1][1] if thumbnails else original
-            )
+            if placeholder is None:
+                # NOTE: From the smallest thumbnail: a millisecond.
+                placeholder = await self._pillow(
+                    renditions.placeholder, thumbnails[-1][1]
+                )
             if before_commit is not None:
                 await before_commit()
         except BaseException:
@@ -473,12 +479,24 @@ class Store:
         if self.on_render is not None and thumbnails:
             self.on_render(thumbnails, time.perf_counter() - started)
 
-    async def _store_original(self, name: str, decoded: pixels.Decoded) -> bytes:
-        original = decoded.kept
-        if original is None:
+    async def _store_original(self, name: str, decoded: pixels.Decoded) -> str | None:
+        """Write the original; return the placeholder of a picture without thumbnails.
+
+        A picture with thumbnails gets its placeholder from the smallest one,
+        once they are made; one without is small enough to make its own from
+        the original, in the thread that encodes it.
+        """
+        placeholder = None
+        if decoded.source is None:
+            original, placeholder = await self._pillow(
+                _original_and_placeholder, decoded
+            )
+        elif decoded.kept is None:
             original = await self._pillow(pixels.encode_original, decoded)
+        else:
+            original = decoded.kept
         await self._disk(self._files.write_original, name, original)
-        return original
+        return placeholder
 
     async def delete(
         self, image_id: str, token: str, before_commit: Commit | None = None
@@ -680,3 +698,9 @@ def _storage_error(ex: OSError) -> StorageFull | StorageUnavailable:
     return StorageUnavailable(
         f'The image store cannot be used right now ({reason}); try again later.'
     )
+
+
+def _original_and_placeholder(decoded: pixels.Decoded) -> tuple[bytes, str]:
+    """The original to store, and its placeholder: one thread's work."""
+    original = pixels.encode_original(decoded)
+    return original, renditions.placeholder(original)

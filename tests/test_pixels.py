@@ -15,6 +15,7 @@ from asgilook.errors import ImageTooLarge
 from asgilook.errors import InvalidImage
 from asgilook.errors import UnsupportedImage
 from tests.conftest import decode
+from tests.conftest import draw_image
 
 MAX_PIXELS = 50_000_000
 
@@ -441,3 +442,12 @@ def test_thumbnails_have_exactly_the_size_asked_for():
     sizes = [(166, 105), (83, 52), (41, 26), (20, 13)]
     thumbnails = pixels.thumbnails(stored, sizes)
     assert [decode(thumbnail).size for thumbnail in thumbnails] == sizes
+
+
+@pytest.mark.parametrize('format', ['PNG', 'JPEG'])
+def test_a_picture_smaller_than_the_smallest_thumbnail_gets_none(format):
+    upload = draw_image((60, 200), format=format)
+    ingested = pixels.ingest(upload, MAX_PIXELS, 64)
+    assert ingested.thumbnails == ()
+    assert decode(ingested.original).size == (60, 200)
+    assert ingested.lossless == (format == 'JPEG')
