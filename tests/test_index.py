@@ -6,7 +6,9 @@ machines, for PostgreSQL): what one changes, the others see.
 
 import asyncio
 import contextlib
+import fcntl
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -189,6 +191,29 @@ def test_concurrent_writers_agree_on_one_order(backend):
     run(backend, scenario, processes=4)
 
 
+def test_puts_that_come_at_once_are_written_in_the_order_they_came(backend):
+    async def scenario(index):
+        first_a = await put(index, 'a')
+        names = ['b', 'a', 'c', 'd', 'b', 'e']
+        written = await asyncio.gather(
+            *(index.put(name, f'{name}.{number}.jpeg', (1, 1), 't')
+              for number, name in enumerate(names))
+        )  # fmt: skip
+        assert await ids(index) == ['a', 'c', 'd', 'b', 'e']
+        assert [entry.file for entry, _ in written] == [
+            f'{name}.{number}.jpeg' for number, name in enumerate(names)
+        ]
+        stamps = [entry.modified for entry, _ in written]
+        assert stamps == sorted(set(stamps)) and stamps[0] > first_a.modified
+        # Each replaced the version before it, the one written at once included.
+        assert [None if old is None else old.file for _, old in written] == [
+            None, first_a.file, None, None, 'b.0.jpeg', None
+        ]  # fmt: skip
+        assert await index.count() == 5
+
+    run(backend, scenario, processes=1)
+
+
 def test_times_follow_the_upload_order_even_if_the_clock_steps_back(
     backend, monkeypatch
 ):
@@ -301,14 +326,25 @@ def test_sqlite_tombstones_expire_after_a_week(tmp_path, monkeypatch):
     run(lambda: SQLiteIndex(tmp_path), scenario, processes=1)
 
 
-def test_sqlite_keeps_a_few_idle_connections_only(tmp_path):
+def test_sqlite_keeps_a_few_idle_connections_only(tmp_path, monkeypatch):
     index = SQLiteIndex(tmp_path)
+    asyncio.run(put(index, 'a'))
+    # More lookups at once than connections are kept: each holds its own.
+    together = threading.Barrier(SQLiteIndex.IDLE + 2)
+    get = SQLiteIndex._get
+
+    def held(connection, image_id):
+        together.wait(timeout=10)
+        return get(connection, image_id)
+
+    monkeypatch.setattr(SQLiteIndex, '_get', staticmethod(held))
 
     async def scenario():
-        await asyncio.gather(*(put(index, f'i{number}') for number in range(40)))
+        await asyncio.gather(*(index.get('a') for _ in range(SQLiteIndex.IDLE + 1)))
 
+    threading.Thread(target=together.wait, args=(10,)).start()
     asyncio.run(scenario())
-    assert 0 < len(index._idle) <= SQLiteIndex.IDLE
+    assert len(index._idle) == SQLiteIndex.IDLE
     with contextlib.closing(index._connect(1)) as connection:
         (mode,) = connection.execute('PRAGMA journal_mode').fetchone()
     assert mode == 'wal'
@@ -371,3 +407,136 @@ def test_sqlite_first_uses_at_once_never_find_the_database_locked(tmp_path):
         (tmp_path / str(attempt)).mkdir()
         index = SQLiteIndex(tmp_path / str(attempt))
         assert run(lambda index=index: index, together, processes=1) == 6
+
+
+@contextlib.contextmanager
+def turn_held(root):
+    """Hold the machine's writer turn of the SQLite index in ``root``, as
+    another process would, until the block ends."""
+    with open(root / f'{SQLiteIndex.FILE}.lock', 'a+b') as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def count_commits(monkeypatch):
+    """Count the transactions the SQLite index's connections commit from now."""
+    commits = []
+    connect = SQLiteIndex._connect
+
+    def traced(self, timeout):
+        connection = connect(self, timeout)
+        connection.set_trace_callback(
+            lambda statement: commits.append(1) if statement == 'COMMIT' else None
+        )
+        return connection
+
+    monkeypatch.setattr(SQLiteIndex, '_connect', traced)
+    return commits
+
+
+async def until(check):
+    while not check():
+        await asyncio.sleep(0.001)
+
+
+def taken(index):
+    """Whether the SQLite index's writer has taken every put queued."""
+    return index._writing and not index._queued
+
+
+def test_sqlite_puts_that_wait_are_written_together_in_their_order(
+    tmp_path, monkeypatch
+):
+    async def scenario(index):
+        await put(index, 'before')
+        commits = count_commits(monkeypatch)
+        await index.close()  # New connections, traced.
+        with turn_held(tmp_path):
+            first = asyncio.create_task(put(index, 'first'))
+            await until(lambda: taken(index))  # Its batch waits for the turn.
+            rest = [
+                asyncio.create_task(put(index, f'then-{number}'))
+                for number in range(10)
+            ]
+            await asyncio.sleep(0.05)
+            assert not first.done() and not any(task.done() for task in rest)
+        await asyncio.gather(first, *rest)
+        assert len(commits) == 2
+        assert await ids(index) == ['before', 'first'] + [
+            f'then-{number}' for number in range(10)
+        ]
+        entries, _ = await index.page()
+        assert [entry.modified for entry in entries] == sorted(
+            {entry.modified for entry in entries}
+        )
+        assert await index.count() == 12
+
+    run(lambda: SQLiteIndex(tmp_path), scenario, processes=1)
+
+
+def test_sqlite_a_batch_is_at_most_batch_puts(tmp_path, monkeypatch):
+    monkeypatch.setattr(SQLiteIndex, 'BATCH', 3)
+
+    async def scenario(index):
+        await put(index, 'before')
+        commits = count_commits(monkeypatch)
+        await index.close()
+        with turn_held(tmp_path):
+            waiting = [asyncio.create_task(put(index, 'i0'))]
+            await until(lambda: taken(index))
+            waiting += [
+                asyncio.create_task(put(index, f'i{number}')) for number in range(1, 10)
+            ]
+            await until(lambda: len(index._queued) == 9)
+        await asyncio.gather(*waiting)
+        # The first alone, then 3, 3 and 3.
+        assert len(commits) == 4
+        assert await ids(index) == ['before'] + [f'i{number}' for number in range(10)]
+
+    run(lambda: SQLiteIndex(tmp_path), scenario, processes=1)
+
+
+def test_sqlite_a_put_given_up_before_its_batch_is_not_written(tmp_path):
+    async def scenario(index):
+        await put(index, 'before')
+        with turn_held(tmp_path):
+            kept = asyncio.create_task(put(index, 'kept'))
+            await until(lambda: taken(index))
+            given_up = asyncio.create_task(put(index, 'given-up'))
+            await until(lambda: index._queued)
+            given_up.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await given_up
+        await kept
+        await until(lambda: not index._writing)
+        assert await ids(index) == ['before', 'kept']
+        assert await index.get('given-up') is None
+        # The writer is ready for more.
+        await put(index, 'after')
+        assert await ids(index) == ['before', 'kept', 'after']
+
+    run(lambda: SQLiteIndex(tmp_path), scenario, processes=1)
+
+
+def test_sqlite_every_put_of_a_failed_batch_is_told_and_none_is_written(
+    tmp_path, monkeypatch
+):
+    def broken(self, connection, entries):
+        raise RuntimeError(f'{len(entries)} puts')
+
+    async def scenario(index):
+        await put(index, 'before')
+        monkeypatch.setattr(SQLiteIndex, '_put_all', broken)
+        with turn_held(tmp_path):
+            waiting = [
+                asyncio.create_task(put(index, f'i{number}')) for number in range(3)
+            ]
+            await asyncio.sleep(0.05)
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        assert all(isinstance(result, RuntimeError) for result in results)
+        assert await ids(index) == ['before']
+
+    run(lambda: SQLiteIndex(tmp_path), scenario, processes=1)

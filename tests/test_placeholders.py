@@ -129,7 +129,7 @@ def test_a_change_whose_commit_was_not_confirmed_keeps_its_files(
         error.sqlite_errorcode = sqlite3.SQLITE_IOERR
         raise error
 
-    monkeypatch.setattr(SQLiteIndex, '_put', lost)
+    monkeypatch.setattr(SQLiteIndex, '_put_all', lost)
     with pytest.raises(StorageUnavailable):
         asyncio.run(store.save('unknown', draw_image((256, 256))))
     # It may have committed: its files stay (unlisted at worst).

@@ -172,7 +172,7 @@ def test_an_index_that_cannot_be_written_leaves_no_file(store, tmp_path, monkeyp
         error.sqlite_errorcode = sqlite3.SQLITE_FULL
         raise error
 
-    monkeypatch.setattr(SQLiteIndex, '_put', full)
+    monkeypatch.setattr(SQLiteIndex, '_put_all', full)
     with pytest.raises(StorageFull):
         asyncio.run(store.save('unrecorded', draw_image((128, 128))))
     assert files_in(tmp_path / 'images') == []

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import fcntl
@@ -123,6 +124,8 @@ class SQLiteIndex(Index):
     CACHE_KIB = 8192
     #: Entries the fast path remembers while the database is unchanged.
     KNOWN = 10_000
+    #: Puts written in one transaction, at most (see :meth:`put`).
+    BATCH = 64
 
     def __init__(self, root: os.PathLike[str] | str) -> None:
         self.path = pathlib.Path(os.fspath(root)) / self.FILE
@@ -137,6 +140,14 @@ class SQLiteIndex(Index):
         # descriptor of the machine's.
         self._write_lock = threading.Lock()
         self._turns: int | None = None
+        # Puts waiting to be written, whether a batch is being written, and
+        # the thread that writes them (see put).
+        self._queue_lock = threading.Lock()
+        self._queued: list[
+            tuple[Entry, concurrent.futures.Future[tuple[Entry, Entry | None]]]
+        ] = []
+        self._writing = False
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
         # What the fast path has read since the database last changed: its
         # ``data_version``, the clock, and entries (None for no such image).
         self._seen_version: int | None = None
@@ -240,6 +251,12 @@ class SQLiteIndex(Index):
         return await asyncio.get_running_loop().run_in_executor(None, run)
 
     async def close(self) -> None:
+        with self._queue_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            # NOTE: What it was given is still written; a put after this
+            #   starts another.
+            writer.shutdown(wait=False)
         with self._lock:
             idle, self._idle = self._idle, []
         with self._fast_lock:
@@ -393,22 +410,82 @@ class SQLiteIndex(Index):
         placeholder: str = '',
         animated: bool = False,
     ) -> tuple[Entry, Entry | None]:
-        entry = Entry(image_id, file, size, 0, token_hash, placeholder, animated)
-        return await self._run(self._put, entry)
+        """Record a version; it is on disk when this returns.
 
-    def _put(
-        self, connection: sqlite3.Connection, entry: Entry
-    ) -> tuple[Entry, Entry | None]:
-        image_id = entry.image_id
+        NOTE: Puts that come while another is being written wait and are
+        written together, in the order they came, in one transaction: one
+        turn, one sync, one thread for all. A put in a thread of its own
+        spent more on the hops, the turn and the commit than on its rows,
+        and the turn was held while its thread waited for the interpreter.
+        """
+        entry = Entry(image_id, file, size, 0, token_hash, placeholder, animated)
+        done: concurrent.futures.Future[tuple[Entry, Entry | None]]
+        done = concurrent.futures.Future()
+        with self._queue_lock:
+            self._queued.append((entry, done))
+            idle, self._writing = not self._writing, True
+            if self._writer is None:
+                self._writer = concurrent.futures.ThreadPoolExecutor(
+                    1, thread_name_prefix='asgilook-index'
+                )
+            if idle:
+                self._writer.submit(self._write_queued)
+        return await asyncio.wrap_future(done)
+
+    def _write_queued(self) -> None:
+        """Write what is queued, a batch at a time, until nothing is."""
+        while True:
+            with self._queue_lock:
+                batch = self._queued[: self.BATCH]
+                del self._queued[: self.BATCH]
+                if not batch:
+                    self._writing = False
+                    return
+            # NOTE: A put given up before its batch began is not written.
+            batch = [
+                (e, done) for e, done in batch if done.set_running_or_notify_cancel()
+            ]
+            if not batch:
+                continue
+            try:
+                with self._borrowed() as connection:
+                    written = self._put_all(connection, [entry for entry, _ in batch])
+            except Exception as ex:  # Each put of the batch is told.
+                error = _error(ex) if isinstance(ex, sqlite3.Error) else ex
+                for _, done in batch:
+                    done.set_exception(error)
+            else:
+                for (_, done), result in zip(batch, written, strict=True):
+                    done.set_result(result)
+
+    def _put_all(
+        self, connection: sqlite3.Connection, entries: list[Entry]
+    ) -> list[tuple[Entry, Entry | None]]:
+        """Write ``entries`` in order in one transaction: each, and what it replaced."""
+        written = []
         with self._turn(), self._transaction(connection):
-            replaced = self._get(connection, image_id)
-            if replaced is not None:
-                connection.execute('DELETE FROM images WHERE id = ?', (image_id,))
-            modified = self._tick(connection, 0 if replaced else 1)
-            entry = dataclasses.replace(entry, modified=modified)
-            self._insert(connection, entry)
-            connection.execute('DELETE FROM tombstones WHERE id = ?', (image_id,))
-        return entry, replaced
+            (clock,) = connection.execute('SELECT clock FROM counters').fetchone()
+            added = 0
+            for entry in entries:
+                row = connection.execute(
+                    f'DELETE FROM images WHERE id = ? RETURNING {_COLUMNS}',
+                    (entry.image_id,),
+                ).fetchone()
+                replaced = None if row is None else _entry(row)
+                added += replaced is None
+                # NOTE: Never behind the newest change, so that times follow
+                #   the upload order even if the system clock steps back.
+                clock = max(clock + 1, _now())
+                entry = dataclasses.replace(entry, modified=clock)
+                self._insert(connection, entry)
+                connection.execute(
+                    'DELETE FROM tombstones WHERE id = ?', (entry.image_id,)
+                )
+                written.append((entry, replaced))
+            connection.execute(
+                'UPDATE counters SET clock = ?, images = images + ?', (clock, added)
+            )
+        return written
 
     @staticmethod
     def _insert(connection: sqlite3.Connection, entry: Entry) -> None:
