@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.parse
 
+import asyncpg
 import httpx
 import pytest
 import redis
@@ -577,6 +578,201 @@ def test_one_index_in_several_event_loops(url):
     finally:
         for loop in (first, second, third):
             loop.close()
+
+
+# Puts written together
+
+
+async def taken(index):
+    """Wait until the writer of ``index`` has taken every put queued."""
+    await eventually(
+        lambda: (
+            index._binding is not None
+            and index._binding.writer is not None
+            and not index._binding.queued
+        )
+    )
+
+
+def gated(monkeypatch):
+    """Make every batch of puts wait for the event returned before it is written."""
+    gate = asyncio.Event()
+    put_all = PostgresIndex._put_all
+
+    async def waiting(self, entries):
+        await gate.wait()
+        return await put_all(self, entries)
+
+    monkeypatch.setattr(PostgresIndex, '_put_all', waiting)
+    return gate
+
+
+def test_puts_waiting_for_the_counters_row_wait_on_one_connection(url, server):
+    def waiting_for_locks():
+        return int(
+            server.psql(
+                'SELECT count(*) FROM pg_stat_activity '
+                f"WHERE datname = '{database_name(url)}' AND wait_event_type = 'Lock'"
+            )
+        )
+
+    async def scenario():
+        index = PostgresIndex(url)
+        holder = await asyncpg.connect(url)
+        try:
+            await put(index, 'before')
+            async with holder.transaction():
+                await holder.execute('SELECT FROM counters FOR UPDATE')
+                first = asyncio.create_task(put(index, 'first'))
+                await eventually(lambda: waiting_for_locks() == 1)
+                rest = [
+                    asyncio.create_task(put(index, f'then-{number}'))
+                    for number in range(10)
+                ]
+                await eventually(lambda: len(index._binding.queued) == 10)
+                await asyncio.sleep(0.1)
+                assert waiting_for_locks() == 1
+                assert not first.done() and not any(task.done() for task in rest)
+            await asyncio.gather(first, *rest)
+            assert await ids(index) == ['before', 'first'] + [
+                f'then-{number}' for number in range(10)
+            ]
+        finally:
+            await holder.close()
+            await index.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_never_has_an_id_twice_nor_more_than_batch_puts(url, monkeypatch):
+    monkeypatch.setattr(PostgresIndex, 'BATCH', 3)
+    batches = []
+    put_all = PostgresIndex._put_all
+
+    async def noted(self, entries):
+        batches.append([entry.image_id for entry in entries])
+        return await put_all(self, entries)
+
+    monkeypatch.setattr(PostgresIndex, '_put_all', noted)
+
+    async def scenario():
+        index = PostgresIndex(url)
+        try:
+            gate = gated(monkeypatch)
+            waiting = [asyncio.create_task(put(index, 'x', 'x.1.jpeg'))]
+            await taken(index)
+            for image_id in ['y', 'z', 'y', 'w', 'v', 'u']:
+                waiting.append(asyncio.create_task(put(index, image_id)))
+            await eventually(lambda: len(index._binding.queued) == 6)
+            gate.set()
+            await asyncio.gather(*waiting)
+            return await ids(index)
+        finally:
+            await index.close()
+
+    assert asyncio.run(scenario()) == ['x', 'z', 'y', 'w', 'v', 'u']
+    assert batches == [['x'], ['y', 'z'], ['y', 'w', 'v'], ['u']]
+
+
+def test_a_put_given_up_is_written_only_if_its_batch_had_begun(url, monkeypatch):
+    async def scenario():
+        index = PostgresIndex(url)
+        try:
+            await put(index, 'before')
+            gate = gated(monkeypatch)
+            begun = asyncio.create_task(put(index, 'begun'))
+            await taken(index)
+            queued = asyncio.create_task(put(index, 'queued'))
+            await eventually(lambda: index._binding.queued)
+            for task in (begun, queued):
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            gate.set()
+            await eventually(lambda: index._binding.writer is None)
+            await put(index, 'after')
+            return await ids(index)
+        finally:
+            await index.close()
+
+    assert asyncio.run(scenario()) == ['before', 'begun', 'after']
+
+
+def test_every_put_of_a_failed_batch_is_told(url, monkeypatch):
+    async def scenario():
+        index = PostgresIndex(url)
+        try:
+            await put(index, 'before')
+            gate = asyncio.Event()
+
+            async def broken(self, entries):
+                await gate.wait()
+                raise RuntimeError(f'{len(entries)} puts')
+
+            monkeypatch.setattr(PostgresIndex, '_put_all', broken)
+            given_up = asyncio.create_task(put(index, 'given-up'))
+            told = asyncio.create_task(put(index, 'told'))
+            await taken(index)
+            given_up.cancel()
+            gate.set()
+            with pytest.raises(RuntimeError, match='2 puts'):
+                await told
+            assert given_up.cancelled()
+            monkeypatch.undo()
+            return await ids(index)
+        finally:
+            await index.close()
+
+    assert asyncio.run(scenario()) == ['before']
+
+
+def test_closing_an_index_writes_what_was_queued_first(url, monkeypatch):
+    async def scenario():
+        index = PostgresIndex(url)
+        gate = gated(monkeypatch)
+        try:
+            queued = asyncio.create_task(put(index, 'queued'))
+            await taken(index)
+            closing = asyncio.create_task(index.close())
+            await asyncio.sleep(0.05)
+            assert not closing.done()
+            gate.set()
+            await closing
+            entry = await queued
+        finally:
+            await index.close()
+        again = PostgresIndex(url)
+        try:
+            return entry, await again.get('queued')
+        finally:
+            await again.close()
+
+    entry, found = asyncio.run(scenario())
+    assert found == entry
+
+
+def test_puts_waiting_when_the_writer_is_cancelled_are_cancelled(url, monkeypatch):
+    async def scenario():
+        index = PostgresIndex(url)
+        try:
+            await put(index, 'before')
+            gated(monkeypatch)
+            in_batch = asyncio.create_task(put(index, 'in-batch'))
+            await taken(index)
+            queued = asyncio.create_task(put(index, 'queued'))
+            await eventually(lambda: index._binding.queued)
+            index._binding.writer.cancel()
+            for task in (in_batch, queued):
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            assert not index._binding.queued
+            monkeypatch.undo()
+            await put(index, 'after')
+            return await ids(index)
+        finally:
+            await index.close()
+
+    assert asyncio.run(scenario()) == ['before', 'after']
 
 
 # End to end: uvicorn processes on one database, one storage directory, one

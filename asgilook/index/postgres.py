@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -118,18 +119,27 @@ _NOW = '(extract(epoch FROM clock_timestamp()) * 1000000)::bigint'
 #   the change commits, so changes take turns; and the clock never goes back,
 #   even if the database server's clock does.
 _TICK = f"""
-UPDATE counters SET clock = greatest(clock + 1, {_NOW})
-RETURNING clock, pg_notify('{CHANNEL}', $1::text)
+UPDATE counters
+SET clock = greatest(clock + cardinality($1::text[]),
+                     {_NOW} + cardinality($1::text[]) - 1)
+RETURNING clock, (SELECT count(pg_notify('{CHANNEL}', id)) FROM unnest($1::text[]) id)
 """
 
 # NOTE: Each a statement of its own, after the tick: in READ COMMITTED, a
 #   statement sees what committed before it started, so what the writer
-#   before this one did, once the counters row was ours.
-_TAKE = f'DELETE FROM images WHERE id = $1 RETURNING {_COLUMNS}'
+#   before this one did, once the counters row was ours. A batch of puts
+#   (see PostgresIndex.put) never has an id twice: the versions it replaces
+#   are taken first, then its rows go in, in its order.
+_TAKE = f'DELETE FROM images WHERE id = ANY($1::text[]) RETURNING {_COLUMNS}'
 _PUT = f"""
-WITH unburied AS (DELETE FROM tombstones WHERE id = $1),
+WITH unburied AS (DELETE FROM tombstones WHERE id = ANY($1::text[])),
      counted AS (UPDATE counters SET images = images + $9)
-INSERT INTO images ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO images ({_COLUMNS})
+SELECT {_COLUMNS}
+FROM unnest($1::text[], $2::text[], $3::integer[], $4::integer[],
+            $5::bigint[], $6::text[], $7::text[], $8::boolean[])
+     WITH ORDINALITY AS put ({_COLUMNS}, position)
+ORDER BY position
 """
 _FIND_FOR_DELETE = f'SELECT seq, {_COLUMNS} FROM images WHERE id = $1 FOR UPDATE'
 _BURY = """
@@ -273,6 +283,11 @@ class _Binding:
         self.prepared = False
         #: The backends of the pool's connections, by pid.
         self.own: set[int] = set()
+        #: Puts waiting to be written, and the task that writes them.
+        self.queued: collections.deque[
+            tuple[Entry, asyncio.Future[tuple[Entry, Entry | None]]]
+        ] = collections.deque()
+        self.writer: asyncio.Task[None] | None = None
 
     async def own_connection(self, connection: Any) -> None:
         """Note a new connection of the pool: what it changes, the index knows.
@@ -303,6 +318,10 @@ class _Binding:
         assert self.listener is not None
         self.listener.cancel()
         await asyncio.wait([self.listener])
+        if self.writer is not None:
+            # NOTE: What was queued is written first, as a request that was
+            #   answered expects.
+            await asyncio.wait([self.writer], timeout=timeout)
         # NOTE: Gracefully, for the connections that are idle; a pool that
         #   takes too long is terminated by asyncpg when its close() is
         #   cancelled. A pool never used was never initialized: nothing to do.
@@ -327,6 +346,8 @@ class PostgresIndex(Index):
     IDLE_IN_TRANSACTION = 5.0
     #: Images whose entries the fast path remembers, at most.
     KNOWN = 10_000
+    #: Puts written in one transaction, at most (see :meth:`put`).
+    BATCH = 64
     #: Seconds between checks that the listener's connection still answers,
     #: and how long it has to answer: a connection that went silent (a
     #: network partition, a frozen server) says nothing by itself.
@@ -543,6 +564,10 @@ class PostgresIndex(Index):
         else:
             self._known.pop(image_id, None)
 
+    def _changed_all(self, image_ids: Sequence[str] | None) -> None:
+        for image_id in [None] if image_ids is None else image_ids:
+            self._changed(image_id)
+
     def _version(self) -> tuple[int, int] | None:
         """The fast path's version of the index, or None while it is deaf."""
         return (self._epoch, self._changes) if self._listening else None
@@ -607,8 +632,8 @@ class PostgresIndex(Index):
     # Changing
 
     @contextlib.asynccontextmanager
-    async def _changing(self, image_id: str | None) -> AsyncIterator[Any]:
-        """A connection in a transaction, for a change of ``image_id`` (None: any).
+    async def _changing(self, image_ids: Sequence[str] | None) -> AsyncIterator[Any]:
+        """A connection in a transaction, for a change of ``image_ids`` (None: any).
 
         NOTE: The change is counted here at once, not when its notification
         comes back (which is ignored, see :meth:`_own_connection`): this
@@ -620,9 +645,9 @@ class PostgresIndex(Index):
             async with self._connection() as connection, connection.transaction():
                 yield connection
         except StorageUnavailable:
-            self._changed(image_id)
+            self._changed_all(image_ids)
             raise
-        self._changed(image_id)
+        self._changed_all(image_ids)
 
     async def put(
         self,
@@ -633,22 +658,97 @@ class PostgresIndex(Index):
         placeholder: str = '',
         animated: bool = False,
     ) -> tuple[Entry, Entry | None]:
-        width, height = size
-        async with self._changing(image_id) as connection:
-            modified = await connection.fetchval(_TICK, image_id)
-            row = await connection.fetchrow(_TAKE, image_id)
+        """Record a version; it is committed when this returns.
+
+        NOTE: Puts that come while another is being written wait and are
+        written together, in the order they came, in one transaction: the
+        counters row is taken once for all of them, and the round trips
+        made while it is held are the same for one or for many.
+        """
+        binding = self._bind()
+        entry = Entry(image_id, file, size, 0, token_hash, placeholder, animated)
+        done: asyncio.Future[tuple[Entry, Entry | None]] = binding.loop.create_future()
+        binding.queued.append((entry, done))
+        if binding.writer is None:
+            binding.writer = binding.loop.create_task(self._write_queued(binding))
+        return await done
+
+    async def _write_queued(self, binding: _Binding) -> None:
+        """Write what ``binding`` has queued, a batch at a time, until nothing is."""
+        try:
+            while binding.queued:
+                batch = self._next_batch(binding)
+                if not batch:
+                    continue
+                try:
+                    written = await self._put_all([entry for entry, _ in batch])
+                except asyncio.CancelledError:
+                    for _, done in batch:
+                        done.cancel()
+                    raise
+                except Exception as ex:  # Each put of the batch is told.
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(ex)
+                    continue
+                for (_, done), result in zip(batch, written, strict=True):
+                    if not done.done():
+                        done.set_result(result)
+        finally:
+            # NOTE: Cancelled (the loop is closing): so is whatever waits.
+            binding.writer = None
+            while binding.queued:
+                binding.queued.popleft()[1].cancel()
+
+    def _next_batch(
+        self, binding: _Binding
+    ) -> list[tuple[Entry, asyncio.Future[tuple[Entry, Entry | None]]]]:
+        """The next puts to write together: up to ``BATCH``, no id twice.
+
+        A put given up before its batch begins is not written.
+        """
+        batch: list[tuple[Entry, asyncio.Future[tuple[Entry, Entry | None]]]] = []
+        ids: set[str] = set()
+        queued = binding.queued
+        while queued and len(batch) < self.BATCH and queued[0][0].image_id not in ids:
+            entry, done = queued.popleft()
+            if not done.cancelled():
+                batch.append((entry, done))
+                ids.add(entry.image_id)
+        return batch
+
+    async def _put_all(self, entries: list[Entry]) -> list[tuple[Entry, Entry | None]]:
+        """Write ``entries`` (no id twice) in order in one transaction.
+
+        Returns each as written, and the version it replaced.
+        """
+        ids = [entry.image_id for entry in entries]
+        async with self._changing(ids) as connection:
+            newest = await connection.fetchval(_TICK, ids)
+            rows = await connection.fetch(_TAKE, ids)
+            replaced = {row['id']: _entry(row) for row in rows}
+            first = newest - len(entries) + 1
+            entries = [
+                dataclasses.replace(entry, modified=first + number)
+                for number, entry in enumerate(entries)
+            ]
             await connection.execute(
-                _PUT, image_id, file, width, height, modified, token_hash,
-                placeholder, animated, 0 if row else 1,
-            )  # fmt: skip
-        return (
-            Entry(image_id, file, size, modified, token_hash, placeholder, animated),
-            None if row is None else _entry(row),
-        )
+                _PUT,
+                ids,
+                [entry.file for entry in entries],
+                [entry.size[0] for entry in entries],
+                [entry.size[1] for entry in entries],
+                [entry.modified for entry in entries],
+                [entry.token_hash for entry in entries],
+                [entry.placeholder for entry in entries],
+                [entry.animated for entry in entries],
+                len(entries) - len(replaced),
+            )
+        return [(entry, replaced.get(entry.image_id)) for entry in entries]
 
     async def delete(self, image_id: str, allowed: Callable[[Entry], bool]) -> Entry:
-        async with self._changing(image_id) as connection:
-            deleted = await connection.fetchval(_TICK, image_id)
+        async with self._changing([image_id]) as connection:
+            deleted = await connection.fetchval(_TICK, [image_id])
             row = await connection.fetchrow(_FIND_FOR_DELETE, image_id)
             if row is None:
                 raise not_found(image_id)
