@@ -40,10 +40,14 @@ picture files, which listings never read):
    previous release with as many workers (served from ``git archive
    dbe6b76``, with the same uvicorn flags; checked to be what the server
    imports, and what it wrote). The servers of one number of workers run
-   side by side, each with fresh storage, Redis and database, and after a
-   short warm-up take turns: ``--duration`` seconds each (10; ``--quick``:
-   4) in ``--rounds`` turns (5; ``--quick``: 2), each after an ``os.sync()``,
-   every other round in the opposite order, so that drift hits all alike.
+   side by side, each with fresh storage, Redis and database, and take
+   turns: ``--duration`` seconds each (20; ``--quick``: 6) in ``--rounds``
+   turns (10; ``--quick``: 4), each after an ``os.sync()``, every other round
+   in the opposite order, so that drift hits all alike. Each turn opens its 8
+   connections anew, and warms them up: which of several workers accepts
+   which connection is chance (a burst may all go to one), and a keep-alive
+   connection stays with its worker for good, so one draw for a whole run
+   made two-worker figures differ by up to 1.8 times between runs.
    The upload path has changed since that release beside the index (it also
    makes a placeholder now, for one): a ratio below 1 need not be the
    index's doing, which is what the next step tells.
@@ -116,6 +120,8 @@ SMALL = 1_000
 HTTP_PAGES = 200
 CLIENTS = 8
 WARM_UPLOADS = 2 * CLIENTS
+#: Tries at spreading a turn's connections evenly over the workers.
+SPREAD_ATTEMPTS = 50
 SEED = 2024
 # NOTE: The same for every server; --workers and --port are added per run.
 UVICORN_FLAGS = (
@@ -137,10 +143,10 @@ DEFAULTS = {
     'images': 1_000_000,
     'starts': 3,
     'depths': 300,
-    'duration': 10,
-    'rounds': 5,
+    'duration': 20,
+    'rounds': 10,
 }
-QUICK = {'images': 200_000, 'starts': 1, 'depths': 100, 'duration': 4, 'rounds': 2}
+QUICK = {'images': 200_000, 'starts': 1, 'depths': 100, 'duration': 6, 'rounds': 4}
 
 # One row of the index: seq, id, file, width, height, modified, token_hash.
 Row = tuple[int, str, str, int, int, int, str]
@@ -793,30 +799,77 @@ async def _upload_load(
     return UploadRun(len(latencies), time.perf_counter() - started, errors, latencies)
 
 
-async def upload_turns(
-    urls: dict[str, str], picture: bytes, rounds: int, seconds: float
-) -> dict[str, list[UploadRun]]:
-    """Uploads to each server in turn, ``rounds`` times: each turn's figures.
+def connections_per_worker(server: Server) -> list[int]:
+    """The connections each worker of ``server`` holds open (one worker: []).
 
-    Every other round goes the other way round the servers, so that drift
-    hits each alike.
+    A worker is a child that listens on the server's port (uvicorn's
+    supervisor has other children, such as multiprocessing's tracker).
+    """
+    held = []
+    for child in psutil.Process(server.pid).children():
+        mine = [
+            connection
+            for connection in child.net_connections(kind='tcp')
+            if connection.laddr and connection.laddr.port == server.port
+        ]
+        if any(connection.status == psutil.CONN_LISTEN for connection in mine):
+            held.append(
+                sum(connection.status == psutil.CONN_ESTABLISHED for connection in mine)
+            )
+    return held
+
+
+async def _spread_client(
+    server: Server, picture: bytes, spreads: list[int]
+) -> httpx.AsyncClient:
+    """A client whose ``CLIENTS`` connections are open, as even over the
+    workers as they can be; how many tries that took is added to ``spreads``.
+
+    NOTE: Which of several workers accepts a connection is chance (a burst
+    of them often all goes to one), and a keep-alive connection stays with
+    its worker: one worker with 6 of 8 made a run up to 1.8 times slower
+    than an even one. Both servers of a comparison get the same treatment.
     """
     limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-    headers = {'Content-Type': 'image/png'}
-    async with contextlib.AsyncExitStack() as stack:
-        clients = {}
-        for name, url in urls.items():
-            clients[name] = await stack.enter_async_context(
-                httpx.AsyncClient(
-                    base_url=url, limits=limits, timeout=HTTP_TIMEOUT, headers=headers
-                )
-            )
-            await _warm_up(clients[name], picture)
-        turns: dict[str, list[UploadRun]] = {name: [] for name in urls}
-        for number in range(rounds):
-            for name in list(urls)[:: -1 if number % 2 else 1]:
-                turns[name].append(await _upload_load(clients[name], picture, seconds))
-        return turns
+    for attempt in range(1, SPREAD_ATTEMPTS + 1):
+        client = httpx.AsyncClient(
+            base_url=server.url,
+            limits=limits,
+            timeout=HTTP_TIMEOUT,
+            headers={'Content-Type': 'image/png'},
+        )
+        await _warm_up(client, picture)
+        held = connections_per_worker(server)
+        if not held or max(held) - min(held) <= CLIENTS % len(held):
+            spreads.append(attempt)
+            return client
+        await client.aclose()
+    raise BenchError(
+        f'{server.name}: {CLIENTS} connections never spread evenly over the '
+        f'workers in {SPREAD_ATTEMPTS} tries (the last: {held})'
+    )
+
+
+async def upload_turns(
+    servers: dict[str, Server], picture: bytes, rounds: int, seconds: float
+) -> tuple[dict[str, list[UploadRun]], dict[str, list[int]]]:
+    """Uploads to each server in turn, ``rounds`` times: each turn's figures,
+    and the tries each turn took to spread its connections over the workers.
+
+    Every other round goes the other way round the servers, so that drift
+    hits each alike. Each turn opens its connections anew (see
+    :func:`_spread_client`).
+    """
+    turns: dict[str, list[UploadRun]] = {name: [] for name in servers}
+    spreads: dict[str, list[int]] = {name: [] for name in servers}
+    for number in range(rounds):
+        for name in list(servers)[:: -1 if number % 2 else 1]:
+            client = await _spread_client(servers[name], picture, spreads[name])
+            try:
+                turns[name].append(await _upload_load(client, picture, seconds))
+            finally:
+                await client.aclose()
+    return turns, spreads
 
 
 def put_rate(
@@ -1209,7 +1262,7 @@ class Bench:
         """Fresh servers of ``workers`` workers each, taking turns; their turns."""
         storages = {}
         with contextlib.ExitStack() as stack:
-            urls = {}
+            servers = {}
             for name, env, cwd in self.upload_configs():
                 storages[name] = pathlib.Path(
                     tempfile.mkdtemp(prefix=f'uploads-{name}-', dir=self.tmp)
@@ -1219,15 +1272,24 @@ class Bench:
                 redis_server = stack.enter_context(RedisServer())
                 env['ASGI_LOOK_REDIS_URL'] = redis_server.url
                 log_path = self.tmp / f'uploads-{name}-{workers}.log'
-                server = stack.enter_context(Server(name, env, log_path, workers, cwd))
-                urls[name] = server.url
+                servers[name] = stack.enter_context(
+                    Server(name, env, log_path, workers, cwd)
+                )
             _progress(
-                f'5. Uploads, {_workers(workers)}: {", ".join(urls)} take turns, '
+                f'5. Uploads, {_workers(workers)}: {", ".join(servers)} take turns, '
                 f'{self.args.rounds} x {seconds:.3g} s each ...'
             )
-            turns = asyncio.run(upload_turns(urls, picture, self.args.rounds, seconds))
+            turns, spreads = asyncio.run(
+                upload_turns(servers, picture, self.args.rounds, seconds)
+            )
         for name, files in storages.items():
             check_storage(name, files)
+        if workers > 1:
+            self.notes.append(
+                f'Connections opened until even over the workers, {_workers(workers)}, '
+                'tries per turn: '
+                + '; '.join(f'{name} {spreads[name]}' for name in spreads)
+            )
         return turns
 
     def uploads(self) -> None:
