@@ -125,21 +125,54 @@ SET clock = greatest(clock + cardinality($1::text[]),
 RETURNING clock, (SELECT count(pg_notify('{CHANNEL}', id)) FROM unnest($1::text[]) id)
 """
 
-# NOTE: Each a statement of its own, after the tick: in READ COMMITTED, a
-#   statement sees what committed before it started, so what the writer
-#   before this one did, once the counters row was ours. A batch of puts
-#   (see PostgresIndex.put) never has an id twice: the versions it replaces
-#   are taken first, then its rows go in, in its order.
-_TAKE = f'DELETE FROM images WHERE id = ANY($1::text[]) RETURNING {_COLUMNS}'
-_PUT = f"""
-WITH unburied AS (DELETE FROM tombstones WHERE id = ANY($1::text[])),
-     counted AS (UPDATE counters SET images = images + $9)
-INSERT INTO images ({_COLUMNS})
-SELECT {_COLUMNS}
-FROM unnest($1::text[], $2::text[], $3::integer[], $4::integer[],
-            $5::bigint[], $6::text[], $7::text[], $8::boolean[])
-     WITH ORDINALITY AS put ({_COLUMNS}, position)
-ORDER BY position
+# NOTE: A batch of puts (see PostgresIndex.put) in one call: a function of
+#   each session (in pg_temp, made when the pool opens a connection: nothing
+#   is added to the database). Called on its own, the call is a transaction,
+#   committed before its answer comes: one round trip while the counters row
+#   is held, where a transaction of statements took five. In READ COMMITTED,
+#   each statement in it sees what committed before the statement began: so,
+#   after the tick, what the writer before this one did. A batch never has
+#   an id twice: the versions it replaces are taken first, then its rows go
+#   in, in its order. The last row returned carries the newest time only.
+_PUT_FUNCTION = f"""
+CREATE FUNCTION pg_temp.asgilook_put(
+    p_ids text[], p_files text[], p_widths integer[], p_heights integer[],
+    p_token_hashes text[], p_placeholders text[], p_animated boolean[]
+) RETURNS TABLE (
+    r_id text, r_file text, r_width integer, r_height integer,
+    r_modified bigint, r_token_hash text, r_placeholder text, r_animated boolean
+) LANGUAGE plpgsql AS $$
+DECLARE
+    v_count integer := cardinality(p_ids);
+    v_newest bigint;
+    v_replaced integer;
+BEGIN
+    UPDATE counters SET clock = greatest(clock + v_count, {_NOW} + v_count - 1)
+    RETURNING clock INTO v_newest;
+    PERFORM pg_notify('{CHANNEL}', id) FROM unnest(p_ids) AS id;
+    RETURN QUERY DELETE FROM images WHERE id = ANY(p_ids) RETURNING {_COLUMNS};
+    GET DIAGNOSTICS v_replaced = ROW_COUNT;
+    DELETE FROM tombstones WHERE id = ANY(p_ids);
+    INSERT INTO images ({_COLUMNS})
+    SELECT put.id, put.file, put.width, put.height,
+           v_newest - v_count + put.position, put.token_hash, put.placeholder,
+           put.animated
+    FROM unnest(p_ids, p_files, p_widths, p_heights, p_token_hashes,
+                p_placeholders, p_animated)
+         WITH ORDINALITY AS put (id, file, width, height, token_hash,
+                                 placeholder, animated, position)
+    ORDER BY put.position;
+    UPDATE counters SET images = images + v_count - v_replaced;
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::integer, NULL::integer,
+                        v_newest, NULL::text, NULL::text, NULL::boolean;
+END
+$$
+"""
+_PUT = """
+SELECT r_id AS id, r_file AS file, r_width AS width, r_height AS height,
+       r_modified AS modified, r_token_hash AS token_hash,
+       r_placeholder AS placeholder, r_animated AS animated
+FROM pg_temp.asgilook_put($1, $2, $3, $4, $5, $6, $7)
 """
 _FIND_FOR_DELETE = f'SELECT seq, {_COLUMNS} FROM images WHERE id = $1 FOR UPDATE'
 _BURY = """
@@ -289,18 +322,21 @@ class _Binding:
         ] = collections.deque()
         self.writer: asyncio.Task[None] | None = None
 
-    async def own_connection(self, connection: Any) -> None:
-        """Note a new connection of the pool: what it changes, the index knows.
+    async def ready_connection(self, connection: Any) -> None:
+        """Ready a new connection of the pool: what it changes, the index knows.
 
         NOTE: A change notifies every listener, the index's own too, a moment
         after its method returned: the index counts its own changes at once
         (see :meth:`PostgresIndex._changing`), and counting their echoes too
         would make it forget what it learnt since, for nothing. The backend's
         pid tells an echo, for as long as that backend lives.
+
+        The session also gets the function that writes puts (``_PUT_FUNCTION``).
         """
         pid: int = connection.get_server_pid()
         self.own.add(pid)
         connection.add_termination_listener(lambda _: self.own.discard(pid))
+        await connection.execute(_PUT_FUNCTION)
 
     def abandon(self) -> None:
         """Let go of the pool and the listener, as well as can be from elsewhere.
@@ -404,7 +440,7 @@ class PostgresIndex(Index):
                 self.url,
                 min_size=0,
                 max_size=self.POOL_SIZE,
-                init=binding.own_connection,
+                init=binding.ready_connection,
                 reset=_no_reset,
                 **self._connect_options(),
             )
@@ -632,17 +668,22 @@ class PostgresIndex(Index):
     # Changing
 
     @contextlib.asynccontextmanager
-    async def _changing(self, image_ids: Sequence[str] | None) -> AsyncIterator[Any]:
-        """A connection in a transaction, for a change of ``image_ids`` (None: any).
+    async def _changing(
+        self, image_ids: Sequence[str] | None, transaction: bool = True
+    ) -> AsyncIterator[Any]:
+        """A connection (in a transaction), for a change of ``image_ids`` (None: any).
 
         NOTE: The change is counted here at once, not when its notification
-        comes back (which is ignored, see :meth:`_own_connection`): this
+        comes back (which is ignored, see :meth:`_Binding.ready_connection`): this
         process lists its own upload at once. Also when the database could
         not be reached: the change may have committed all the same, its
         notification heard before the lost connection was seen.
         """
         try:
-            async with self._connection() as connection, connection.transaction():
+            async with (
+                self._connection() as connection,
+                connection.transaction() if transaction else contextlib.nullcontext(),
+            ):
                 yield connection
         except StorageUnavailable:
             self._changed_all(image_ids)
@@ -723,28 +764,27 @@ class PostgresIndex(Index):
         Returns each as written, and the version it replaced.
         """
         ids = [entry.image_id for entry in entries]
-        async with self._changing(ids) as connection:
-            newest = await connection.fetchval(_TICK, ids)
-            rows = await connection.fetch(_TAKE, ids)
-            replaced = {row['id']: _entry(row) for row in rows}
-            first = newest - len(entries) + 1
-            entries = [
-                dataclasses.replace(entry, modified=first + number)
-                for number, entry in enumerate(entries)
-            ]
-            await connection.execute(
+        async with self._changing(ids, transaction=False) as connection:
+            rows = await connection.fetch(
                 _PUT,
                 ids,
                 [entry.file for entry in entries],
                 [entry.size[0] for entry in entries],
                 [entry.size[1] for entry in entries],
-                [entry.modified for entry in entries],
                 [entry.token_hash for entry in entries],
                 [entry.placeholder for entry in entries],
                 [entry.animated for entry in entries],
-                len(entries) - len(replaced),
             )
-        return [(entry, replaced.get(entry.image_id)) for entry in entries]
+        *taken, last = rows
+        replaced = {row['id']: _entry(row) for row in taken}
+        first = last['modified'] - len(entries) + 1
+        return [
+            (
+                dataclasses.replace(entry, modified=first + number),
+                replaced.get(entry.image_id),
+            )
+            for number, entry in enumerate(entries)
+        ]
 
     async def delete(self, image_id: str, allowed: Callable[[Entry], bool]) -> Entry:
         async with self._changing([image_id]) as connection:
