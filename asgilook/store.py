@@ -400,8 +400,8 @@ class Store:
             The image, and the token that may delete it. Only a hash of the
             token is kept.
         """
-        decoded = await self._pillow(
-            pixels.decode, data, self._config.max_pixels, self._config.min_thumb_size
+        decoded, small = await self._pillow(
+            _decode, data, self._config.max_pixels, self._config.min_thumb_size
         )
         index = await self._open()
         name = f'{image_id}.{secrets.token_hex(6)}.jpeg'
@@ -416,7 +416,7 @@ class Store:
             #   more than its encoding.
             started = time.perf_counter()
             jobs: dict[str, Awaitable[Any]] = {
-                'original': self._store_original(name, decoded)
+                'original': self._store_original(name, decoded, small)
             }
             if decoded.source is not None:
                 jobs['largest'] = self._pillow(pixels.encode_largest, decoded)
@@ -479,18 +479,18 @@ class Store:
         if self.on_render is not None and thumbnails:
             self.on_render(thumbnails, time.perf_counter() - started)
 
-    async def _store_original(self, name: str, decoded: pixels.Decoded) -> str | None:
+    async def _store_original(
+        self, name: str, decoded: pixels.Decoded, small: tuple[bytes, str] | None
+    ) -> str | None:
         """Write the original; return the placeholder of a picture without thumbnails.
 
         A picture with thumbnails gets its placeholder from the smallest one,
-        once they are made; one without is small enough to make its own from
-        the original, in the thread that encodes it.
+        once they are made; one without came with its original encoded and
+        its placeholder made (``small``, see :func:`_decode`).
         """
         placeholder = None
-        if decoded.source is None:
-            original, placeholder = await self._pillow(
-                _original_and_placeholder, decoded
-            )
+        if small is not None:
+            original, placeholder = small
         elif decoded.kept is None:
             original = await self._pillow(pixels.encode_original, decoded)
         else:
@@ -700,7 +700,17 @@ def _storage_error(ex: OSError) -> StorageFull | StorageUnavailable:
     )
 
 
-def _original_and_placeholder(decoded: pixels.Decoded) -> tuple[bytes, str]:
-    """The original to store, and its placeholder: one thread's work."""
+def _decode(
+    data: bytes, max_pixels: int, min_thumb_size: int
+) -> tuple[pixels.Decoded, tuple[bytes, str] | None]:
+    """Decode an upload; and, for a picture too small for thumbnails, encode
+    its original and make its placeholder too.
+
+    NOTE: All in one thread's turn: for a small picture, each hop to a thread
+    cost more than the work done there.
+    """
+    decoded = pixels.decode(data, max_pixels, min_thumb_size)
+    if decoded.source is not None:
+        return decoded, None
     original = pixels.encode_original(decoded)
-    return original, renditions.placeholder(original)
+    return decoded, (original, renditions.placeholder(original))
