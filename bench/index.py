@@ -47,7 +47,11 @@ picture files, which listings never read):
    connections anew, and warms them up: which of several workers accepts
    which connection is chance (a burst may all go to one), and a keep-alive
    connection stays with its worker for good, so one draw for a whole run
-   made two-worker figures differ by up to 1.8 times between runs.
+   made two-worker figures differ by up to 1.8 times between runs. Also
+   reported: the CPU time the server's processes (uvicorn and its workers,
+   not Redis nor PostgreSQL) used per upload, and, in the notes, the mean
+   difference of each server's turns from the journal's of the same round,
+   with its standard error.
    The upload path has changed since that release beside the index (it also
    makes a placeholder now, for one): a ratio below 1 need not be the
    index's doing, which is what the next step tells.
@@ -79,6 +83,7 @@ import http.client
 import importlib.util
 import io
 import json
+import math
 import operator
 import os
 import pathlib
@@ -743,10 +748,16 @@ class UploadRun:
     seconds: float
     errors: dict[str, int]
     latencies: list[float]
+    #: CPU seconds the server's processes (uvicorn and its workers) used.
+    cpu: float = 0.0
 
     @property
     def rate(self) -> float:
         return self.uploads / self.seconds
+
+    @property
+    def cpu_per_upload(self) -> float:
+        return self.cpu / self.uploads
 
     def __add__(self, other: UploadRun) -> UploadRun:
         errors = dict(self.errors)
@@ -757,7 +768,19 @@ class UploadRun:
             self.seconds + other.seconds,
             errors,
             self.latencies + other.latencies,
+            self.cpu + other.cpu,
         )
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by process ``pid`` and its children."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 async def _warm_up(client: httpx.AsyncClient, picture: bytes) -> None:
@@ -866,10 +889,31 @@ async def upload_turns(
         for name in list(servers)[:: -1 if number % 2 else 1]:
             client = await _spread_client(servers[name], picture, spreads[name])
             try:
-                turns[name].append(await _upload_load(client, picture, seconds))
+                before = tree_cpu(servers[name].pid)
+                turn = await _upload_load(client, picture, seconds)
+                turn.cpu = tree_cpu(servers[name].pid) - before
+                turns[name].append(turn)
             finally:
                 await client.aclose()
     return turns, spreads
+
+
+def _paired(turns: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> str:
+    """The mean difference of paired turns' rates, and its standard error.
+
+    Turns of the same round ran one after the other, so they share the
+    machine's drift; the spread of their differences says how far the mean
+    is from chance.
+    """
+    differences = [
+        turn['uploads'] / turn['seconds'] - base['uploads'] / base['seconds']
+        for turn, base in zip(turns, baseline, strict=True)
+    ]
+    mean = statistics.fmean(differences)
+    if len(differences) < 2:
+        return f'{mean:+.1f}/s (one turn: no spread)'
+    error = statistics.stdev(differences) / math.sqrt(len(differences))
+    return f'mean of paired turns {mean:+.1f}/s, standard error {error:.1f}/s'
 
 
 def put_rate(
@@ -1304,6 +1348,7 @@ class Bench:
                     {
                         'uploads': turn.uploads,
                         'seconds': turn.seconds,
+                        'cpu': turn.cpu,
                         'errors': turn.errors,
                         'latency_median': median(turn.latencies),
                     }
@@ -1335,6 +1380,24 @@ class Bench:
                     f'uploads, {backend}, {_workers(workers)}',
                     '/s', figure, baseline, f'journal, {_workers(workers)}',
                     'ratio >= 1.0', None if baseline is None else figure >= baseline,
+                )  # fmt: skip
+                if journal is not None:
+                    self.notes.append(
+                        f'Uploads, {backend} less journal, {_workers(workers)}: '
+                        + _paired(
+                            self.raw[f'uploads {backend} {workers}'],
+                            self.raw[f'uploads journal {workers}'],
+                        )
+                    )
+        for workers in (1, 2):
+            journal = runs.get(('journal', workers))
+            for backend in self.backends():
+                self.add(
+                    f'upload_cpu_{backend}_{workers}',
+                    f'server CPU per upload, {backend}, {_workers(workers)}',
+                    'ms', runs[backend, workers].cpu_per_upload * 1000,
+                    None if journal is None else journal.cpu_per_upload * 1000,
+                    f'journal, {_workers(workers)}', '', None,
                 )  # fmt: skip
 
     def writes(self) -> None:
