@@ -242,14 +242,14 @@ class RedisCache:
 
     async def _invalidate(self, path: str | None) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(self.GENERATION_KEY, _generation())
+            pipe.set(self.GENERATION_KEY, new_generation())
             if path is not None:
                 pipe.delete(f'{self.PREFIX}{path}')
             await pipe.execute()
 
     async def _new_generation(self) -> None:
         """The repair after an outage: every entry stored before it is stale."""
-        await self.redis.set(self.GENERATION_KEY, _generation())
+        await self.redis.set(self.GENERATION_KEY, new_generation())
 
     async def _store(self, resp: falcon.asgi.Response) -> None:
         stamp = resp.context.cache_stamp
@@ -284,7 +284,7 @@ class RedisCache:
         now, an invalidation set it after the lookup, and the render may
         already be stale.
         """
-        generation = _generation()
+        generation = new_generation()
         if await self.redis.set(self.GENERATION_KEY, generation, nx=True):
             return generation
         return None
@@ -332,7 +332,8 @@ def _target(req: falcon.asgi.Request) -> str:
     return f'{req.path}?{req.query_string}' if req.query_string else req.path
 
 
-def _generation() -> bytes:
+def new_generation() -> bytes:
+    """A value for ``GENERATION_KEY`` that makes every entry stored before it stale."""
     return secrets.token_hex(8).encode()
 
 

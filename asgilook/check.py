@@ -13,7 +13,10 @@ agree. :func:`check` compares them and reports, by :class:`Kind`:
 
 With ``repair`` it removes the images without their picture from the index
 (and what is left of their files), renders the missing thumbnails again from
-the original, and removes orphans and stale ``.partial`` files. A missing
+the original, and removes orphans and stale ``.partial`` files. When it
+removed an image from the index, it makes the service's cached responses in
+Redis (``ASGI_LOOK_REDIS_URL``) stale, as a deletion does, so that no cached
+listing shows it. A missing
 animation cannot be made again, as only the still JPEG of an upload is kept:
 it is reported as a problem that stays.
 
@@ -50,6 +53,8 @@ from typing import Any
 
 from asgilook import devserver
 from asgilook import pixels
+from asgilook.cache import RedisCache
+from asgilook.cache import new_generation
 from asgilook.cli import DEFAULT_GRACE
 from asgilook.config import Config
 from asgilook.errors import DeleteForbidden
@@ -57,6 +62,7 @@ from asgilook.errors import ImageNotFound
 from asgilook.errors import StorageFull
 from asgilook.errors import StorageUnavailable
 from asgilook.files import Files
+from asgilook.guard import FAILURES
 from asgilook.index import Entry
 from asgilook.index import Index
 from asgilook.index import Size
@@ -76,6 +82,7 @@ CONSISTENT = 0
 PROBLEMS = 1
 CANNOT_CHECK = 3
 
+_UNLISTED = 'removed from the index'
 _NO_ANIMATION = (
     'cannot be repaired: it was made from the upload, which is not kept '
     '(delete the image, and upload the picture again)'
@@ -168,6 +175,9 @@ class Report:
     young: list[Problem] = dataclasses.field(default_factory=list)
     #: Why nothing was repaired, if repairs were refused.
     refused: str = ''
+    #: What became of the service's cache in Redis, if repairs changed the
+    #: listings.
+    cache: str = ''
 
     @property
     def found(self) -> int:
@@ -225,7 +235,34 @@ async def check(
         await _Checker(config, index, report).run()
     finally:
         await index.close()
+    if any(
+        problem.outcome == _UNLISTED for problem in report.problems[Kind.NO_PICTURE]
+    ):
+        report.cache = await _stale_cache(config)
     return report
+
+
+async def _stale_cache(config: Config) -> str:
+    """Make every response the service cached in Redis stale; what became of it.
+
+    NOTE: As a deletion does: a new generation (see
+    :class:`asgilook.cache.RedisCache`). A Redis that cannot be told is said,
+    not an error: the cache only costs staleness, for its entries' lifetime.
+    """
+    where = devserver.redacted(config.redis_host)
+    redis = config.redis_from_url(config.redis_host)
+    try:
+        async with asyncio.timeout(config.redis_timeout):
+            await redis.set(RedisCache.GENERATION_KEY, new_generation())
+    except FAILURES as ex:
+        return (
+            f'The cache in Redis at {where} could not be told ({_reason(ex)}): '
+            'its listings may show the images removed from the index for up to '
+            f'{RedisCache.TTL // 60} minutes.'
+        )
+    finally:
+        await redis.aclose()
+    return f'The responses cached in Redis at {where} were made stale.'
 
 
 class _Checker:
@@ -420,7 +457,7 @@ class _Checker:
             problem.outcome = 'left alone: the image was changed meanwhile'
         else:
             await asyncio.to_thread(self._files.discard_version, file)
-            problem.outcome = 'removed from the index'
+            problem.outcome = _UNLISTED
         problem.repaired = True
 
     async def _render(self, problem: Problem) -> None:
@@ -533,6 +570,9 @@ def summary(report: Report) -> str:
                 report.young,
             )
         )
+    if report.cache:
+        lines.append('')
+        lines.append(report.cache)
     lines.append('')
     lines.append(_conclusion(report))
     return '\n'.join(lines) + '\n'
@@ -586,6 +626,7 @@ def document(report: Report) -> dict[str, Any]:
         },
         'left_alone': [problem.document() for problem in report.young],
         'refused': report.refused or None,
+        'cache': report.cache or None,
         'found': report.found,
         'remaining': report.remaining,
         'status': report.status,

@@ -16,10 +16,13 @@ import uuid
 import falcon.testing
 import PIL.Image
 import pytest
+import redis
+import redis.asyncio
 
 from asgilook import check
 from asgilook import cli
 from asgilook.app import create_app
+from asgilook.devserver import free_port
 from asgilook.index.sqlite import SQLiteIndex
 from asgilook.store import Store
 from tests.conftest import draw_image
@@ -310,6 +313,7 @@ def test_json_lists_every_problem(capsys, quiet, damaged, monkeypatch):
         'bytes': size,
         'left_alone': document['left_alone'],
         'refused': None,
+        'cache': None,
         'found': 10,
         'remaining': 10,
         'status': 1,
@@ -630,3 +634,54 @@ def test_sizes_and_ages_are_said_in_few_digits():
     assert check._age(-5) == '0 min'
     assert check._age(1800) == '30 min'
     assert check._age(5400) == '1.5 h'
+
+
+def cached_listing(client):
+    """``GET /images`` until it comes from the cache: the listing, and whether
+    it did."""
+    response = client.simulate_get('/images')
+    return response.json, response.headers.get('X-ASGILook-Cache')
+
+
+def test_a_repair_that_unlists_images_makes_the_services_cache_stale(
+    capsys, quiet, config, redis_server, monkeypatch
+):
+    redis.Redis.from_url(redis_server.url).flushall()
+    config.redis_from_url = redis.asyncio.from_url
+    config.redis_host = redis_server.url
+    monkeypatch.setenv('ASGI_LOOK_REDIS_URL', redis_server.url)
+    images = asyncio.run(
+        save(config, {'gone': draw_image((640, 360)), 'kept': draw_image((640, 360))})
+    )
+    client = falcon.testing.TestClient(create_app(config))
+    client.simulate_get('/images')
+    listing, cache = cached_listing(client)
+    assert cache == 'Hit' and len(listing) == 2
+    images['gone'].path.unlink()
+
+    status, out, err = run(capsys, '--storage', storage(config), '--repair')
+
+    assert (status, err) == (0, '')
+    assert (
+        f'The responses cached in Redis at {redis_server.url} were made stale.\n' in out
+    )
+    listing, cache = cached_listing(client)
+    assert cache == 'Miss'
+    assert [document['id'] for document in listing] == [images['kept'].image_id]
+
+
+def test_a_redis_that_cannot_be_told_is_said_and_is_no_failure(
+    capsys, quiet, config, monkeypatch
+):
+    monkeypatch.setenv('ASGI_LOOK_REDIS_URL', f'redis://127.0.0.1:{free_port()}')
+    pictures = {'gone': draw_image((640, 360)), 'kept': draw_image((640, 360))}
+    images = asyncio.run(save(config, pictures))
+    images['gone'].path.unlink()
+
+    status, out, err = run(capsys, '--storage', storage(config), '--repair')
+
+    assert (status, err) == (0, '')
+    assert 'The cache in Redis at redis://127.0.0.1:' in out
+    assert ' could not be told (' in out
+    assert 'may show the images removed from the index for up to 60 minutes.' in out
+    assert out.endswith('\nRepaired 1 problem.\n')
