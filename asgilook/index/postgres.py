@@ -115,14 +115,13 @@ ALTER TABLE images ADD COLUMN IF NOT EXISTS animated boolean NOT NULL DEFAULT fa
 _COLUMNS = 'id, file, width, height, modified, token_hash, placeholder, animated'
 _NOW = '(extract(epoch FROM clock_timestamp()) * 1000000)::bigint'
 
-# NOTE: The first statement of every change: the counters row is locked until
-#   the change commits, so changes take turns; and the clock never goes back,
-#   even if the database server's clock does.
+# NOTE: The first statement of a deletion (and of the put function below):
+#   the counters row is locked until the change commits, so changes take
+#   turns; and the clock never goes back, even if the database server's
+#   clock does.
 _TICK = f"""
-UPDATE counters
-SET clock = greatest(clock + cardinality($1::text[]),
-                     {_NOW} + cardinality($1::text[]) - 1)
-RETURNING clock, (SELECT count(pg_notify('{CHANNEL}', id)) FROM unnest($1::text[]) id)
+UPDATE counters SET clock = greatest(clock + 1, {_NOW})
+RETURNING clock, pg_notify('{CHANNEL}', $1::text)
 """
 
 # NOTE: A batch of puts (see PostgresIndex.put) in one call: a function of
@@ -788,7 +787,7 @@ class PostgresIndex(Index):
 
     async def delete(self, image_id: str, allowed: Callable[[Entry], bool]) -> Entry:
         async with self._changing([image_id]) as connection:
-            deleted = await connection.fetchval(_TICK, [image_id])
+            deleted = await connection.fetchval(_TICK, image_id)
             row = await connection.fetchrow(_FIND_FOR_DELETE, image_id)
             if row is None:
                 raise not_found(image_id)
