@@ -1,5 +1,5 @@
 """The module-level app that ``uvicorn asgilook.asgi:app`` serves."""
 
-from asgilook.app import create_app
+from asgilook.http.app import create_app
 
 app = create_app()

@@ -17,7 +17,7 @@ class Config:
     Defaults live in ``DEFAULT_*`` class constants; ``__init__`` reads the
     environment once. Tests replace attributes after construction (a fake Redis
     factory, a predictable uuid generator, a temporary storage path) before
-    handing the config to :func:`asgilook.app.create_app`.
+    handing the config to :func:`asgilook.http.app.create_app`.
     """
 
     DEFAULT_CONFIG_PATH = '/tmp/asgilook'
@@ -79,7 +79,7 @@ class Config:
         #   token can delete it.
         self.admin_token: str | None = os.environ.get('ASGI_LOOK_ADMIN_TOKEN') or None
         # NOTE: No database URL by default: the index is then a SQLite file in
-        #   the storage directory (see asgilook.index).
+        #   the storage directory (see asgilook.storage.index).
         self.database_url: str | None = os.environ.get('ASGI_LOOK_DATABASE_URL') or None
 
 

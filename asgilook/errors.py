@@ -39,3 +39,11 @@ class StorageFull(StoreError):
 
 class StorageUnavailable(StoreError):
     """The storage volume cannot be written or read right now."""
+
+
+class Unsure(Exception):
+    """The index may be behind: a request must take the long way.
+
+    Not a client's error: :meth:`asgilook.storage.store.Store.current` raises it
+    and :class:`asgilook.caching.memory.ResponseMemory` falls back to the app.
+    """

@@ -11,7 +11,7 @@ quality (85) is encoded and its SSIM against the reference measured (on
 luma, the usual 11x11 Gaussian window). Then, for WebP and AVIF, every
 quality from low to high until one reaches the JPEG's SSIM: the lowest
 such quality, per thumbnail. Finally the qualities the service uses
-(``asgilook.renditions``) are measured over every thumbnail: total bytes
+(``asgilook.pictures.renditions``) are measured over every thumbnail: total bytes
 against the JPEG's, the thumbnails that fall short of the JPEG's SSIM, and
 encoding time. Nothing here is a timed assertion.
 """
@@ -32,8 +32,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import numpy  # noqa: E402
 import PIL.Image  # noqa: E402
 
-from asgilook import pixels  # noqa: E402
-from asgilook import renditions  # noqa: E402
+from asgilook.pictures import pixels  # noqa: E402
+from asgilook.pictures import renditions  # noqa: E402
 
 PHOTOS = pathlib.Path(__file__).resolve().parent.parent.parent / 'shared' / 'photos'
 SEARCHED = {

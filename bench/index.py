@@ -104,13 +104,13 @@ import httpx
 import PIL.Image
 import psutil
 
-from asgilook.devserver import RedisServer
-from asgilook.devserver import die_with_parent
-from asgilook.devserver import free_port
-from asgilook.devserver import terminate
-from asgilook.devserver import wait_until
-from asgilook.index import Index
-from asgilook.index.sqlite import SQLiteIndex
+from asgilook.commands.processes import RedisServer
+from asgilook.commands.processes import die_with_parent
+from asgilook.commands.processes import free_port
+from asgilook.commands.processes import terminate
+from asgilook.commands.processes import wait_until
+from asgilook.storage.index import Index
+from asgilook.storage.index.sqlite import SQLiteIndex
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # NOTE: For tests/postgres.py, the throwaway PostgreSQL server, and
@@ -196,9 +196,9 @@ async def main():
         close = None
     else:
         if kind == 'SQLite':
-            from asgilook.index.sqlite import SQLiteIndex as Kind
+            from asgilook.storage.index.sqlite import SQLiteIndex as Kind
         else:
-            from asgilook.index.postgres import PostgresIndex as Kind
+            from asgilook.storage.index.postgres import PostgresIndex as Kind
         index = Kind(where)
         await index.count()
         put, close = index.put, index.close
@@ -395,7 +395,7 @@ def build_sqlite(root: pathlib.Path, rows: Sequence[Row]) -> float:
 async def _build_postgres(url: str, rows: Sequence[Row]) -> None:
     import asyncpg
 
-    from asgilook.index.postgres import PostgresIndex
+    from asgilook.storage.index.postgres import PostgresIndex
 
     await _create_schema(PostgresIndex(url))
     connection = await asyncpg.connect(url)
@@ -965,7 +965,7 @@ def start_postgres(stack: contextlib.ExitStack) -> tuple[Postgres | None, str]:
     if not (ROOT / 'tests' / 'postgres.py').is_file():
         return None, 'tests/postgres.py is not there'
     try:
-        from asgilook.index.postgres import PostgresIndex
+        from asgilook.storage.index.postgres import PostgresIndex
         from tests.postgres import PostgresServer
         from tests.postgres import PostgresUnavailable
     except ImportError as ex:

@@ -1,7 +1,7 @@
 """Peak memory of storing a 50-megapixel upload: the pipeline against the tutorial's.
 
 Run as ``.venv/bin/python bench/memory.py``. Each case is converted twice, each
-time in a fresh Python process: once by ``asgilook.pixels.ingest`` (what an
+time in a fresh Python process: once by ``asgilook.pictures.pixels.ingest`` (what an
 upload costs: the decode, the original and the whole thumbnail series) and
 once by the tutorial app's three lines (``Image.open``, ``convert('RGB')``,
 ``save``), which make no thumbnails. The child reports its peak resident
@@ -55,14 +55,14 @@ def _tutorial(data: bytes) -> None:
 
 
 def _pipeline(data: bytes) -> None:
-    from asgilook import pixels
+    from asgilook.pictures import pixels
 
     pixels.ingest(data, 50_000_000, 64)
 
 
 def child(method: str, path: str) -> None:
     """Convert one file and print what it cost, as JSON."""
-    import asgilook.pixels  # noqa: F401  (imported before measuring, as in the app)
+    import asgilook.pictures.pixels  # noqa: F401  (imported before measuring, as in the app)
 
     data = pathlib.Path(path).read_bytes()
     before = _peak_mib()

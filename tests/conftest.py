@@ -8,8 +8,8 @@ import PIL.Image
 import PIL.ImageDraw
 import pytest
 
-from asgilook.app import create_app
 from asgilook.config import Config
+from asgilook.http.app import create_app
 
 FIRST_IDS = (
     '36562622-48e5-4a61-be67-e426b11821ed',
@@ -93,7 +93,7 @@ def decode(data):
 @pytest.fixture(scope='session')
 def redis_server():
     """A real redis-server process for the whole session."""
-    from asgilook.devserver import RedisServer
+    from asgilook.commands.processes import RedisServer
 
     with RedisServer() as server:
         yield server

@@ -27,8 +27,8 @@ import uuid
 
 import psutil
 
-from asgilook.devserver import die_with_parent
-from asgilook.devserver import free_port
+from asgilook.commands.processes import die_with_parent
+from asgilook.commands.processes import free_port
 
 SUPERUSER = 'asgilook'
 STARTUP_TIMEOUT = 30.0

@@ -6,8 +6,8 @@ import socket
 import subprocess
 import sys
 
-from asgilook.devserver import free_port
-from asgilook.devserver import wait_until
+from asgilook.commands.processes import free_port
+from asgilook.commands.processes import wait_until
 
 
 def port_open(port):

@@ -8,9 +8,9 @@ import PIL.ImageFile
 import PIL.ImageSequence
 import pytest
 
-from asgilook import pixels
 from asgilook.errors import ImageTooLarge
 from asgilook.errors import InvalidImage
+from asgilook.pictures import pixels
 from tests.test_hostile import GPS
 from tests.test_hostile import XMP
 from tests.test_hostile import colour_at

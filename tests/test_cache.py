@@ -7,8 +7,8 @@ import msgpack
 import pytest
 import redis.asyncio
 
-from asgilook.app import create_app
-from asgilook.cache import RedisCache
+from asgilook.caching.cache import RedisCache
+from asgilook.http.app import create_app
 from tests.conftest import FIRST_IDS
 
 
@@ -242,7 +242,7 @@ def test_an_unreadable_entry_is_a_miss_and_gets_replaced(
     inspectable, fake_server, caplog, entry
 ):
     fakeredis.FakeRedis(server=fake_server).set('asgilook:/images', entry)
-    with caplog.at_level('WARNING', logger='asgilook.cache'):
+    with caplog.at_level('WARNING', logger='asgilook.caching.cache'):
         first = inspectable.simulate_get('/images')
     assert (first.status_code, first.json) == (200, [])
     assert first.headers['X-ASGILook-Cache'] == 'Miss'

@@ -19,12 +19,12 @@ import pytest
 import redis
 import redis.asyncio
 
-from asgilook import check
-from asgilook import cli
-from asgilook.app import create_app
-from asgilook.devserver import free_port
-from asgilook.index.sqlite import SQLiteIndex
-from asgilook.store import Store
+from asgilook.commands import check
+from asgilook.commands import cli
+from asgilook.commands.processes import free_port
+from asgilook.http.app import create_app
+from asgilook.storage.index.sqlite import SQLiteIndex
+from asgilook.storage.store import Store
 from tests.conftest import draw_image
 from tests.test_placeholders import gif
 

@@ -16,11 +16,11 @@ import psutil
 import pytest
 import redis
 
-from asgilook import cli
-from asgilook import importer
-from asgilook.devserver import free_port
+from asgilook.commands import cli
+from asgilook.commands import importer
+from asgilook.commands.processes import free_port
 from asgilook.errors import StorageFull
-from asgilook.store import Store
+from asgilook.storage.store import Store
 from tests.conftest import draw_image
 from tests.servers import Uvicorn
 from tests.servers import port_open

@@ -6,8 +6,8 @@ import falcon.testing
 import pytest
 import redis.asyncio
 
-from asgilook.app import create_app
 from asgilook.config import Config
+from asgilook.http.app import create_app
 
 
 def test_defaults(monkeypatch, tmp_path):

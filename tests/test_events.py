@@ -9,8 +9,8 @@ import falcon.asgi
 import falcon.testing
 import pytest
 
-from asgilook.app import create_app
-from asgilook.events import Events
+from asgilook.http.app import create_app
+from asgilook.http.events import Events
 from tests.conftest import draw_image
 from tests.test_faults import FlakyServer
 from tests.test_faults import flaky_client
@@ -240,8 +240,8 @@ def test_streams_open_in_one_process_share_one_reader(shared):
 
 def test_images_work_without_events_as_the_tutorial_builds_them(config, png_image):
     # The contract's Images(config, store): no event stream to publish to.
-    from asgilook.images import Images
-    from asgilook.store import Store
+    from asgilook.http.images import Images
+    from asgilook.storage.store import Store
 
     app = falcon.asgi.App()
     images = Images(config, Store(config))

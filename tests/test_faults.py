@@ -18,13 +18,13 @@ import PIL.Image
 import pytest
 import redis.exceptions
 
-import asgilook.guard
-from asgilook.app import create_app
-from asgilook.cache import RedisCache
+import asgilook.caching.guard
+from asgilook.caching.cache import RedisCache
+from asgilook.caching.guard import RedisGuard
+from asgilook.commands.processes import RedisServer
+from asgilook.commands.processes import free_port
 from asgilook.config import Config
-from asgilook.devserver import RedisServer
-from asgilook.devserver import free_port
-from asgilook.guard import RedisGuard
+from asgilook.http.app import create_app
 from tests.conftest import decode
 from tests.conftest import draw_image
 from tests.servers import Uvicorn
@@ -88,7 +88,7 @@ def flaky_client(server):
 
 
 class FakeClock:
-    """Stands in for ``time`` in asgilook.guard: time passes only when told."""
+    """Stands in for ``time`` in asgilook.caching.guard: time passes only when told."""
 
     def __init__(self):
         self.now = 1000.0
@@ -103,7 +103,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch):
     fake = FakeClock()
-    monkeypatch.setattr(asgilook.guard, 'time', fake)
+    monkeypatch.setattr(asgilook.caching.guard, 'time', fake)
     return fake
 
 
@@ -135,10 +135,12 @@ def one_id_config(flaky_config):
 
 @pytest.fixture
 def logs(caplog):
-    caplog.set_level(logging.WARNING, logger='asgilook.cache')
+    caplog.set_level(logging.WARNING, logger='asgilook.caching.cache')
 
     def messages():
-        return [r.getMessage() for r in caplog.records if r.name == 'asgilook.cache']
+        return [
+            r.getMessage() for r in caplog.records if r.name == 'asgilook.caching.cache'
+        ]
 
     return messages
 

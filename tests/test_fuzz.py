@@ -7,10 +7,10 @@ import hypothesis
 import hypothesis.strategies as st
 import pytest
 
-from asgilook import pixels
-from asgilook.app import create_app
 from asgilook.config import Config
 from asgilook.errors import InvalidImage
+from asgilook.http.app import create_app
+from asgilook.pictures import pixels
 from tests.conftest import decode
 from tests.conftest import draw_image
 from tests.conftest import fake_redis_from_url

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from asgilook.gallery import STATIC
-from asgilook.gallery import Gallery
+from asgilook.http.gallery import STATIC
+from asgilook.http.gallery import Gallery
 from tests.conftest import FIRST_IDS
 from tests.conftest import decode
 from tests.conftest import draw_image

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from asgilook.guard import RedisGuard
+from asgilook.caching.guard import RedisGuard
 
 LIMIT = 0.02
 

@@ -5,7 +5,7 @@ import os
 
 import msgpack
 
-from asgilook import store as store_module
+from asgilook.storage import store as store_module
 from tests.test_faults import FlakyServer
 from tests.test_faults import flaky_client
 
@@ -26,7 +26,7 @@ def test_a_healthy_process_says_ok(client):
 def test_without_redis_it_is_degraded_but_still_serving(config):
     import falcon.testing
 
-    from asgilook.app import create_app
+    from asgilook.http.app import create_app
 
     flaky = FlakyServer()
     flaky.connected = False

@@ -14,11 +14,11 @@ import PIL.ImageFile
 import pillow_heif
 import pytest
 
-from asgilook import heif
-from asgilook import pixels
 from asgilook.errors import ImageTooLarge
 from asgilook.errors import InvalidImage
 from asgilook.errors import UnsupportedImage
+from asgilook.pictures import heif
+from asgilook.pictures import pixels
 from tests.conftest import decode
 from tests.conftest import draw_image
 from tests.test_hostile import GPS

@@ -9,9 +9,9 @@ import falcon.testing
 import PIL.Image
 import pytest
 
-from asgilook import pixels
-from asgilook.app import create_app
-from asgilook.store import Store
+from asgilook.http.app import create_app
+from asgilook.pictures import pixels
+from asgilook.storage.store import Store
 from tests.conftest import FIRST_IDS
 from tests.conftest import decode
 from tests.conftest import draw_image

@@ -7,7 +7,7 @@ import falcon.testing
 import PIL.Image
 import pytest
 
-from asgilook.app import create_app
+from asgilook.http.app import create_app
 from tests.conftest import FIRST_IDS
 from tests.conftest import decode
 from tests.conftest import draw_image

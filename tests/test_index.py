@@ -16,10 +16,10 @@ import pytest
 from asgilook.errors import DeleteForbidden
 from asgilook.errors import ImageNotFound
 from asgilook.errors import UnknownCursor
-from asgilook.index import Behind
-from asgilook.index import Entry
-from asgilook.index.sqlite import _MIGRATIONS
-from asgilook.index.sqlite import SQLiteIndex
+from asgilook.storage.index import Behind
+from asgilook.storage.index import Entry
+from asgilook.storage.index.sqlite import _MIGRATIONS
+from asgilook.storage.index.sqlite import SQLiteIndex
 
 
 def anyone(entry):
@@ -31,7 +31,7 @@ def backend(request, tmp_path):
     """Makes index objects on one fresh database of the backend under test."""
     if request.param == 'sqlite':
         return lambda: SQLiteIndex(tmp_path)
-    from asgilook.index.postgres import PostgresIndex
+    from asgilook.storage.index.postgres import PostgresIndex
 
     url = request.getfixturevalue('postgres_server').database()
     return lambda: PostgresIndex(url)

@@ -9,7 +9,7 @@ import PIL.Image
 import PIL.ImageCms
 import pytest
 
-from asgilook.jpeg import strip_metadata
+from asgilook.pictures.jpeg import strip_metadata
 from tests.conftest import draw_image
 
 XMP = (

@@ -10,11 +10,11 @@ import fakeredis
 import falcon.testing
 import pytest
 
-from asgilook import files as files_module
-from asgilook.app import create_app
-from asgilook.cache import RedisCache
+from asgilook.caching.cache import RedisCache
 from asgilook.config import Config
-from asgilook.index.sqlite import SQLiteIndex
+from asgilook.http.app import create_app
+from asgilook.storage import files as files_module
+from asgilook.storage.index.sqlite import SQLiteIndex
 from tests.conftest import FIRST_IDS
 from tests.conftest import draw_image
 

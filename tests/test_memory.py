@@ -7,12 +7,12 @@ import falcon
 import falcon.testing
 import pytest
 
-from asgilook.app import create_app
-from asgilook.memory import Remembered
-from asgilook.memory import ResponseMemory
-from asgilook.memory import Unsure
-from asgilook.store import Blob
-from asgilook.store import _open
+from asgilook.caching.memory import Remembered
+from asgilook.caching.memory import ResponseMemory
+from asgilook.errors import Unsure
+from asgilook.http.app import create_app
+from asgilook.storage.store import Blob
+from asgilook.storage.store import _open
 from tests.conftest import FIRST_IDS
 from tests.conftest import draw_image
 

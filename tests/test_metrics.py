@@ -9,7 +9,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from asgilook.app import create_app
+from asgilook.http.app import create_app
 from tests.conftest import FIRST_IDS
 from tests.conftest import draw_image
 from tests.servers import Uvicorn

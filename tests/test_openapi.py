@@ -28,7 +28,7 @@ from schemathesis.core.failures import Failure
 from schemathesis.core.failures import FailureGroup
 from schemathesis.generation import GenerationMode
 
-from asgilook.app import create_app
+from asgilook.http.app import create_app
 from tests.conftest import draw_image
 from tests.servers import Uvicorn
 

@@ -13,11 +13,11 @@ import PIL.ImageCms
 import PIL.ImageFile
 import pytest
 
-from asgilook import jpeg
-from asgilook import pixels
-from asgilook.app import create_app
 from asgilook.errors import ImageTooLarge
 from asgilook.errors import InvalidImage
+from asgilook.http.app import create_app
+from asgilook.pictures import jpeg
+from asgilook.pictures import pixels
 from tests.conftest import decode
 from tests.conftest import draw_image
 from tests.test_pixels import gray_profile

@@ -10,10 +10,10 @@ import PIL.ImageFile
 import PIL.ImageStat
 import pytest
 
-from asgilook import pixels
 from asgilook.errors import ImageTooLarge
 from asgilook.errors import InvalidImage
 from asgilook.errors import UnsupportedImage
+from asgilook.pictures import pixels
 from tests.conftest import decode
 from tests.conftest import draw_image
 

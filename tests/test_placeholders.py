@@ -10,8 +10,8 @@ import PIL.Image
 import pytest
 
 from asgilook.errors import StorageUnavailable
-from asgilook.index.sqlite import SQLiteIndex
-from asgilook.store import Store
+from asgilook.storage.index.sqlite import SQLiteIndex
+from asgilook.storage.store import Store
 from tests.conftest import FIRST_IDS
 from tests.conftest import draw_image
 

@@ -25,14 +25,14 @@ import redis
 
 from asgilook.errors import StorageUnavailable
 from asgilook.errors import UnknownCursor
-from asgilook.index import Behind
-from asgilook.index import Entry
-from asgilook.index import postgres
-from asgilook.index.postgres import _SCHEMA
-from asgilook.index.postgres import LISTENER_NAME
-from asgilook.index.postgres import SCHEMA_VERSION
-from asgilook.index.postgres import NewerSchema
-from asgilook.index.postgres import PostgresIndex
+from asgilook.storage.index import Behind
+from asgilook.storage.index import Entry
+from asgilook.storage.index import postgres
+from asgilook.storage.index.postgres import _SCHEMA
+from asgilook.storage.index.postgres import LISTENER_NAME
+from asgilook.storage.index.postgres import SCHEMA_VERSION
+from asgilook.storage.index.postgres import NewerSchema
+from asgilook.storage.index.postgres import PostgresIndex
 from tests.conftest import decode
 from tests.conftest import draw_image
 from tests.servers import Uvicorn

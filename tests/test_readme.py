@@ -110,7 +110,7 @@ def test_readme_is_valid_restructuredtext():
 def test_every_environment_variable_is_documented():
 
     package = pathlib.Path(asgilook.config.__file__).parent
-    source = ''.join(path.read_text() for path in package.glob('*.py'))
+    source = ''.join(path.read_text() for path in package.rglob('*.py'))
     names = set(re.findall(r'ASGI_LOOK_[A-Z_]+', source))
     assert 'ASGI_LOOK_REDIS_MAXMEMORY' in names
     assert (

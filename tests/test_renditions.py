@@ -8,9 +8,9 @@ import falcon.testing
 import PIL.Image
 import pytest
 
-from asgilook import renditions
-from asgilook.app import create_app
-from asgilook.store import Store
+from asgilook.http.app import create_app
+from asgilook.pictures import renditions
+from asgilook.storage.store import Store
 from tests.conftest import FIRST_IDS
 from tests.conftest import draw_image
 
@@ -194,7 +194,7 @@ def test_a_failed_render_leaves_the_jpeg_answering(config, monkeypatch, caplog):
             await asyncio.sleep(0.05)
         return answers
 
-    with caplog.at_level(logging.ERROR, logger='asgilook.store'):
+    with caplog.at_level(logging.ERROR, logger='asgilook.storage.store'):
         answers = serve(config, scenario)
     assert [resp.status_code for resp in answers] == [200] * 3
     assert {resp.headers['Content-Type'] for resp in answers} == {'image/jpeg'}

@@ -9,7 +9,7 @@ import PIL.Image
 import pytest
 import redis
 
-from asgilook import jpeg
+from asgilook.pictures import jpeg
 from tests.conftest import decode
 from tests.conftest import draw_image
 from tests.servers import Uvicorn

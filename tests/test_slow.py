@@ -17,9 +17,9 @@ import PIL.Image
 import pytest
 import redis
 
-from asgilook import limits
-from asgilook import uploads
-from asgilook.app import create_app
+from asgilook.http import limits
+from asgilook.http import uploads
+from asgilook.http.app import create_app
 from tests.servers import Uvicorn
 
 TIMEOUT = 2.0

@@ -13,17 +13,17 @@ import falcon.testing
 import PIL.Image
 import pytest
 
-from asgilook import files as files_module
-from asgilook import pixels
-from asgilook import store as store_module
-from asgilook.app import create_app
 from asgilook.errors import ImageNotFound
 from asgilook.errors import StorageFull
 from asgilook.errors import StorageUnavailable
-from asgilook.index.sqlite import SQLiteIndex
-from asgilook.memory import Unsure
-from asgilook.store import Image
-from asgilook.store import Store
+from asgilook.errors import Unsure
+from asgilook.http.app import create_app
+from asgilook.pictures import pixels
+from asgilook.storage import files as files_module
+from asgilook.storage import store as store_module
+from asgilook.storage.index.sqlite import SQLiteIndex
+from asgilook.storage.store import Image
+from asgilook.storage.store import Store
 from tests.conftest import FIRST_IDS
 from tests.conftest import decode
 from tests.conftest import draw_image
@@ -234,7 +234,7 @@ def test_the_journal_of_an_earlier_release_is_adopted_losing_nothing(config, cap
     (root / 'journal.jsonl').write_text(journal)
 
     client = falcon.testing.TestClient(create_app(config))
-    with caplog.at_level(logging.WARNING, logger='asgilook.index.journal'):
+    with caplog.at_level(logging.WARNING, logger='asgilook.storage.index.journal'):
         listing = client.simulate_get('/images').json
     assert 'unreadable journal line' in caplog.text
     assert [document['id'] for document in listing] == [b, a]

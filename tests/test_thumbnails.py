@@ -3,7 +3,7 @@ import uuid
 import falcon.testing
 import pytest
 
-from asgilook.app import create_app
+from asgilook.http.app import create_app
 from tests.conftest import FIRST_IDS
 from tests.conftest import decode
 from tests.conftest import draw_image

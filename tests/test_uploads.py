@@ -10,8 +10,8 @@ import falcon.testing
 import httpx
 import pytest
 
-from asgilook import uploads
-from asgilook.app import create_app
+from asgilook.http import uploads
+from asgilook.http.app import create_app
 from tests.conftest import decode
 from tests.conftest import draw_image
 

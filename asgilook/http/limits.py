@@ -1,6 +1,6 @@
 """Limits on the size of a request's head, enforced in front of Falcon.
 
-See :class:`asgilook.app.App`; the body's limits are in asgilook.uploads.
+See :class:`asgilook.http.app.App`; the body's limits are in asgilook.http.uploads.
 """
 
 #: The longest request target (path and query string) answered, in bytes;

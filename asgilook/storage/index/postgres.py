@@ -16,7 +16,7 @@ committed), with the image's id. Each index keeps one connection that
 LISTENs on it, and remembers what :meth:`PostgresIndex.get` found for the
 images asked about most recently, until a notification says they changed.
 While that connection is down (and until it is back, reconnecting by itself),
-the fast path says :class:`~asgilook.index.Behind` and the store asks the
+the fast path says :class:`~asgilook.storage.index.Behind` and the store asks the
 database.
 
 Each event loop gets a pool of a few connections of its own, opened when
@@ -41,12 +41,12 @@ import asyncpg
 
 from asgilook.errors import StorageUnavailable
 from asgilook.errors import UnknownCursor
-from asgilook.index import Behind
-from asgilook.index import Entry
-from asgilook.index import Index
-from asgilook.index import Size
-from asgilook.index import forbidden
-from asgilook.index import not_found
+from asgilook.storage.index import Behind
+from asgilook.storage.index import Entry
+from asgilook.storage.index import Index
+from asgilook.storage.index import Size
+from asgilook.storage.index import forbidden
+from asgilook.storage.index import not_found
 
 logger = logging.getLogger(__name__)
 

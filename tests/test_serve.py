@@ -14,12 +14,13 @@ import psutil
 import pytest
 import redis
 
-from asgilook import devserver
-from asgilook.devserver import RedisServer
-from asgilook.devserver import free_port
-from asgilook.devserver import redacted
-from asgilook.devserver import serving_redis
-from asgilook.devserver import wait_until
+from asgilook.commands import processes
+from asgilook.commands import serve
+from asgilook.commands.processes import RedisServer
+from asgilook.commands.processes import free_port
+from asgilook.commands.processes import redacted
+from asgilook.commands.processes import wait_until
+from asgilook.commands.serve import serving_redis
 from tests.conftest import draw_image
 from tests.servers import port_open
 from tests.servers import stop
@@ -37,7 +38,7 @@ def wait_gone(processes, timeout=15.0):
 
 @pytest.fixture
 def start_devserver(tmp_path):
-    """Start ``python -m asgilook.devserver`` (or ``make run``) on a free port."""
+    """Start ``python -m asgilook.commands.serve`` (or ``make run``) on a free port."""
     started = []
 
     def start(env_overrides=None, command=None):
@@ -59,7 +60,7 @@ def _start(tmp_path, env_overrides, command):
     env.pop('ASGI_LOOK_REDIS_URL', None)
     env['ASGI_LOOK_STORAGE_PATH'] = str(tmp_path / 'storage')
     env.update(env_overrides or {})
-    command = command or [sys.executable, '-m', 'asgilook.devserver']
+    command = command or [sys.executable, '-m', 'asgilook.commands.serve']
     process = subprocess.Popen(
         [*command, '--port', str(port)] if command[0] == sys.executable else
         [*command, f'PORT={port}'],
@@ -186,7 +187,7 @@ def test_stubborn_child_is_killed():
     with ignores_sigterm.stdout:
         assert ignores_sigterm.stdout.readline() == b'ready\n'
     started = time.monotonic()
-    devserver.terminate(ignores_sigterm, timeout=0.5)
+    processes.terminate(ignores_sigterm, timeout=0.5)
     assert ignores_sigterm.returncode == -signal.SIGKILL
     assert time.monotonic() - started < 10
 
@@ -211,7 +212,7 @@ def test_a_second_private_redis_for_one_storage_is_refused(start_devserver, tmp_
     env['ASGI_LOOK_STORAGE_PATH'] = str(tmp_path / 'storage')
 
     second = subprocess.run(
-        [sys.executable, '-m', 'asgilook.devserver', '--port', str(free_port())],
+        [sys.executable, '-m', 'asgilook.commands.serve', '--port', str(free_port())],
         env=env,
         capture_output=True,
         text=True,
@@ -229,17 +230,17 @@ def test_a_second_private_redis_for_one_storage_is_refused(start_devserver, tmp_
 
 def test_the_default_storage_is_the_users_data_directory():
     home = {'HOME': '/home/ada'}
-    assert devserver.default_storage(
+    assert processes.default_storage(
         {**home, 'ASGI_LOOK_STORAGE_PATH': '/srv/asgilook'}
     ) == pathlib.Path('/srv/asgilook')
-    assert devserver.default_storage(
+    assert processes.default_storage(
         {**home, 'XDG_DATA_HOME': '/data'}
     ) == pathlib.Path('/data/asgilook')
     # A relative XDG_DATA_HOME is invalid, and ignored.
-    assert devserver.default_storage({**home, 'XDG_DATA_HOME': 'data'}) == pathlib.Path(
+    assert processes.default_storage({**home, 'XDG_DATA_HOME': 'data'}) == pathlib.Path(
         '/home/ada/.local/share/asgilook'
     )
-    assert devserver.default_storage({}) == pathlib.Path(
+    assert processes.default_storage({}) == pathlib.Path(
         os.path.expanduser('~'), '.local', 'share', 'asgilook'
     )
 
@@ -255,7 +256,7 @@ def test_a_redis_url_is_said_without_its_password():
 
 
 def test_the_redis_of_a_running_server_is_found_from_its_claim(tmp_path):
-    claim = tmp_path / devserver.CLAIM
+    claim = tmp_path / serve.CLAIM
     assert serving_redis(tmp_path) is None
     claim.write_text('')  # what a server leaves when it stops
     assert serving_redis(tmp_path) is None
@@ -274,12 +275,12 @@ def test_the_redis_of_a_running_server_is_found_from_its_claim(tmp_path):
 
 def test_the_workers_get_a_fresh_directory_for_their_metrics(tmp_path):
     env = {}
-    with devserver._metrics_directory(env):
+    with serve._metrics_directory(env):
         made = pathlib.Path(env['PROMETHEUS_MULTIPROC_DIR'])
         assert made.is_dir() and list(made.iterdir()) == []
     assert not made.exists()
 
     given = {'PROMETHEUS_MULTIPROC_DIR': str(tmp_path)}
-    with devserver._metrics_directory(given):
+    with serve._metrics_directory(given):
         assert given == {'PROMETHEUS_MULTIPROC_DIR': str(tmp_path)}
     assert tmp_path.is_dir()

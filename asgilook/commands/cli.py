@@ -2,12 +2,12 @@
 
 Installed with the package, as ``asgilook`` and ``python -m asgilook``. Each
 subcommand parses its arguments and calls what the package has:
-``asgilook serve`` is :func:`asgilook.devserver.serve`, which ``make run``
+``asgilook serve`` is :func:`asgilook.commands.serve.serve`, which ``make run``
 runs too; ``asgilook import`` sends pictures to a running service with
-``POST /images``, or stores them with :class:`asgilook.store.Store` in a
+``POST /images``, or stores them with :class:`asgilook.storage.store.Store` in a
 storage directory, a few at a time, and keeps a manifest of what it imported,
 so that running it again goes on where the last run ended; ``asgilook
-check`` is :func:`asgilook.check.run`, which compares a storage directory with
+check`` is :func:`asgilook.commands.check.run`, which compares a storage directory with
 its index, and repairs what it can.
 """
 
@@ -21,13 +21,14 @@ import urllib.parse
 from collections.abc import Callable
 from collections.abc import Sequence
 
-from asgilook import devserver
+from asgilook.commands import processes
+from asgilook.commands import serve
 
-#: The defaults of ``asgilook import`` (see :mod:`asgilook.importer`).
+#: The defaults of ``asgilook import`` (see :mod:`asgilook.commands.importer`).
 DEFAULT_URL = 'http://127.0.0.1:8000'
 DEFAULT_JOBS = 4
 STORAGE_MANIFEST = 'imported.jsonl'
-#: The default of ``asgilook check --grace`` (see :mod:`asgilook.check`).
+#: The default of ``asgilook check --grace`` (see :mod:`asgilook.commands.check`).
 DEFAULT_GRACE = 3600
 
 _DESCRIPTION = 'asgilook, a self-hosted image-sharing service.'
@@ -185,7 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         '--storage',
         type=pathlib.Path,
-        default=devserver.default_storage(),
+        default=processes.default_storage(),
         metavar='PATH',
         help='where the images are kept (%(default)s): $ASGI_LOOK_STORAGE_PATH, '
         'else $XDG_DATA_HOME/asgilook',
@@ -256,7 +257,7 @@ def _parser() -> argparse.ArgumentParser:
     checks.add_argument(
         '--storage',
         type=pathlib.Path,
-        default=devserver.default_storage(),
+        default=processes.default_storage(),
         metavar='PATH',
         help='the storage directory (%(default)s), as for `asgilook serve`',
     )
@@ -319,7 +320,7 @@ def _service_url(text: str) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    return devserver.serve(
+    return serve.serve(
         args.host,
         args.port,
         storage=args.storage,
@@ -331,7 +332,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     # NOTE: Imported here: rich and httpx would slow `asgilook serve` down.
-    from asgilook import importer
+    from asgilook.commands import importer
 
     return importer.run(
         args.folders,
@@ -344,7 +345,7 @@ def _import(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     # NOTE: Imported here: Pillow would slow `asgilook serve` down.
-    from asgilook import check
+    from asgilook.commands import check
 
     return check.run(
         args.storage,

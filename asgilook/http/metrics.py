@@ -27,7 +27,7 @@ import prometheus_client.multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from asgilook.store import Store
+from asgilook.storage.store import Store
 
 MULTIPROCESS = 'PROMETHEUS_MULTIPROC_DIR'
 #: What /metrics answers: the client library's text format.

@@ -9,7 +9,7 @@ version, or none, in the index, and any upload or deletion changes the
 index's state. This is the fast path of the service: :class:`ResponseMemory`
 answers such requests at the ASGI level, before Falcon builds a request
 object, after asking the index, without waiting, which version is current
-(see :meth:`asgilook.index.Index.peek`).
+(see :meth:`asgilook.storage.index.Index.peek`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from typing import Any
 
 import falcon
 
-from asgilook import conditional
-from asgilook import renditions
+from asgilook.caching import conditional
+from asgilook.errors import Unsure
+from asgilook.pictures import renditions
 
 #: ``current(subject)``: the current version of what a response shows: for an
 #: image id, its current file (or None); for None, the index's state. Raises
@@ -41,10 +42,6 @@ Observe = Callable[[str, str, int, float, str], None]
 _NOT_MODIFIED_HEADERS = frozenset(
     {b'cache-control', b'etag', b'last-modified', b'vary', b'x-asgilook-cache'}
 )
-
-
-class Unsure(Exception):
-    """The index may be behind: the request must take the long way."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

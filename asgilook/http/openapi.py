@@ -16,27 +16,27 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from asgilook import conditional
-from asgilook import renditions
-from asgilook.cache import RedisCache
+from asgilook.caching import conditional
+from asgilook.caching.cache import RedisCache
 from asgilook.config import Config
-from asgilook.events import CREATED
-from asgilook.events import DELETED
-from asgilook.events import UNAVAILABLE
-from asgilook.gallery import INDEX
-from asgilook.gallery import STATIC
-from asgilook.gallery import Gallery
-from asgilook.images import IMMUTABLE
-from asgilook.images import REVALIDATED
-from asgilook.images import SHORT_LIVED
-from asgilook.images import Images
-from asgilook.limits import MAX_HEADERS
-from asgilook.limits import MAX_QUERY
-from asgilook.limits import MAX_TARGET
-from asgilook.metrics import CONTENT_TYPE
-from asgilook.pixels import ACCEPTED_NAMES
-from asgilook.uploads import FORM_OVERHEAD
-from asgilook.uploads import IMAGE_FIELD
+from asgilook.http.events import CREATED
+from asgilook.http.events import DELETED
+from asgilook.http.events import UNAVAILABLE
+from asgilook.http.gallery import INDEX
+from asgilook.http.gallery import STATIC
+from asgilook.http.gallery import Gallery
+from asgilook.http.images import IMMUTABLE
+from asgilook.http.images import REVALIDATED
+from asgilook.http.images import SHORT_LIVED
+from asgilook.http.images import Images
+from asgilook.http.limits import MAX_HEADERS
+from asgilook.http.limits import MAX_QUERY
+from asgilook.http.limits import MAX_TARGET
+from asgilook.http.metrics import CONTENT_TYPE
+from asgilook.http.uploads import FORM_OVERHEAD
+from asgilook.http.uploads import IMAGE_FIELD
+from asgilook.pictures import renditions
+from asgilook.pictures.pixels import ACCEPTED_NAMES
 
 Schema = dict[str, Any]
 
@@ -816,7 +816,7 @@ def _paths(config: Config) -> Schema:
         '/openapi.json': _get_and_head(openapi),
     }
     # NOTE: Any request may have too long a target or too many headers: the
-    #   app answers those before it even routes them (see asgilook.app).
+    #   app answers those before it even routes them (see asgilook.http.app).
     for item in paths.values():
         for operation in item.values():
             operation['responses'] = {

@@ -1,13 +1,13 @@
 """The index of stored images, and the backends that keep it.
 
-The image files live in the storage directory (see :mod:`asgilook.files`);
+The image files live in the storage directory (see :mod:`asgilook.storage.files`);
 the index says which of them is the current version of each image, and in
 what order the images were uploaded. It is shared by every worker of every
 machine that serves the same pictures, and no worker keeps it in memory:
 
-* :mod:`asgilook.index.sqlite` (the default): a SQLite database in WAL mode
+* :mod:`asgilook.storage.index.sqlite` (the default): a SQLite database in WAL mode
   in the storage directory, shared by every process of one machine.
-* :mod:`asgilook.index.postgres`: a PostgreSQL database, for several
+* :mod:`asgilook.storage.index.postgres`: a PostgreSQL database, for several
   machines (``ASGI_LOOK_DATABASE_URL=postgresql://...``).
 
 The rest of the app talks to :class:`Index` only, through the store.
@@ -192,9 +192,9 @@ class Index(abc.ABC):
 def open_index(config: Config) -> Index:
     """The index that ``config`` names: PostgreSQL if it has a database URL."""
     if config.database_url:
-        from asgilook.index.postgres import PostgresIndex
+        from asgilook.storage.index.postgres import PostgresIndex
 
         return PostgresIndex(config.database_url)
-    from asgilook.index.sqlite import SQLiteIndex
+    from asgilook.storage.index.sqlite import SQLiteIndex
 
     return SQLiteIndex(config.storage_path)

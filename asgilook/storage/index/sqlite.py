@@ -12,7 +12,7 @@ and the upload order as the primary key), so the first page of a new worker
 and the millionth page cost the same.
 
 SQLite needs a local disk: its locks do not hold on a network file system.
-For several machines, use :mod:`asgilook.index.postgres`.
+For several machines, use :mod:`asgilook.storage.index.postgres`.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ from typing import TypeVar
 from asgilook.errors import StorageFull
 from asgilook.errors import StorageUnavailable
 from asgilook.errors import UnknownCursor
-from asgilook.index import Behind
-from asgilook.index import Entry
-from asgilook.index import Index
-from asgilook.index import Size
-from asgilook.index import forbidden
-from asgilook.index import not_found
+from asgilook.storage.index import Behind
+from asgilook.storage.index import Entry
+from asgilook.storage.index import Index
+from asgilook.storage.index import Size
+from asgilook.storage.index import forbidden
+from asgilook.storage.index import not_found
 
 T = TypeVar('T')
 

@@ -4,7 +4,7 @@ Every response that shows something has a strong ``ETag`` (and, for an
 image, ``Last-Modified``); a GET or HEAD whose ``If-None-Match`` or
 ``If-Modified-Since`` says the client has it already is answered ``304 Not
 Modified`` (RFC 9110, sections 13.1 and 13.2). Functions here take header
-values as strings, so the ASGI fast path (:mod:`asgilook.memory`) and the
+values as strings, so the ASGI fast path (:mod:`asgilook.caching.memory`) and the
 Falcon resources decide alike.
 """
 

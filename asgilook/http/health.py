@@ -19,10 +19,10 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from asgilook import formats
-from asgilook.guard import RedisGuard
-from asgilook.guard import Unavailable
-from asgilook.store import Store
+from asgilook.caching.guard import RedisGuard
+from asgilook.caching.guard import Unavailable
+from asgilook.http import formats
+from asgilook.storage.store import Store
 
 
 class Health:

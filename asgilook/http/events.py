@@ -28,9 +28,9 @@ from typing import Any
 
 import falcon.asgi
 
+from asgilook.caching.guard import RedisGuard
+from asgilook.caching.guard import Unavailable
 from asgilook.config import Config
-from asgilook.guard import RedisGuard
-from asgilook.guard import Unavailable
 
 CREATED = 'image-created'
 DELETED = 'image-deleted'

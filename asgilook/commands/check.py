@@ -1,8 +1,9 @@
 """``asgilook check``: a storage directory against its index, and its repair.
 
 After a disk incident the files of a storage directory (see
-:mod:`asgilook.files`) and the index (see :mod:`asgilook.index`) may no longer
-agree. :func:`check` compares them and reports, by :class:`Kind`:
+:mod:`asgilook.storage.files`) and the index (see
+:mod:`asgilook.storage.index`) may no longer agree. :func:`check` compares
+them and reports, by :class:`Kind`:
 
 * images of the index whose picture, the original, is missing or empty;
 * images missing some of their JPEG thumbnails, or their animation;
@@ -51,23 +52,23 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from asgilook import devserver
-from asgilook import pixels
-from asgilook.cache import RedisCache
-from asgilook.cache import new_generation
-from asgilook.cli import DEFAULT_GRACE
+from asgilook.caching.cache import RedisCache
+from asgilook.caching.cache import new_generation
+from asgilook.caching.guard import FAILURES
+from asgilook.commands import processes
+from asgilook.commands.cli import DEFAULT_GRACE
 from asgilook.config import Config
 from asgilook.errors import DeleteForbidden
 from asgilook.errors import ImageNotFound
 from asgilook.errors import StorageFull
 from asgilook.errors import StorageUnavailable
-from asgilook.files import Files
-from asgilook.guard import FAILURES
-from asgilook.index import Entry
-from asgilook.index import Index
-from asgilook.index import Size
-from asgilook.index import open_index
-from asgilook.index.sqlite import SQLiteIndex
+from asgilook.pictures import pixels
+from asgilook.storage.files import Files
+from asgilook.storage.index import Entry
+from asgilook.storage.index import Index
+from asgilook.storage.index import Size
+from asgilook.storage.index import open_index
+from asgilook.storage.index.sqlite import SQLiteIndex
 
 #: Entries read from the index at a time.
 PAGE = 1000
@@ -220,7 +221,7 @@ async def check(
     """
     root = pathlib.Path(os.fspath(config.storage_path))
     if config.database_url:
-        index_name = f'PostgreSQL at {devserver.redacted(config.database_url)}'
+        index_name = f'PostgreSQL at {processes.redacted(config.database_url)}'
     elif (root / SQLiteIndex.FILE).is_file():
         index_name = f'SQLite, {SQLiteIndex.FILE}'
     else:
@@ -246,10 +247,10 @@ async def _stale_cache(config: Config) -> str:
     """Make every response the service cached in Redis stale; what became of it.
 
     NOTE: As a deletion does: a new generation (see
-    :class:`asgilook.cache.RedisCache`). A Redis that cannot be told is said,
+    :class:`asgilook.caching.cache.RedisCache`). A Redis that cannot be told is said,
     not an error: the cache only costs staleness, for its entries' lifetime.
     """
-    where = devserver.redacted(config.redis_host)
+    where = processes.redacted(config.redis_host)
     redis = config.redis_from_url(config.redis_host)
     try:
         async with asyncio.timeout(config.redis_timeout):
@@ -510,7 +511,7 @@ def _remove(path: pathlib.Path) -> None:
 
 
 def _is_partial(name: str) -> bool:
-    """Whether ``name`` is a write in progress (see :mod:`asgilook.files`)."""
+    """Whether ``name`` is a write in progress (see :mod:`asgilook.storage.files`)."""
     return name.startswith('.') and name.endswith('.partial')
 
 

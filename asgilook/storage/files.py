@@ -4,7 +4,7 @@
 ``thumbnails/<id>.<version>/<width>x<height>.jpeg`` its thumbnails. A
 version's files are written under temporary names, synced and renamed into
 place before the index lists it, and never change afterwards; replacing or
-deleting the image removes them. The index (:mod:`asgilook.index`) says
+deleting the image removes them. The index (:mod:`asgilook.storage.index`) says
 which version of each image is current.
 
 Everything here blocks: the store calls it from a thread.

@@ -1,11 +1,11 @@
 """``asgilook import``: folders of pictures into a service, or a storage directory.
 
 Pictures are sent to a running service with ``POST /images``, or stored with
-:class:`asgilook.store.Store` in a storage directory, a few at a time, with a
+:class:`asgilook.storage.store.Store` in a storage directory, a few at a time, with a
 progress bar and a summary of what was refused and why. A manifest records
 what was imported (the SHA-256 of each file, the id and delete token it got),
 so that running the same import again goes on where the last one ended.
-:mod:`asgilook.cli` parses the command line and calls :func:`run`.
+:mod:`asgilook.commands.cli` parses the command line and calls :func:`run`.
 """
 
 from __future__ import annotations
@@ -46,19 +46,20 @@ from rich.progress import TransferSpeedColumn
 from rich.table import Table
 from rich.text import Text
 
-from asgilook import devserver
-from asgilook.cache import RedisCache
-from asgilook.cli import DEFAULT_JOBS
-from asgilook.cli import DEFAULT_URL
-from asgilook.cli import STORAGE_MANIFEST
+from asgilook.caching.cache import RedisCache
+from asgilook.caching.guard import Unavailable
+from asgilook.commands import processes
+from asgilook.commands import serve
+from asgilook.commands.cli import DEFAULT_JOBS
+from asgilook.commands.cli import DEFAULT_URL
+from asgilook.commands.cli import STORAGE_MANIFEST
 from asgilook.config import Config
 from asgilook.errors import StorageFull
 from asgilook.errors import StorageUnavailable
 from asgilook.errors import StoreError
-from asgilook.events import CREATED
-from asgilook.events import Events
-from asgilook.guard import Unavailable
-from asgilook.store import Store
+from asgilook.http.events import CREATED
+from asgilook.http.events import Events
+from asgilook.storage.store import Store
 
 # Exit statuses of `asgilook import`; 2 is argparse's own, for a usage error.
 OK = 0
@@ -154,7 +155,7 @@ def _default_manifest(storage: pathlib.Path | None, url: str) -> pathlib.Path:
     parts = urllib.parse.urlsplit(url)
     port = parts.port or (443 if parts.scheme == 'https' else 80)
     host = re.sub(r'[^\w.-]', '_', parts.hostname or '')
-    state = devserver.xdg_home('XDG_STATE_HOME', '.local/state', os.environ)
+    state = processes.xdg_home('XDG_STATE_HOME', '.local/state', os.environ)
     return state / 'asgilook' / 'imports' / f'{host}_{port}.jsonl'
 
 
@@ -414,7 +415,7 @@ def _description(response: httpx.Response) -> str:
 
 
 class _Storage:
-    """A storage directory, written with :class:`~asgilook.store.Store` in-process.
+    """A storage directory, written in-process by a :class:`~asgilook.store.Store`.
 
     A service on the directory sees each picture at its next request: the
     index is shared. Its cache is told too, when its Redis is known (a
@@ -444,7 +445,7 @@ class _Storage:
         self._quiet = logging.NullHandler()
         if redis_url:
             config.redis_host = redis_url
-            self.name += f', cached in the Redis at {devserver.redacted(redis_url)}'
+            self.name += f', cached in the Redis at {processes.redacted(redis_url)}'
             self._cache = RedisCache(config)
             self._events = Events(config, self._cache.redis, self._cache.guard)
             # NOTE: The guard's warnings are for a server's log ("serving
@@ -458,9 +459,7 @@ class _Storage:
         Raises:
             _Unavailable: the directory (or the settings) cannot be used.
         """
-        redis_url = devserver.serving_redis(path) or os.environ.get(
-            'ASGI_LOOK_REDIS_URL'
-        )
+        redis_url = serve.serving_redis(path) or os.environ.get('ASGI_LOOK_REDIS_URL')
         try:
             config = _config(path)
             # As a service with as many Pillow threads as uploads at a time.
@@ -496,7 +495,7 @@ class _Storage:
                 await self._cache.guard.call(self._cache.redis.ping, probe=True)
         except Unavailable:
             self.warning = (
-                f'the Redis at {devserver.redacted(self._config.redis_host)} does '
+                f'the Redis at {processes.redacted(self._config.redis_host)} does '
                 'not answer: a service on this storage directory may list what '
                 'it had cached, without the new pictures, for up to an hour.'
             )

@@ -13,7 +13,7 @@ import json
 import logging
 import pathlib
 
-from asgilook.index import Entry
+from asgilook.storage.index import Entry
 
 logger = logging.getLogger(__name__)
 

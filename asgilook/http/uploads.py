@@ -54,7 +54,7 @@ BUDGET_WAIT = 10.0
 #: yet: a slow start (a phone waking its radio, a TCP window growing) is fine.
 UPLOAD_GRACE = 10.0
 
-#: The key of a request's :class:`Body` in its ASGI scope (see asgilook.app).
+#: The key of a request's :class:`Body` in its ASGI scope (see asgilook.http.app).
 BODY = 'asgilook.body'
 
 #: How much of Falcon's stream is read at once, when there is no Body.
@@ -243,7 +243,7 @@ class Disconnected(falcon.HTTPBadRequest):
 class Body:
     """A request's body as its ASGI events arrive, on a deadline.
 
-    The app (asgilook.app) makes one for every request that Falcon answers
+    The app (asgilook.http.app) makes one for every request that Falcon answers
     and hands it to Falcon as the request's ``receive``. Falcon's first call,
     which Falcon makes before it even routes the request, is answered at
     once with an empty chunk, so a client that stalls after its headers holds

@@ -18,11 +18,11 @@ import PIL.Image
 import PIL.ImageCms
 import pillow_heif
 
-from asgilook import heif
-from asgilook import jpeg
 from asgilook.errors import ImageTooLarge
 from asgilook.errors import InvalidImage
 from asgilook.errors import UnsupportedImage
+from asgilook.pictures import heif
+from asgilook.pictures import jpeg
 
 Size = tuple[int, int]
 #: Thumbnails, largest first, each as ``(size, JPEG)``.
@@ -166,7 +166,7 @@ def decode(data: bytes, max_pixels: int, min_thumb_size: int) -> Decoded:
     """Check an upload and decode what its original and thumbnails need.
 
     A JPEG that is already upright and sRGB is kept as it is, minus its
-    metadata (see :mod:`asgilook.jpeg`): its pixels are exactly the upload's.
+    metadata (see :mod:`asgilook.pictures.jpeg`): its pixels are exactly the upload's.
     It is still decoded in full (every scan, every block), at the reduced scale
     of its largest thumbnail, which both proves that it decodes and gives the
     thumbnails. Anything else is decoded as :func:`convert` does.
@@ -754,7 +754,7 @@ def _check_declared_size(data: bytes, max_pixels: int) -> None:
     and the AV1 decoder allocates what the bitstream says, whatever the
     container says. So for these every size the container declares, and
     every frame size of their AV1 bitstreams, is checked here (see
-    :mod:`asgilook.heif`). Every other accepted plugin allocates only in
+    :mod:`asgilook.pictures.heif`). Every other accepted plugin allocates only in
     ``load()``.
     """
     format = _accepted_format(data)

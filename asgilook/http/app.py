@@ -1,0 +1,200 @@
+"""The one place that wires config, store, cache, resources and errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+from asgilook.caching.cache import RedisCache
+from asgilook.caching.conditional import ConditionalRequests
+from asgilook.caching.memory import ResponseMemory
+from asgilook.config import Config
+from asgilook.errors import DeleteForbidden
+from asgilook.errors import ImageNotFound
+from asgilook.errors import ImageTooLarge
+from asgilook.errors import InvalidImage
+from asgilook.errors import StorageFull
+from asgilook.errors import StorageUnavailable
+from asgilook.errors import UnknownCursor
+from asgilook.errors import UnsupportedImage
+from asgilook.http import advice
+from asgilook.http import formats
+from asgilook.http import uploads
+from asgilook.http.events import Events
+from asgilook.http.gallery import Gallery
+from asgilook.http.health import Health
+from asgilook.http.images import Images
+from asgilook.http.images import Thumbnails
+from asgilook.http.limits import MAX_HEADERS
+from asgilook.http.limits import MAX_QUERY
+from asgilook.http.limits import MAX_TARGET
+from asgilook.http.metrics import Metrics
+from asgilook.http.openapi import OpenAPI
+from asgilook.storage.store import Store
+
+# NOTE: Falcon picks the handler of the most specific class in an error's MRO,
+#   so UnsupportedImage is a 415 although it is also an InvalidImage.
+_ERRORS: tuple[tuple[type[Exception], Callable[..., falcon.HTTPError], str], ...] = (
+    (ImageNotFound, falcon.HTTPNotFound, 'Not Found'),
+    (ImageTooLarge, falcon.HTTPContentTooLarge, 'Image Too Large'),
+    (UnsupportedImage, falcon.HTTPUnsupportedMediaType, 'Unsupported Image Format'),
+    (InvalidImage, falcon.HTTPBadRequest, 'Invalid Image'),
+    (UnknownCursor, falcon.HTTPBadRequest, 'Invalid Parameter'),
+    (DeleteForbidden, falcon.HTTPForbidden, 'Forbidden'),
+    (StorageFull, falcon.HTTPInsufficientStorage, 'Storage Full'),
+    (StorageUnavailable, falcon.HTTPServiceUnavailable, 'Storage Unavailable'),
+)
+
+
+def _error_handler(http_error: Callable[..., falcon.HTTPError], title: str) -> Any:
+    async def handle(
+        req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: Any
+    ) -> None:
+        raise http_error(title=title, description=str(ex)) from ex
+
+    return handle
+
+
+class App(falcon.asgi.App):  # type: ignore[type-arg]
+    """Falcon's ASGI app, with a few things done in front of it.
+
+    A request whose target is too long is answered ``414`` before anything
+    else, so that it is never looked up, cached or stored; one whose headers
+    are too large, ``431``. A GET or HEAD that
+    :class:`~asgilook.caching.memory.ResponseMemory` can answer (an image version's
+    original or thumbnail given before, still current) is answered before
+    Falcon builds its request and response objects: the hot path of an image
+    service. Any other request gets a :class:`~asgilook.http.uploads.Body` as its
+    ``receive``, which keeps the client to a deadline if its body is read.
+    Everything else is Falcon's.
+    """
+
+    def __init__(self, memory: ResponseMemory, config: Config, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._memory = memory
+        self._upload_timeout = config.upload_timeout
+        self._upload_min_rate = config.upload_min_rate
+
+    async def __call__(  # type: ignore[override]
+        self, scope: dict[str, Any], receive: Any, send: Any
+    ) -> None:
+        if scope['type'] == 'http':
+            query = len(scope['query_string'])
+            path = len(scope.get('raw_path') or scope['path'])
+            if query > MAX_QUERY or query + path > MAX_TARGET:
+                await _refuse(send, _uri_too_long(path, query))
+                return
+            if await self._memory.replay(scope, send):
+                return
+            headers = scope['headers']
+            if not isinstance(headers, list):
+                # NOTE: Any iterables, read once (see ResponseMemory.replay).
+                headers = scope['headers'] = [tuple(pair) for pair in headers]
+            size = sum(len(name) + len(value) for name, value in headers)
+            if size > MAX_HEADERS:
+                await _refuse(send, _headers_too_large(size))
+                return
+            receive = scope[uploads.BODY] = uploads.Body(
+                receive, self._upload_timeout, self._upload_min_rate
+            )
+        await super().__call__(scope, receive, send)
+
+
+def _uri_too_long(path: int, query: int) -> falcon.HTTPError:
+    return falcon.HTTPUriTooLong(
+        title='URI Too Long',
+        description=(
+            f'The request target is {path:,} bytes of path and {query:,} of '
+            f'query string; this service answers at most {MAX_TARGET:,} bytes '
+            f'in all, and {MAX_QUERY:,} of query. Leave out the parameters '
+            'that the OpenAPI document (/openapi.json) does not name.'
+        ),
+    )
+
+
+def _headers_too_large(size: int) -> falcon.HTTPError:
+    return falcon.HTTPRequestHeaderFieldsTooLarge(
+        title='Headers Too Large',
+        description=(
+            f'The request headers are {size:,} bytes; this service answers at '
+            f'most {MAX_HEADERS:,}. Send fewer or shorter headers (cookies of '
+            'other sites, say).'
+        ),
+    )
+
+
+async def _refuse(send: Any, error: falcon.HTTPError) -> None:
+    """Answer ``error`` before Falcon sees the request, with its JSON body.
+
+    NOTE: Such a request is not routed, looked up, cached or counted.
+    """
+    body = error.to_json()
+    await send(
+        {
+            'type': 'http.response.start',
+            'status': error.status_code,
+            'headers': [
+                (b'content-type', falcon.MEDIA_JSON.encode()),
+                (b'content-length', str(len(body)).encode()),
+                (b'vary', b'Accept'),
+            ],
+        }
+    )
+    await send({'type': 'http.response.body', 'body': body})
+
+
+def _serialize_error(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: falcon.HTTPError
+) -> None:
+    """Every error as JSON (or MessagePack, if preferred), never as XML.
+
+    NOTE: Falcon answers XML to a client that prefers it, as browsers do
+    (``Accept: text/html,application/xhtml+xml,application/xml;...``).
+    """
+    resp.context.error_title = ex.title
+    formats.send(req, resp, ex.to_dict())
+
+
+def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
+    """Build the ASGI app; with no config, a default ``Config()``."""
+    config = config or Config()
+    store = Store(config)
+    metrics = Metrics(store)
+    store.on_render = metrics.render
+    memory = ResponseMemory(config.memory_cache, store.current, metrics.observe)
+    cache = RedisCache(config, memory)
+    events = Events(config, cache.redis, cache.guard)
+    images = Images(config, store, events)
+    thumbnails = Thumbnails(store)
+
+    # NOTE: Falcon runs process_response (and process_shutdown) in reverse
+    #   order: the cache first, then the conditional requests, which so see
+    #   cached answers too, and the metrics last, which so count the answer
+    #   as sent; the events stop reading before the cache closes the Redis
+    #   client.
+    middleware: list[Any] = [metrics, store, ConditionalRequests(), cache, events]
+    app = App(memory, config, middleware=middleware)
+    app.resp_options.media_handlers.update(formats.handlers())
+    app.set_error_serializer(_serialize_error)
+    app.add_route('/', Gallery())
+    app.add_route('/static/{name}', Gallery(), suffix='asset')
+    app.add_route('/events', events)
+    app.add_route('/healthz', Health(store, cache.redis, cache.guard))
+    app.add_route('/metrics', metrics)
+    app.add_route('/images', images)
+    app.add_route('/images/{image_id:uuid}.jpeg', images, suffix='image')
+    app.add_route('/images/{image_id:uuid}.webp', images, suffix='animation')
+    app.add_route('/openapi.json', OpenAPI(config))
+    app.add_route(
+        '/thumbnails/{image_id:uuid}/{width:int}x{height:int}.jpeg', thumbnails
+    )
+    for error_type, http_error, title in _ERRORS:
+        app.add_error_handler(error_type, _error_handler(http_error, title))
+    app.add_error_handler(falcon.HTTPRouteNotFound, advice.route_not_found)
+    app.add_error_handler(falcon.HTTPMethodNotAllowed, advice.method_not_allowed)
+    app.add_error_handler(falcon.HTTPInvalidParam, advice.invalid_parameter)
+    app.add_error_handler(falcon.HTTPMissingParam, advice.invalid_parameter)
+    return app

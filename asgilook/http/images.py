@@ -1,0 +1,345 @@
+"""HTTP resources: the image collection, single images and thumbnails."""
+
+from __future__ import annotations
+
+import urllib.parse
+import uuid
+from typing import Any
+from typing import NamedTuple
+
+import falcon
+import falcon.asgi
+
+from asgilook.caching import conditional
+from asgilook.caching.cache import Versioned
+from asgilook.config import Config
+from asgilook.http import formats
+from asgilook.http.events import CREATED
+from asgilook.http.events import DELETED
+from asgilook.http.events import Events
+from asgilook.http.uploads import upload
+from asgilook.pictures import renditions
+from asgilook.pictures.pixels import Size
+from asgilook.storage.store import Blob
+from asgilook.storage.store import Body
+from asgilook.storage.store import Commit
+from asgilook.storage.store import Image
+from asgilook.storage.store import Store
+
+#: How long a browser or CDN may keep an image or thumbnail without asking
+#: again, when its URL does not name a version: a deleted or replaced picture
+#: is gone from their caches within this time.
+SHORT_LIVED = ('public', 'max-age=60')
+#: The same, when its URL names the version (``?v=``): it never changes.
+IMMUTABLE = ('public', 'max-age=31536000', 'immutable')
+#: A listing changes with every upload: always ask again (the ETag saves the
+#: body when nothing changed).
+REVALIDATED = ('no-cache',)
+
+
+class Page(NamedTuple):
+    """What a listing asks for."""
+
+    limit: int
+    #: The id of the image the page follows.
+    after: str | None
+    newest_first: bool
+
+
+def _bearer_token(req: falcon.asgi.Request) -> str | None:
+    scheme, _, token = (req.auth or '').partition(' ')
+    if scheme.lower() != 'bearer' or not token.strip():
+        return None
+    return token.strip()
+
+
+def _before_commit(resp: falcon.asgi.Response) -> Commit | None:
+    """What the cache middleware wants done just before a change is visible."""
+    hook: Commit | None = getattr(resp.context, 'before_commit', None)
+    return hook
+
+
+class _ImageFiles:
+    """Answers a GET or HEAD with one file of an image version.
+
+    Shared by the original and the thumbnails: validators from the index, a
+    304 without touching the file, small files whole (so the cache can keep
+    them), big ones in chunks.
+    """
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self._config = config
+        self._store = store
+
+    async def answer(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        image: Image,
+        size: Size | None,
+        uri: str,
+        animation: bool = False,
+    ) -> None:
+        """Answer with the original, the thumbnail of ``size``, or the animation."""
+        version = req.get_param('v')
+        if version is not None and version != image.version:
+            raise falcon.HTTPNotFound(
+                title='Not Found',
+                description=(
+                    f'Version {version!r} of image {image.image_id} is not its '
+                    f'current one; the current one is at {uri}?v={image.version}.'
+                ),
+            )
+        wanted = renditions.JPEG if size is None else _format(req)
+        if animation:
+            wanted = renditions.ANIMATION
+        served = wanted
+        if size is not None and not await self._store.rendered(image, size, wanted):
+            served = renditions.JPEG
+        self._describe(resp, image, size, uri, version, served, wanted)
+        if conditional.not_modified(
+            req.get_header('If-None-Match'),
+            req.get_header('If-Modified-Since'),
+            image.etag(size, served),
+            image.modified,
+        ):
+            conditional.not_modified_response(resp)
+            return
+        body: Body | None = None
+        if animation:
+            body = await self._store.read_animation(image, self._config.cache_max_entry)
+            if body is None:
+                raise falcon.HTTPNotFound(
+                    title='Not Found',
+                    description=(
+                        f'Image {image.image_id} has no animation (its '
+                        '"animation" is null); its picture is at '
+                        f'{image.uri}.'
+                    ),
+                )
+        elif size is not None and served != renditions.JPEG:
+            body = await self._store.read_rendition(
+                image, size, served, self._config.cache_max_entry
+            )
+        if body is None:
+            current, body = await self._store.read(
+                image, size, self._config.cache_max_entry
+            )
+            if current is not image or served != renditions.JPEG:
+                # NOTE: Replaced meanwhile: describe what is sent. (The client's
+                #   validators were for the version it asked about, not this
+                #   one.)
+                self._describe(resp, current, size, uri, None, renditions.JPEG, wanted)
+        if isinstance(body, Blob):
+            resp.content_length = body.length
+            if req.method == 'HEAD':
+                await body.close()
+            else:
+                resp.stream = body
+        else:
+            resp.data = body
+
+    @staticmethod
+    def _describe(
+        resp: falcon.asgi.Response,
+        image: Image,
+        size: Size | None,
+        uri: str,
+        version: str | None,
+        served: str,
+        wanted: str,
+    ) -> None:
+        """Set the headers of ``image``'s file, and say what version it shows.
+
+        ``served`` is the format of the file sent, ``wanted`` the one the
+        request asked for: a JPEG sent while the wanted format is still being
+        rendered is to be asked for again, and is kept by no cache.
+        """
+        resp.set_header('ETag', image.etag(size, served))
+        resp.last_modified = image.modified
+        resp.content_type = renditions.MEDIA_TYPES[served]
+        if size is not None:
+            resp.vary = ['Accept']
+        resp.context.versioned = None
+        if served != wanted:
+            resp.cache_control = list(REVALIDATED)
+            return
+        resp.cache_control = list(IMMUTABLE if version else SHORT_LIVED)
+        key = f'{uri}?v={version}' if version else uri
+        resp.context.versioned = Versioned(
+            key, image.image_id, image.path.name, renditions.variant(served)
+        )
+
+
+def _format(req: falcon.asgi.Request) -> str:
+    """The thumbnail format a request asks for: ``?format=``, else by ``Accept``."""
+    name = req.get_param('format')
+    if name is None:
+        return renditions.negotiate(req.get_header('Accept'))
+    if name not in renditions.FORMATS:
+        raise falcon.HTTPInvalidParam(
+            f'The format is one of {", ".join(renditions.FORMATS)}; without it, '
+            'the Accept header chooses.',
+            'format',
+        )
+    return name
+
+
+class Images:
+    """``/images`` (list, upload) and, with the ``image`` suffix, one image."""
+
+    DEFAULT_LIMIT = 100
+    MAX_LIMIT = 1000
+    OLDEST = 'oldest'
+    NEWEST = 'newest'
+
+    def __init__(
+        self, config: Config, store: Store, events: Events | None = None
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._events = events
+        self._files = _ImageFiles(config, store)
+
+    def _page(self, req: falcon.asgi.Request) -> Page:
+        """The page a listing asks for: its size, the id it follows, its order."""
+        limit = req.get_param_as_int(
+            'limit', min_value=1, max_value=self.MAX_LIMIT, default=self.DEFAULT_LIMIT
+        )
+        after = req.get_param_as_uuid('after')
+        order = req.get_param('order', default=self.OLDEST)
+        if order not in (self.OLDEST, self.NEWEST):
+            raise falcon.HTTPInvalidParam(
+                f'The order is "{self.OLDEST}" (the default: oldest upload first) '
+                f'or "{self.NEWEST}".',
+                'order',
+            )
+        return Page(limit, None if after is None else str(after), order == self.NEWEST)
+
+    def cache_key(self, req: falcon.asgi.Request, params: dict[str, Any]) -> str | None:
+        """The canonical form of a listing's URL: only what it reads, in order.
+
+        Unknown parameters, and the spelling of ``after``, make no difference,
+        so they make no new cache entries either. Other routes of this
+        resource are not cached whole.
+        """
+        if req.uri_template != '/images':
+            return None
+        return self._url(self._page(req)) + formats.variant(req)
+
+    def _url(self, page: Page, after: str | None = None, full: bool = False) -> str:
+        """The canonical URL of ``page``, or of the one following ``after``.
+
+        ``full`` spells out the default limit too, as ``Link`` always has.
+        """
+        query: list[tuple[str, str | int]] = []
+        if full or page.limit != self.DEFAULT_LIMIT:
+            query.append(('limit', page.limit))
+        if after or page.after:
+            query.append(('after', after or page.after or ''))
+        if page.newest_first:
+            query.append(('order', self.NEWEST))
+        if not query:
+            return '/images'
+        return f'/images?{urllib.parse.urlencode(query)}'
+
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response
+    ) -> None:
+        page = self._page(req)
+        # One more than asked tells whether another page follows.
+        images, state = await self._store.page(
+            page.limit + 1, page.after, page.newest_first
+        )
+        if len(images) > page.limit:
+            images = images[: page.limit]
+            next_page = self._url(page, images[-1].image_id, full=True)
+            resp.set_header('Link', f'<{next_page}>; rel="next"')
+        body = formats.send(req, resp, [image.serialize() for image in images])
+        resp.set_header('ETag', conditional.etag_of(body))
+        resp.cache_control = list(REVALIDATED)
+        # NOTE: A page changes only when the index does: it stays right for
+        #   as long as the index is in the state it was read in.
+        key = self._url(page) + formats.variant(req)
+        resp.context.versioned = Versioned(key, None, state)
+
+    on_head = on_get
+
+    async def on_get_image(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: uuid.UUID
+    ) -> None:
+        # NOTE: image_id arrives as a UUID from the route's converter; the store
+        #   keys images by its canonical string form.
+        image = await self._store.get(str(image_id))
+        await self._files.answer(req, resp, image, None, image.uri)
+
+    on_head_image = on_get_image
+
+    async def on_get_animation(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: uuid.UUID
+    ) -> None:
+        image = await self._store.get(str(image_id))
+        await self._files.answer(
+            req, resp, image, None, image.animation_uri, animation=True
+        )
+
+    on_head_animation = on_get_animation
+
+    async def on_post(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response
+    ) -> None:
+        async with upload(req, self._config.max_upload_bytes) as data:
+            req.context.upload_bytes = len(data)
+            image_id = str(self._config.uuid_generator())
+            image, delete_token = await self._store.save(
+                image_id, data, _before_commit(resp)
+            )
+        document = image.serialize()
+        resp.location = image.uri
+        # NOTE: The delete token is shown here once and never again: the
+        #   store keeps only its hash.
+        formats.send(req, resp, {**document, 'delete_token': delete_token})
+        resp.status = falcon.HTTP_201
+        if self._events is not None:
+            await self._events.publish(CREATED, document)
+
+    async def on_delete_image(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: uuid.UUID
+    ) -> None:
+        token = _bearer_token(req)
+        if token is None:
+            # An unknown id is a 404 whoever asks; the listing is public anyway.
+            await self._store.get(str(image_id))
+            raise falcon.HTTPUnauthorized(
+                title='Token Required',
+                description='Send the delete_token of the image, or the admin '
+                'token, as "Authorization: Bearer <token>".',
+                challenges=['Bearer'],
+            )
+        image = await self._store.delete(str(image_id), token, _before_commit(resp))
+        resp.status = falcon.HTTP_204
+        if self._events is not None:
+            await self._events.publish(DELETED, image.serialize())
+
+
+class Thumbnails:
+    """``/thumbnails/{id}/{width}x{height}.jpeg``: one size of the fixed series."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._files = _ImageFiles(store.config, store)
+
+    async def on_get(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        image_id: uuid.UUID,
+        width: int,
+        height: int,
+    ) -> None:
+        size = (width, height)
+        image = await self._store.get(str(image_id))
+        self._store.check_thumbnail(image, size)
+        await self._files.answer(req, resp, image, size, image.thumbnail_uri(size))
+
+    on_head = on_get
