@@ -1,23 +1,31 @@
-"""Settings of the service, read from ``ASGI_LOOK_*`` environment variables."""
+"""Settings of the service, read from ``ASGI_LOOK_*`` environment variables.
+
+What each variable is, its type, default and help are declared once, in
+:data:`asgilook.settings.SETTINGS`; this module turns them into a
+:class:`Config`.
+"""
+
+from __future__ import annotations
 
 import os
 import pathlib
 import uuid
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import redis.asyncio
 
-N = TypeVar('N', int, float)
+from asgilook.settings import SETTINGS
 
 
 class Config:
     """Every setting of the service as a plain attribute.
 
-    Defaults live in ``DEFAULT_*`` class constants; ``__init__`` reads the
-    environment once. Tests replace attributes after construction (a fake Redis
-    factory, a predictable uuid generator, a temporary storage path) before
-    handing the config to :func:`asgilook.http.app.create_app`.
+    Defaults live in ``DEFAULT_*`` class constants; ``Config()`` reads the
+    process's environment once, :meth:`from_environ` any mapping given. Tests
+    replace attributes after construction (a fake Redis factory, a
+    predictable uuid generator, a temporary storage path) before handing the
+    config to :func:`asgilook.app.create_app`.
     """
 
     DEFAULT_CONFIG_PATH = '/tmp/asgilook'
@@ -32,66 +40,61 @@ class Config:
     DEFAULT_CACHE_MAX_ENTRY = 1024 * 1024
     DEFAULT_MEMORY_CACHE = 64 * 1024 * 1024
     DEFAULT_EVENTS_KEEPALIVE = 15.0
+    # NOTE: Seconds for a whole request body, and the least average rate
+    #   (bytes a second) it must arrive at after a few seconds' grace; a
+    #   phone on a poor 3G link sends 10 KiB a second or more.
     DEFAULT_UPLOAD_TIMEOUT = 120.0
     DEFAULT_UPLOAD_MIN_RATE = 4 * 1024
+    # NOTE: No admin token by default: then only an image's own delete token
+    #   can delete it. No database URL: the index is then a SQLite file in the
+    #   storage directory (see asgilook.storage.index).
+    DEFAULT_ADMIN_TOKEN: str | None = None
+    DEFAULT_DATABASE_URL: str | None = None
+
+    storage_path: pathlib.Path
+    redis_host: str
+    redis_timeout: float
+    database_url: str | None
+    admin_token: str | None
+    image_workers: int
+    max_upload_bytes: int
+    max_pixels: int
+    upload_timeout: float
+    upload_min_rate: int
+    cache_max_entry: int
+    memory_cache: int
+    events_keepalive: float
 
     def __init__(self) -> None:
-        self.storage_path = pathlib.Path(
-            os.environ.get('ASGI_LOOK_STORAGE_PATH', self.DEFAULT_CONFIG_PATH)
-        )
-        self.storage_path.mkdir(parents=True, exist_ok=True)
+        self._read(os.environ)
 
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Config:
+        """The settings that the environment ``environ`` gives.
+
+        Raises:
+            ValueError: a variable holds what its setting cannot be.
+        """
+        config = cls.__new__(cls)
+        config._read(environ)
+        return config
+
+    def _read(self, environ: Mapping[str, str]) -> None:
+        for setting in SETTINGS:
+            if setting.attribute is None or setting.default is None:
+                continue
+            raw = environ.get(setting.variable)
+            value: Any = getattr(self, setting.default)
+            if raw is not None:
+                try:
+                    value = setting.parse(raw)
+                except ValueError as ex:
+                    raise ValueError(
+                        f'{setting.variable} must be {ex}, not {raw!r}'
+                    ) from None
+            setattr(self, setting.attribute, value)
+        self.storage_path = pathlib.Path(self.storage_path)
+        self.storage_path.mkdir(parents=True, exist_ok=True)
         self.min_thumb_size = self.DEFAULT_MIN_THUMB_SIZE
-        self.redis_host = os.environ.get('ASGI_LOOK_REDIS_URL', self.DEFAULT_REDIS_HOST)
         self.redis_from_url = self.DEFAULT_REDIS_FROM_URL
         self.uuid_generator = self.DEFAULT_UUID_GENERATOR
-        self.image_workers = _positive(
-            'ASGI_LOOK_IMAGE_WORKERS', self.DEFAULT_IMAGE_WORKERS, int
-        )
-        self.max_upload_bytes = _positive(
-            'ASGI_LOOK_MAX_UPLOAD_BYTES', self.DEFAULT_MAX_UPLOAD_BYTES, int
-        )
-        self.max_pixels = _positive(
-            'ASGI_LOOK_MAX_PIXELS', self.DEFAULT_MAX_PIXELS, int
-        )
-        self.redis_timeout = _positive(
-            'ASGI_LOOK_REDIS_TIMEOUT', self.DEFAULT_REDIS_TIMEOUT, float
-        )
-        self.cache_max_entry = _positive(
-            'ASGI_LOOK_CACHE_MAX_ENTRY', self.DEFAULT_CACHE_MAX_ENTRY, int
-        )
-        self.memory_cache = _positive(
-            'ASGI_LOOK_MEMORY_CACHE', self.DEFAULT_MEMORY_CACHE, int
-        )
-        self.events_keepalive = _positive(
-            'ASGI_LOOK_EVENTS_KEEPALIVE', self.DEFAULT_EVENTS_KEEPALIVE, float
-        )
-        # NOTE: Seconds for a whole request body, and the least average rate
-        #   (bytes a second) it must arrive at after a few seconds' grace; a
-        #   phone on a poor 3G link sends 10 KiB a second or more.
-        self.upload_timeout = _positive(
-            'ASGI_LOOK_UPLOAD_TIMEOUT', self.DEFAULT_UPLOAD_TIMEOUT, float
-        )
-        self.upload_min_rate = _positive(
-            'ASGI_LOOK_UPLOAD_MIN_RATE', self.DEFAULT_UPLOAD_MIN_RATE, int
-        )
-        # NOTE: No admin token by default: then only an image's own delete
-        #   token can delete it.
-        self.admin_token: str | None = os.environ.get('ASGI_LOOK_ADMIN_TOKEN') or None
-        # NOTE: No database URL by default: the index is then a SQLite file in
-        #   the storage directory (see asgilook.storage.index).
-        self.database_url: str | None = os.environ.get('ASGI_LOOK_DATABASE_URL') or None
-
-
-def _positive(name: str, default: N, kind: Callable[[str], N]) -> N:
-    """Read a positive number from the environment variable ``name``."""
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    try:
-        value = kind(raw)
-        if value > 0:
-            return value
-    except ValueError:
-        pass
-    raise ValueError(f'{name} must be a positive number, not {raw!r}')

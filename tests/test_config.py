@@ -1,3 +1,4 @@
+import os
 import pathlib
 import uuid
 
@@ -8,6 +9,7 @@ import redis.asyncio
 
 from asgilook.config import Config
 from asgilook.http.app import create_app
+from asgilook.settings import SETTINGS
 
 
 def test_defaults(monkeypatch, tmp_path):
@@ -94,3 +96,64 @@ def test_storage_path_may_be_a_plain_string(config, tmp_path, png_image):
     location = client.simulate_post('/images', body=png_image).headers['Location']
     assert client.simulate_get(location).status_code == 200
     assert list((tmp_path / 'images').glob('*.jpeg'))
+
+
+def test_from_environ_reads_the_mapping_it_is_given_and_nothing_else(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setenv('ASGI_LOOK_MAX_PIXELS', 'many')
+    monkeypatch.setenv('ASGI_LOOK_STORAGE_PATH', str(tmp_path / 'not-this'))
+    environ = {
+        'ASGI_LOOK_STORAGE_PATH': str(tmp_path / 'this'),
+        'ASGI_LOOK_MAX_PIXELS': '1000',
+        'ASGI_LOOK_DATABASE_URL': '',
+        'ASGI_LOOK_ADMIN_TOKEN': 'token',
+    }
+    before = dict(os.environ)
+
+    config = Config.from_environ(environ)
+
+    assert dict(os.environ) == before
+    assert config.storage_path == tmp_path / 'this'
+    assert config.storage_path.is_dir()
+    assert not (tmp_path / 'not-this').exists()
+    assert config.max_pixels == 1000
+    assert config.database_url is None
+    assert config.admin_token == 'token'
+    assert config.redis_host == Config.DEFAULT_REDIS_HOST
+    assert config.min_thumb_size == 64
+    assert config.uuid_generator is uuid.uuid4
+
+
+@pytest.mark.parametrize(
+    ('name', 'raw'),
+    [
+        ('ASGI_LOOK_REDIS_TIMEOUT', 'nan'),
+        ('ASGI_LOOK_REDIS_TIMEOUT', '-1'),
+        ('ASGI_LOOK_EVENTS_KEEPALIVE', 'soon'),
+        ('ASGI_LOOK_IMAGE_WORKERS', '1.5'),
+        ('ASGI_LOOK_IMAGE_WORKERS', '0'),
+    ],
+)
+def test_from_environ_refuses_what_a_setting_cannot_be(tmp_path, name, raw):
+    environ = {'ASGI_LOOK_STORAGE_PATH': str(tmp_path), name: raw}
+    with pytest.raises(ValueError) as caught:
+        Config.from_environ(environ)
+    assert str(caught.value) == f'{name} must be a positive number, not {raw!r}'
+
+
+def test_every_declared_setting_names_a_config_attribute_and_its_default(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setattr(Config, 'DEFAULT_CONFIG_PATH', str(tmp_path / 'default'))
+    config = Config.from_environ({})
+    for setting in SETTINGS:
+        assert setting.variable.startswith('ASGI_LOOK_')
+        assert setting.help and setting.kind
+        if setting.attribute is None:
+            assert setting.default is None and setting.shown
+            continue
+        default = getattr(Config, setting.default)
+        if setting.kind == 'path':
+            default = pathlib.Path(default)
+        assert getattr(config, setting.attribute) == default

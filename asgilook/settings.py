@@ -1,0 +1,189 @@
+"""Every ``ASGI_LOOK_*`` setting, declared once: its variable, type, default and help.
+
+:class:`asgilook.config.Config` reads the ones it holds from an environment it
+is given (:meth:`~asgilook.config.Config.from_environ`); ``asgilook serve``
+reads the ones it uses itself. ``docs/configuration.rst`` shows this
+declaration as a table, and a test fails when the two differ.
+
+This module imports nothing of the app, so that every command may read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Callable
+
+# NOTE: A parser's ValueError says what the value must be: Config's message
+#   is "<variable> must be <that>, not <the text>".
+_POSITIVE = 'a positive number'
+
+
+def positive_int(raw: str) -> int:
+    """A whole number above zero; ValueError otherwise."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(_POSITIVE) from None
+    if value <= 0:
+        raise ValueError(_POSITIVE)
+    return value
+
+
+def positive_float(raw: str) -> float:
+    """A number above zero; ValueError otherwise (NaN included)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(_POSITIVE) from None
+    if not value > 0:
+        raise ValueError(_POSITIVE)
+    return value
+
+
+def optional(raw: str) -> str | None:
+    """A text that an empty value leaves unset."""
+    return raw or None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Setting:
+    """One environment variable: what it sets, how it is read, what it means."""
+
+    #: The environment variable.
+    variable: str
+    #: What it is, as the documentation says: path, URL, bytes, seconds...
+    kind: str
+    #: One line of help, for the documentation.
+    help: str
+    #: Turns the variable's text into the value; if it cannot, raises a
+    #: ValueError that says what the text must be.
+    parse: Callable[[str], object] = str
+    #: The :class:`~asgilook.config.Config` attribute it sets, or None when only
+    #: a command reads it.
+    attribute: str | None = None
+    #: The name of Config's ``DEFAULT_*`` constant that holds its default, for
+    #: a Config attribute (tests may change the constant).
+    default: str | None = None
+    #: The default, as the documentation shows it, when only a command reads it.
+    shown: str = ''
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        'ASGI_LOOK_STORAGE_PATH',
+        'path',
+        'The storage directory: pictures, thumbnails, the SQLite index; created '
+        'if missing. `asgilook serve` defaults to ~/.local/share/asgilook.',
+        pathlib.Path,
+        'storage_path',
+        'DEFAULT_CONFIG_PATH',
+    ),
+    Setting(
+        'ASGI_LOOK_REDIS_URL',
+        'URL',
+        'The Redis that caches responses and carries events; `asgilook serve` '
+        'starts a private one when this is unset.',
+        str,
+        'redis_host',
+        'DEFAULT_REDIS_HOST',
+    ),
+    Setting(
+        'ASGI_LOOK_REDIS_TIMEOUT',
+        'seconds',
+        'How long a request waits for Redis before it is answered without it.',
+        positive_float,
+        'redis_timeout',
+        'DEFAULT_REDIS_TIMEOUT',
+    ),
+    Setting(
+        'ASGI_LOOK_REDIS_MAXMEMORY',
+        'bytes',
+        "The memory limit of `asgilook serve`'s private Redis (its maxmemory), "
+        'past which it evicts the least recently used entries.',
+        shown='256mb',
+    ),
+    Setting(
+        'ASGI_LOOK_DATABASE_URL',
+        'URL',
+        'A PostgreSQL database for the index (postgresql://...), for several '
+        'machines; unset, the index is a SQLite file in the storage directory.',
+        optional,
+        'database_url',
+        'DEFAULT_DATABASE_URL',
+    ),
+    Setting(
+        'ASGI_LOOK_ADMIN_TOKEN',
+        'text',
+        "A token that may delete any picture; unset, only a picture's own "
+        'delete token can delete it.',
+        optional,
+        'admin_token',
+        'DEFAULT_ADMIN_TOKEN',
+    ),
+    Setting(
+        'ASGI_LOOK_IMAGE_WORKERS',
+        'count',
+        'Threads that decode and encode pictures, per process.',
+        positive_int,
+        'image_workers',
+        'DEFAULT_IMAGE_WORKERS',
+    ),
+    Setting(
+        'ASGI_LOOK_MAX_UPLOAD_BYTES',
+        'bytes',
+        'The largest upload accepted; a larger one is a 413.',
+        positive_int,
+        'max_upload_bytes',
+        'DEFAULT_MAX_UPLOAD_BYTES',
+    ),
+    Setting(
+        'ASGI_LOOK_MAX_PIXELS',
+        'pixels',
+        'The most pixels (width x height) a picture may have; more is a 413.',
+        positive_int,
+        'max_pixels',
+        'DEFAULT_MAX_PIXELS',
+    ),
+    Setting(
+        'ASGI_LOOK_UPLOAD_TIMEOUT',
+        'seconds',
+        'How long a whole request body may take to arrive; slower is a 408.',
+        positive_float,
+        'upload_timeout',
+        'DEFAULT_UPLOAD_TIMEOUT',
+    ),
+    Setting(
+        'ASGI_LOOK_UPLOAD_MIN_RATE',
+        'bytes a second',
+        'The least average rate a request body must keep after a few seconds; '
+        'slower is a 408.',
+        positive_int,
+        'upload_min_rate',
+        'DEFAULT_UPLOAD_MIN_RATE',
+    ),
+    Setting(
+        'ASGI_LOOK_CACHE_MAX_ENTRY',
+        'bytes',
+        'The largest response kept in Redis or in process memory.',
+        positive_int,
+        'cache_max_entry',
+        'DEFAULT_CACHE_MAX_ENTRY',
+    ),
+    Setting(
+        'ASGI_LOOK_MEMORY_CACHE',
+        'bytes',
+        "How much of each process's memory keeps whole responses.",
+        positive_int,
+        'memory_cache',
+        'DEFAULT_MEMORY_CACHE',
+    ),
+    Setting(
+        'ASGI_LOOK_EVENTS_KEEPALIVE',
+        'seconds',
+        'How often /events sends a comment to keep an idle stream open.',
+        positive_float,
+        'events_keepalive',
+        'DEFAULT_EVENTS_KEEPALIVE',
+    ),
+)
