@@ -7,36 +7,54 @@ PORT ?= 8000
 
 .PHONY: run test lint bench bench-index clean
 
-# The venv is rebuilt only when the project's metadata changes.
+# One venv, filled as far as the command needs: `make run` installs what
+# serving needs; the test, lint and bench tools go in when those commands
+# first need them. Each step is redone only when the project's metadata changes.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --editable .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --editable '.[test]'
+	touch $@
+
+$(VENV)/.lint: $(VENV)/.test
+	$(BIN)/python -m pip install --quiet --editable '.[test,lint]'
+	touch $@
+
+$(VENV)/.bench: $(VENV)/.test
+	$(BIN)/python -m pip install --quiet --editable '.[test,bench]'
 	touch $@
 
 run: $(VENV)/.installed
 	$(BIN)/asgilook serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed
+# The Debian packages the tests drive (curl, chromium, chromium-driver,
+# PostgreSQL's binaries) are installed first when missing: see the script.
+test: $(VENV)/.test
+	bash scripts/system-packages.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet --editable '.[test,lint]'
+# ruff, strict mypy, and the layers and cycles of import-linter's contracts
+# (pyproject.toml, [tool.importlinter]).
+lint: $(VENV)/.lint
 	$(BIN)/ruff check asgilook tests bench
 	$(BIN)/ruff format --check asgilook tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The benchmarks: serving, against Falcon's tutorial app (real Redis, uvicorn,
 # wrk); the index, against the journal of the previous release (SQLite, and
 # PostgreSQL if it is installed); the thumbnail formats, bytes against SSIM
 # (NumPy, from the bench extra). `make bench BENCH_ARGS=--quick` to try the
 # first two out; both get BENCH_ARGS, so give --json to one target at a time.
-bench: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet --editable '.[test,bench]'
+bench: $(VENV)/.bench
 	$(BIN)/python bench/serving.py $(BENCH_ARGS)
 	$(BIN)/python bench/index.py $(BENCH_ARGS)
 	$(BIN)/python bench/formats.py
 
-bench-index: $(VENV)/.installed
+bench-index: $(VENV)/.bench
 	$(BIN)/python bench/index.py $(BENCH_ARGS)
 
 # The soak test: a few minutes of mixed load on uvicorn --workers 2 with
@@ -45,7 +63,7 @@ bench-index: $(VENV)/.installed
 SOAK_ARGS ?= --duration 240
 
 .PHONY: soak
-soak: $(VENV)/.installed
+soak: $(VENV)/.test
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
