@@ -47,3 +47,8 @@ class Unsure(Exception):
     Not a client's error: :meth:`asgilook.storage.store.Store.current` raises it
     and :class:`asgilook.caching.memory.ResponseMemory` falls back to the app.
     """
+
+
+class DamagedObject(StoreError):
+    """A stored object failed authentication: damaged, swapped, or sealed with
+    a key this service does not have. It is never served as the picture."""
