@@ -1,0 +1,150 @@
+"""``components.parameters``: path, query and request header parameters."""
+
+from __future__ import annotations
+
+from asgilook.http.gallery import INDEX
+from asgilook.http.gallery import STATIC
+from asgilook.http.images import Images
+from asgilook.http.openapi.common import Schema
+from asgilook.pictures import renditions
+
+
+def parameters() -> Schema:
+    return {
+        **_picture_parameters(),
+        **_listing_parameters(),
+        **_asset_parameters(),
+        **_header_parameters(),
+    }
+
+
+def _picture_parameters() -> Schema:
+    """Which picture, thumbnail size, version and format."""
+    return {
+        'ImageId': {
+            'name': 'image_id',
+            'in': 'path',
+            'required': True,
+            'description': 'The id of the image, in any spelling a UUID has.',
+            'schema': {'type': 'string', 'format': 'uuid'},
+        },
+        'Width': {
+            'name': 'width',
+            'in': 'path',
+            'required': True,
+            'schema': {'type': 'integer', 'minimum': 1},
+        },
+        'Height': {
+            'name': 'height',
+            'in': 'path',
+            'required': True,
+            'schema': {'type': 'integer', 'minimum': 1},
+        },
+        'Version': {
+            'name': 'v',
+            'in': 'query',
+            'description': (
+                "The image's `version`: that version, for good "
+                '(`Cache-Control: immutable`), or `404` once it is not current.'
+            ),
+            'schema': {'type': 'string'},
+        },
+        'Format': {
+            'name': 'format',
+            'in': 'query',
+            'description': (
+                'The format of the thumbnail, for clients that cannot send '
+                '`Accept`; without it, `Accept` chooses: AVIF if it takes '
+                '`image/avif`, else WebP if it takes `image/webp`, else JPEG.'
+            ),
+            'schema': {'type': 'string', 'enum': list(renditions.FORMATS)},
+        },
+    }
+
+
+def _listing_parameters() -> Schema:
+    """The listing's page: its length, where it starts, its order."""
+    return {
+        'Limit': {
+            'name': 'limit',
+            'in': 'query',
+            'description': 'How many images a page has at most.',
+            'schema': {
+                'type': 'integer',
+                'minimum': 1,
+                'maximum': Images.MAX_LIMIT,
+                'default': Images.DEFAULT_LIMIT,
+            },
+        },
+        'After': {
+            'name': 'after',
+            'in': 'query',
+            'description': (
+                'The id of the image that the page follows (with '
+                '`order=newest`, the image it is older than). An id that names '
+                'no image is a `400`.'
+            ),
+            'schema': {'type': 'string', 'format': 'uuid'},
+        },
+        'Order': {
+            'name': 'order',
+            'in': 'query',
+            'description': 'Oldest upload first, or newest first.',
+            'schema': {
+                'type': 'string',
+                'enum': [Images.OLDEST, Images.NEWEST],
+                'default': Images.OLDEST,
+            },
+        },
+    }
+
+
+def _asset_parameters() -> Schema:
+    """An asset of the gallery page, by name and hash."""
+    assets = sorted(
+        path.name for path in STATIC.iterdir() if path.is_file() and path.name != INDEX
+    )
+    return {
+        'AssetName': {
+            'name': 'name',
+            'in': 'path',
+            'required': True,
+            'description': 'The file name, as the page names it.',
+            'schema': {'type': 'string', 'pattern': '^[^/]+$', 'examples': assets},
+        },
+        'AssetVersion': {
+            'name': 'v',
+            'in': 'query',
+            'description': (
+                "The hash of the asset's content, as the page names it: then "
+                'the asset is kept for good.'
+            ),
+            'schema': {'type': 'string'},
+        },
+    }
+
+
+def _header_parameters() -> Schema:
+    """Validators, and the last event seen."""
+    return {
+        'IfNoneMatch': {
+            'name': 'If-None-Match',
+            'in': 'header',
+            'description': 'ETags the client has, or `*`: `304` if one is current.',
+            'schema': {'type': 'string', 'examples': ['*']},
+        },
+        'IfModifiedSince': {
+            'name': 'If-Modified-Since',
+            'in': 'header',
+            'description': (
+                'Without `If-None-Match`: `304` if not changed since this date.'
+            ),
+            'schema': {'type': 'string'},
+        },
+        'LastEventId': {
+            'name': 'Last-Event-ID',
+            'in': 'header',
+            'description': 'The last event seen: what followed it is sent first.',
+            'schema': {'type': 'string'},
+        },
+    }

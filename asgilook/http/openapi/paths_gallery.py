@@ -1,0 +1,74 @@
+"""The operations of the gallery page: the page, its assets, its live events."""
+
+from __future__ import annotations
+
+from asgilook.config import Config
+from asgilook.http.openapi.common import CACHE
+from asgilook.http.openapi.common import TEXT
+from asgilook.http.openapi.common import Schema
+from asgilook.http.openapi.common import header_refs
+from asgilook.http.openapi.common import parameter_refs
+from asgilook.http.openapi.common import schema_ref
+from asgilook.http.openapi.responses import error_refs
+from asgilook.http.openapi.responses import not_modified
+
+
+def get_gallery() -> Schema:
+    return {
+        'summary': 'The gallery page',
+        'description': 'A page for people: the pictures, uploads, live updates.',
+        'tags': ['gallery'],
+        'operationId': 'getGallery',
+        'parameters': parameter_refs('IfNoneMatch'),
+        'responses': {
+            '200': {
+                'description': 'The page.',
+                'headers': header_refs('ETag', 'Cache-Control.no-cache', CACHE),
+                'content': {'text/html': TEXT},
+            },
+            **not_modified(),
+        },
+    }
+
+
+def get_asset() -> Schema:
+    return {
+        'summary': 'An asset of the gallery page',
+        'tags': ['gallery'],
+        'operationId': 'getAsset',
+        'parameters': parameter_refs('AssetName', 'AssetVersion', 'IfNoneMatch'),
+        'responses': {
+            '200': {
+                'description': 'The stylesheet, the script or the icon.',
+                'headers': header_refs('ETag', 'Cache-Control.asset', CACHE),
+                'content': {
+                    'text/css': TEXT,
+                    'text/javascript': TEXT,
+                    'image/svg+xml': TEXT,
+                },
+            },
+            **not_modified(),
+            **error_refs('404'),
+        },
+    }
+
+
+def get_events(config: Config) -> Schema:
+    return {
+        'summary': 'Live events',
+        'description': (
+            'Server-Sent Events: `image-created` and `image-deleted`, with the '
+            'image document as data, and a keep-alive comment every '
+            f'{config.events_keepalive:g} s. The stream does not end by itself.'
+        ),
+        'tags': ['events'],
+        'operationId': 'getEvents',
+        'parameters': parameter_refs('LastEventId'),
+        'responses': {
+            '200': {
+                'description': 'The stream.',
+                'headers': header_refs('Cache-Control.no-store', CACHE),
+                'content': {'text/event-stream': {'schema': schema_ref('Event')}},
+            }
+        },
+    }

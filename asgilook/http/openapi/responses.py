@@ -1,0 +1,236 @@
+"""``components.headers`` and ``components.responses``: files, ``304``, errors."""
+
+from __future__ import annotations
+
+import falcon
+
+from asgilook.http.gallery import Gallery
+from asgilook.http.images import IMMUTABLE
+from asgilook.http.images import REVALIDATED
+from asgilook.http.images import SHORT_LIVED
+from asgilook.http.limits import MAX_HEADERS
+from asgilook.http.limits import MAX_QUERY
+from asgilook.http.limits import MAX_TARGET
+from asgilook.http.openapi.common import BINARY
+from asgilook.http.openapi.common import CACHE
+from asgilook.http.openapi.common import UUID_PATTERN
+from asgilook.http.openapi.common import Schema
+from asgilook.http.openapi.common import data
+from asgilook.http.openapi.common import header_refs
+from asgilook.http.openapi.common import ref
+from asgilook.http.openapi.common import schema_ref
+from asgilook.http.uploads import IMAGE_FIELD
+from asgilook.pictures import renditions
+
+# Errors: each a response of its own, with the one error body.
+ERRORS = {
+    '400': (
+        'BadRequest',
+        'A bad parameter, or an `after` that names no image (`Invalid '
+        'Parameter`); or a bad upload: `Invalid Image` (empty, truncated or '
+        f'corrupt), `Invalid Form` (no `{IMAGE_FIELD}` field, two, or a malformed '
+        'form), `Incomplete Upload` (the body ended before its Content-Length).',
+    ),
+    '401': ('Unauthorized', 'No bearer token (`Token Required`).'),
+    '403': ('Forbidden', 'The token may not delete this image (`Forbidden`).'),
+    '404': (
+        'NotFound',
+        'No such image, version (`?v=`), thumbnail size or asset (`Not Found`).',
+    ),
+    '408': (
+        'RequestTimeout',
+        'The body did not arrive in time: whole within `ASGI_LOOK_UPLOAD_TIMEOUT` '
+        'seconds and, after the first few, at `ASGI_LOOK_UPLOAD_MIN_RATE` bytes '
+        'a second or more (`Upload Too Slow`). The connection is closed.',
+    ),
+    '413': (
+        'ContentTooLarge',
+        'The upload is over the byte limit (`Upload Too Large`), or the '
+        'picture over the pixel limit (`Image Too Large`).',
+    ),
+    '414': (
+        'UriTooLong',
+        f'The request target is over {MAX_TARGET:,} bytes, or its query string '
+        f'over {MAX_QUERY:,} (`URI Too Long`).',
+    ),
+    '415': (
+        'UnsupportedMediaType',
+        'The upload is not a picture in an accepted format (`Unsupported Image '
+        'Format`).',
+    ),
+    '431': (
+        'RequestHeaderFieldsTooLarge',
+        f'The request headers are over {MAX_HEADERS:,} bytes (`Headers Too Large`).',
+    ),
+    '503': (
+        'ServiceUnavailable',
+        'The storage volume cannot be read or written now (`Storage '
+        'Unavailable`); or, for an upload, the server holds as many bodies as '
+        'it can and this one waited too long for room (`Too Many Uploads`, '
+        'with `Retry-After`).',
+    ),
+    '507': ('StorageFull', 'The storage volume is full (`Storage Full`).'),
+}
+
+
+def error_refs(*statuses: str) -> Schema:
+    """The error responses of ``statuses``, by reference."""
+    return {status: ref('responses', ERRORS[status][0]) for status in statuses}
+
+
+def not_modified() -> Schema:
+    """The ``304`` of an operation that takes validators."""
+    return {'304': ref('responses', 'NotModified')}
+
+
+def headers() -> Schema:
+    return {
+        'ETag': {
+            'description': 'A strong validator, for `If-None-Match`.',
+            'required': True,
+            'schema': {'type': 'string', 'pattern': '^"[^"]+"$'},
+        },
+        'Last-Modified': {
+            'description': 'The time of upload, for `If-Modified-Since`.',
+            'required': True,
+            'schema': schema_ref('HttpDate'),
+        },
+        **_cache_control_headers(),
+        CACHE: {
+            'description': (
+                '`Miss`: the app made the answer; `Hit`: it came from the '
+                'cache; `Bypass`: the app made it while Redis could not be used.'
+            ),
+            'required': True,
+            'schema': {'type': 'string', 'enum': ['Miss', 'Hit', 'Bypass']},
+        },
+        'Vary': {
+            'description': 'The format depends on `Accept`: JSON or MessagePack.',
+            'required': True,
+            'schema': {'type': 'string', 'pattern': 'Accept'},
+        },
+        'Link': {
+            'description': 'The next page, when more images follow.',
+            'schema': {'type': 'string', 'pattern': '^</images\\?[^>]+>; rel="next"$'},
+        },
+        'Location': {
+            'description': 'The URI of the stored picture.',
+            'required': True,
+            'schema': {'type': 'string', 'pattern': f'^/images/{UUID_PATTERN}\\.jpeg$'},
+        },
+        'WWW-Authenticate': {
+            'description': 'The scheme to use: `Bearer`.',
+            'required': True,
+            'schema': {'type': 'string', 'pattern': '^Bearer'},
+        },
+    }
+
+
+def _cache_control_headers() -> Schema:
+    """``Cache-Control.{kind}``: the values that each kind of answer has."""
+    return {
+        'Cache-Control.no-cache': _cache_control(
+            'Ask again every time: the `ETag` makes it a `304` while nothing changed.',
+            REVALIDATED,
+        ),
+        'Cache-Control.image': _cache_control(
+            'A minute, so that a deleted picture is gone from caches within a '
+            'minute; with `?v=`, for good.',
+            SHORT_LIVED,
+            IMMUTABLE,
+        ),
+        'Cache-Control.thumbnail': _cache_control(
+            'As a picture; but ask again every time for a JPEG sent while '
+            'the format asked for is being rendered.',
+            SHORT_LIVED,
+            IMMUTABLE,
+            REVALIDATED,
+        ),
+        'Cache-Control.asset': _cache_control(
+            "Ask again every time; with the `?v=` of the asset's hash, for good.",
+            Gallery.REVALIDATED,
+            Gallery.IMMUTABLE,
+        ),
+        'Cache-Control.no-store': _cache_control(
+            'Not to be kept by any cache.', ('no-store',)
+        ),
+    }
+
+
+def _cache_control(description: str, *values: tuple[str, ...]) -> Schema:
+    return {
+        'description': description,
+        'required': True,
+        'schema': {'type': 'string', 'enum': [', '.join(value) for value in values]},
+    }
+
+
+def responses() -> Schema:
+    return {
+        'NotModified': {
+            'description': (
+                "The client's copy is current (`If-None-Match`, "
+                '`If-Modified-Since`): no body.'
+            ),
+            'headers': {
+                **header_refs('ETag', CACHE),
+                'Last-Modified': {
+                    'description': 'As the `200` says it, if it does.',
+                    'schema': schema_ref('HttpDate'),
+                },
+                'Cache-Control': {
+                    'description': 'As the `200` says it.',
+                    'required': True,
+                    'schema': {'type': 'string'},
+                },
+            },
+        },
+        **_file_responses(),
+        **{
+            name: {
+                'description': description,
+                'headers': header_refs('Vary', 'WWW-Authenticate')
+                if status == '401'
+                else header_refs('Vary'),
+                'content': data(schema_ref('Error')),
+            }
+            for status, (name, description) in ERRORS.items()
+        },
+    }
+
+
+def _file_responses() -> Schema:
+    """The picture, its animation and its thumbnails."""
+    return {
+        'ImageFile': {
+            'description': 'The JPEG.',
+            'headers': header_refs(
+                'ETag', 'Last-Modified', 'Cache-Control.image', CACHE
+            ),
+            'content': {falcon.MEDIA_JPEG: BINARY},
+        },
+        'AnimationFile': {
+            'description': 'The animated WebP.',
+            'headers': header_refs(
+                'ETag', 'Last-Modified', 'Cache-Control.image', CACHE
+            ),
+            'content': {'image/webp': BINARY},
+        },
+        'ThumbnailFile': {
+            'description': (
+                'The thumbnail, in the format asked for; or, while that is '
+                'still being rendered (once, after the first request for it), '
+                'the JPEG, with `Cache-Control: no-cache`.'
+            ),
+            'headers': header_refs(
+                'ETag',
+                'Last-Modified',
+                'Cache-Control.thumbnail',
+                'Vary',
+                CACHE,
+            ),
+            'content': {
+                renditions.MEDIA_TYPES[name]: BINARY for name in renditions.FORMATS
+            },
+        },
+    }

@@ -1,0 +1,201 @@
+"""``components.schemas``: the image documents, the error, health and events."""
+
+from __future__ import annotations
+
+from asgilook.config import Config
+from asgilook.http.events import CREATED
+from asgilook.http.events import DELETED
+from asgilook.http.events import UNAVAILABLE
+from asgilook.http.images import Images
+from asgilook.http.openapi.common import JSON
+from asgilook.http.openapi.common import UUID_PATTERN
+from asgilook.http.openapi.common import Schema
+from asgilook.http.openapi.common import schema_ref
+
+# An IMF-fixdate (RFC 9110, section 5.6.7), as Falcon writes every HTTP date.
+_HTTP_DATE = (
+    '^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} '
+    '(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} '
+    '[0-9]{2}:[0-9]{2}:[0-9]{2} GMT$'
+)
+
+
+def schemas(config: Config) -> Schema:
+    return {
+        'HttpDate': {
+            'type': 'string',
+            'description': 'An HTTP date (RFC 9110), in UTC.',
+            'pattern': _HTTP_DATE,
+            'examples': ['Tue, 24 Dec 2019 18:58:21 GMT'],
+        },
+        **_image_documents(config),
+        'Error': {
+            'type': 'object',
+            'description': "Every error: Falcon's body, saying what was wrong.",
+            'required': ['title', 'description'],
+            'properties': {
+                'title': {'type': 'string'},
+                'description': {'type': 'string'},
+            },
+        },
+        'Health': _health(),
+        'Event': _event(),
+    }
+
+
+def _image_documents(config: Config) -> Schema:
+    """``Image``, ``Upload`` (the image and its delete token) and ``Listing``."""
+    image = _image_properties(config)
+    upload: Schema = {
+        **image,
+        'delete_token': {
+            'type': 'string',
+            'description': (
+                'The bearer token that deletes this picture: shown this once, '
+                'as the service keeps only its hash.'
+            ),
+            'minLength': 1,
+        },
+    }
+    return {
+        # NOTE: Both documents are closed, so that a field the service
+        #   sends and this document leaves out fails the tests. Closed
+        #   schemas do not extend one another with allOf: the upload's
+        #   properties are the image's, spelt out again.
+        'Image': {
+            'type': 'object',
+            'description': 'The image document, as the listing and the events show it.',
+            'required': list(image),
+            'properties': image,
+            'additionalProperties': False,
+        },
+        'Upload': {
+            'type': 'object',
+            'description': "The image document, and the upload's delete token.",
+            'required': list(upload),
+            'properties': upload,
+            'additionalProperties': False,
+        },
+        'Listing': {
+            'type': 'array',
+            'description': 'One page of image documents.',
+            'items': schema_ref('Image'),
+            'maxItems': Images.MAX_LIMIT,
+        },
+    }
+
+
+def _image_properties(config: Config) -> Schema:
+    """The fields of the image document."""
+    return {
+        'id': {'type': 'string', 'format': 'uuid'},
+        'image': {
+            'type': 'string',
+            'description': 'The URI of the picture: `/images/{id}.jpeg`.',
+            'pattern': f'^/images/{UUID_PATTERN}\\.jpeg$',
+        },
+        'modified': {'description': 'The time of upload.', **schema_ref('HttpDate')},
+        'size': {
+            'type': 'array',
+            'description': '`[width, height]` in pixels, upright.',
+            'prefixItems': [
+                {'type': 'integer', 'minimum': 1},
+                {'type': 'integer', 'minimum': 1},
+            ],
+            'minItems': 2,
+            'items': False,
+        },
+        'thumbnails': {
+            'type': 'array',
+            'description': (
+                'The URIs of the thumbnail series, largest first: half the '
+                'size, a quarter, and so on, while both sides are at least '
+                f'{config.min_thumb_size} pixels. Only these sizes exist.'
+            ),
+            'items': {
+                'type': 'string',
+                'pattern': f'^/thumbnails/{UUID_PATTERN}/[0-9]+x[0-9]+\\.jpeg$',
+            },
+        },
+        'version': {
+            'type': 'string',
+            'description': 'Names this version of the picture, for `?v=` URLs.',
+            'minLength': 1,
+        },
+        'srcset': {
+            'type': 'string',
+            'description': (
+                'Every rendition under its `?v=` URL with its width, smallest '
+                'first, for an `<img srcset>`.'
+            ),
+        },
+        'placeholder': {
+            'type': ['string', 'null'],
+            'description': (
+                'A tiny blurred stand-in for the picture, to show while it '
+                'loads: a `data:image/webp;base64,...` URI of a few hundred '
+                'bytes. Null for pictures stored before placeholders existed.'
+            ),
+            'pattern': '^data:image/webp;base64,[A-Za-z0-9+/=]+$',
+        },
+        'animation': {
+            'type': ['string', 'null'],
+            'description': (
+                'For an animated upload (GIF, WebP, APNG), the URI of its '
+                'animated WebP: `/images/{id}.webp`; else null.'
+            ),
+            'pattern': f'^/images/{UUID_PATTERN}\\.webp$',
+        },
+    }
+
+
+def _health() -> Schema:
+    check: Schema = {
+        'type': 'object',
+        'required': ['ok', 'detail'],
+        'properties': {'ok': {'type': 'boolean'}, 'detail': {'type': 'string'}},
+    }
+    return {
+        'type': 'object',
+        'required': ['status', 'storage', 'redis'],
+        'properties': {
+            'status': {'type': 'string', 'enum': ['ok', 'degraded']},
+            'storage': {'description': 'Can pictures be stored?', **check},
+            'redis': {'description': 'Does Redis answer?', **check},
+        },
+    }
+
+
+def _event() -> Schema:
+    return {
+        'type': 'object',
+        'description': (
+            'One event of the stream, as its fields. `image-created` and '
+            '`image-deleted` carry the image document and their id; '
+            '`unavailable` (Redis cannot be used) an error, and then the '
+            'stream ends.'
+        ),
+        'properties': {
+            'event': {'type': 'string', 'enum': [CREATED, DELETED, UNAVAILABLE]},
+            'data': {'type': 'string'},
+            'id': {'type': 'string'},
+            'retry': {'type': 'integer'},
+        },
+        'allOf': [
+            _event_data([CREATED, DELETED], 'Image', 'id'),
+            _event_data([UNAVAILABLE], 'Error'),
+        ],
+    }
+
+
+def _event_data(kinds: list[str], schema: str, *required: str) -> Schema:
+    """Events of ``kinds`` carry JSON of ``schema`` as their data."""
+    return {
+        'if': {'required': ['event'], 'properties': {'event': {'enum': kinds}}},
+        'then': {
+            'required': ['data', *required],
+            'properties': {
+                'data': {'contentMediaType': JSON, 'contentSchema': schema_ref(schema)}
+            },
+        },
+    }
