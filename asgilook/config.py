@@ -50,6 +50,22 @@ class Config:
     #   storage directory (see asgilook.storage.index).
     DEFAULT_ADMIN_TOKEN: str | None = None
     DEFAULT_DATABASE_URL: str | None = None
+    # NOTE: No storage URL: pictures are kept in the storage directory, in the
+    #   tutorial's layout; renditions are kept with the originals. Encryption
+    #   at rest is off until a key is given.
+    DEFAULT_STORAGE_URL: str | None = None
+    DEFAULT_RENDITIONS_URL: str | None = None
+    DEFAULT_ENCRYPTION_KEY: str | None = None
+    DEFAULT_ENCRYPTION_OLD_KEYS: tuple[str, ...] = ()
+    #: The standard variables of S3 clients, which an s3:// storage URL uses.
+    AWS_VARIABLES = (
+        'AWS_ACCESS_KEY_ID',
+        'AWS_SECRET_ACCESS_KEY',
+        'AWS_SESSION_TOKEN',
+        'AWS_REGION',
+        'AWS_DEFAULT_REGION',
+        'AWS_ENDPOINT_URL',
+    )
 
     storage_path: pathlib.Path
     redis_host: str
@@ -64,6 +80,12 @@ class Config:
     cache_max_entry: int
     memory_cache: int
     events_keepalive: float
+    storage_url: str | None
+    renditions_url: str | None
+    encryption_key: str | None
+    encryption_old_keys: tuple[str, ...]
+    #: The AWS_* variables of the environment the config was read from.
+    aws: dict[str, str]
 
     def __init__(self) -> None:
         self._read(os.environ)
@@ -93,6 +115,9 @@ class Config:
                         f'{setting.variable} must be {ex}, not {raw!r}'
                     ) from None
             setattr(self, setting.attribute, value)
+        self.aws = {
+            name: environ[name] for name in self.AWS_VARIABLES if name in environ
+        }
         self.storage_path = pathlib.Path(self.storage_path)
         self.storage_path.mkdir(parents=True, exist_ok=True)
         self.min_thumb_size = self.DEFAULT_MIN_THUMB_SIZE

@@ -10,6 +10,7 @@ This module imports nothing of the app, so that every command may read it.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import pathlib
 from collections.abc import Callable
@@ -46,6 +47,25 @@ def optional(raw: str) -> str | None:
     return raw or None
 
 
+def encryption_key(raw: str) -> str | None:
+    """The base64 text of 32 bytes (a key for AES-256); empty leaves it unset."""
+    if not raw:
+        return None
+    try:
+        key = base64.b64decode(raw.strip(), validate=True)
+    except ValueError:
+        key = b''
+    if len(key) != 32:
+        raise ValueError('the base64 of 32 random bytes (`openssl rand -base64 32`)')
+    return raw.strip()
+
+
+def encryption_keys(raw: str) -> tuple[str, ...]:
+    """Comma-separated keys, each as :func:`encryption_key` reads one."""
+    keys = (encryption_key(part) for part in raw.split(','))
+    return tuple(key for key in keys if key is not None)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Setting:
     """One environment variable: what it sets, how it is read, what it means."""
@@ -78,6 +98,42 @@ SETTINGS: tuple[Setting, ...] = (
         pathlib.Path,
         'storage_path',
         'DEFAULT_CONFIG_PATH',
+    ),
+    Setting(
+        'ASGI_LOOK_STORAGE_URL',
+        'path or URL',
+        'Where pictures are kept: a directory, or s3://BUCKET[/PREFIX] with the '
+        'AWS_* variables; unset, the storage directory itself.',
+        optional,
+        'storage_url',
+        'DEFAULT_STORAGE_URL',
+    ),
+    Setting(
+        'ASGI_LOOK_RENDITIONS_URL',
+        'path or URL',
+        'Where thumbnails, renditions and animations are kept, as '
+        'ASGI_LOOK_STORAGE_URL; unset, with the originals.',
+        optional,
+        'renditions_url',
+        'DEFAULT_RENDITIONS_URL',
+    ),
+    Setting(
+        'ASGI_LOOK_ENCRYPTION_KEY',
+        'base64',
+        'Turns encryption at rest on: every object written is sealed with '
+        'AES-256-GCM under this key (base64 of 32 random bytes).',
+        encryption_key,
+        'encryption_key',
+        'DEFAULT_ENCRYPTION_KEY',
+    ),
+    Setting(
+        'ASGI_LOOK_ENCRYPTION_OLD_KEYS',
+        'base64, ...',
+        'Earlier keys, comma-separated: objects they sealed stay readable until '
+        '`asgilook rekey` seals them under the current key.',
+        encryption_keys,
+        'encryption_old_keys',
+        'DEFAULT_ENCRYPTION_OLD_KEYS',
     ),
     Setting(
         'ASGI_LOOK_REDIS_URL',

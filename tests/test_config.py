@@ -1,3 +1,4 @@
+import base64
 import os
 import pathlib
 import uuid
@@ -157,3 +158,54 @@ def test_every_declared_setting_names_a_config_attribute_and_its_default(
         if setting.kind == 'path':
             default = pathlib.Path(default)
         assert getattr(config, setting.attribute) == default
+
+
+KEY = base64.b64encode(bytes(range(32))).decode()
+OLD = base64.b64encode(bytes(32)).decode()
+
+
+def test_storage_and_encryption_settings(tmp_path):
+    config = Config.from_environ(
+        {
+            'ASGI_LOOK_STORAGE_PATH': str(tmp_path),
+            'ASGI_LOOK_STORAGE_URL': 's3://pictures/site',
+            'ASGI_LOOK_RENDITIONS_URL': str(tmp_path / 'fast'),
+            'ASGI_LOOK_ENCRYPTION_KEY': f' {KEY}\n',
+            'ASGI_LOOK_ENCRYPTION_OLD_KEYS': f'{OLD}, {KEY},',
+            'AWS_ENDPOINT_URL': 'http://127.0.0.1:8333',
+            'AWS_SECRET_ACCESS_KEY': 'secret',
+            'HOME': '/root',
+        }
+    )
+    assert config.storage_url == 's3://pictures/site'
+    assert config.renditions_url == str(tmp_path / 'fast')
+    assert config.encryption_key == KEY
+    assert config.encryption_old_keys == (OLD, KEY)
+    assert config.aws == {
+        'AWS_ENDPOINT_URL': 'http://127.0.0.1:8333',
+        'AWS_SECRET_ACCESS_KEY': 'secret',
+    }
+
+
+def test_storage_and_encryption_are_off_by_default(tmp_path):
+    config = Config.from_environ({'ASGI_LOOK_STORAGE_PATH': str(tmp_path)})
+    assert config.storage_url is None and config.renditions_url is None
+    assert config.encryption_key is None and config.encryption_old_keys == ()
+    assert config.aws == {}
+
+
+@pytest.mark.parametrize(
+    ('name', 'raw'),
+    [
+        ('ASGI_LOOK_ENCRYPTION_KEY', 'c2hvcnQ='),
+        ('ASGI_LOOK_ENCRYPTION_KEY', 'not base64!'),
+        ('ASGI_LOOK_ENCRYPTION_OLD_KEYS', f'{KEY},c2hvcnQ='),
+    ],
+)
+def test_a_key_must_be_32_bytes_of_base64(tmp_path, name, raw):
+    with pytest.raises(ValueError) as caught:
+        Config.from_environ({'ASGI_LOOK_STORAGE_PATH': str(tmp_path), name: raw})
+    assert str(caught.value) == (
+        f'{name} must be the base64 of 32 random bytes '
+        f'(`openssl rand -base64 32`), not {raw!r}'
+    )

@@ -25,6 +25,7 @@ from typing import Any
 import falcon
 
 from asgilook.caching import conditional
+from asgilook.caching import ranges
 from asgilook.errors import Unsure
 from asgilook.pictures import renditions
 
@@ -162,14 +163,10 @@ class ResponseMemory:
             #   iterators of iterators): read them once, leave a list of pairs
             #   for Falcon.
             headers = scope['headers'] = [tuple(pair) for pair in headers]
-        if_none_match = if_modified_since = accept = None
-        for name, value in headers:
-            if name == b'if-none-match':
-                if_none_match = value.decode('latin-1')
-            elif name == b'if-modified-since':
-                if_modified_since = value.decode('latin-1')
-            elif name == b'accept':
-                accept = value.decode('latin-1')
+        asked = _asked(headers)
+        if_none_match = asked.get(b'if-none-match')
+        if_modified_since = asked.get(b'if-modified-since')
+        accept = asked.get(b'accept')
         if path.startswith('/thumbnails/'):
             # NOTE: A thumbnail's format is negotiated: each is kept apart.
             target += renditions.variant(renditions.negotiate(accept))
@@ -202,18 +199,63 @@ class ResponseMemory:
             )
             await send({'type': 'http.response.body', 'body': b''})
         else:
-            status = 200
+            status, headers, body = 200, response.headers, response.body
+            if method == 'HEAD':
+                body = b''
+            elif b'range' in asked:
+                part = _part(response, asked)
+                if part is None:
+                    # NOTE: Unsatisfiable: the app answers the 416, with its body.
+                    return False
+                status, headers, body = part
             await send(
-                {
-                    'type': 'http.response.start',
-                    'status': status,
-                    'headers': response.headers,
-                }
+                {'type': 'http.response.start', 'status': status, 'headers': headers}
             )
-            body = response.body if method == 'GET' else b''
             await send({'type': 'http.response.body', 'body': body})
         if self._observe is not None:
             self._observe(
                 response.route, method, status, time.perf_counter() - started, 'Hit'
             )
         return True
+
+
+# The request headers the replay reads.
+_ASKED = frozenset(
+    {b'if-none-match', b'if-modified-since', b'accept', b'range', b'if-range'}
+)
+
+
+def _asked(headers: list[tuple[bytes, bytes]]) -> dict[bytes, str]:
+    """The request headers that the replay reads, by name."""
+    return {name: value.decode('latin-1') for name, value in headers if name in _ASKED}
+
+
+def _part(
+    response: Remembered, asked: dict[bytes, str]
+) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+    """A GET's answer with a ``Range``: the 206 of its part, else the whole 200;
+    None if the range is unsatisfiable.
+
+    Only a response that says it takes ranges (``Accept-Ranges``) is answered
+    in part, as the app would (see :mod:`asgilook.caching.ranges`).
+    """
+    body = response.body
+    assert body is not None
+    whole = 200, response.headers, body
+    if (b'accept-ranges', ranges.ACCEPT_RANGES.encode()) not in response.headers:
+        return whole
+    byte_range = ranges.parse(asked[b'range'])
+    if byte_range is None or not ranges.if_range_holds(
+        asked.get(b'if-range'), response.etag or '', response.last_modified
+    ):
+        return whole
+    span = byte_range.resolve(len(body))
+    if span is None:
+        return None
+    start, end = span
+    headers = [header for header in response.headers if header[0] != b'content-length']
+    headers.append((b'content-length', str(end - start).encode()))
+    headers.append(
+        (b'content-range', ranges.content_range(start, end, len(body)).encode())
+    )
+    return 206, headers, body[start:end]
