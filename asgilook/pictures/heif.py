@@ -34,7 +34,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 
-Size = tuple[int, int]
+from asgilook.pictures import Size
+
 Data = bytes | memoryview
 
 #: The most boxes, item locations and AV1 OBUs read in one file. Pictures

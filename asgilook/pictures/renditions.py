@@ -23,6 +23,8 @@ from collections.abc import Iterable
 
 import PIL.Image
 
+from asgilook.pictures import Size
+
 JPEG = 'jpeg'
 WEBP = 'webp'
 AVIF = 'avif'
@@ -50,8 +52,6 @@ WEBP_METHOD = 4
 #: stretches (smoothly, so it looks blurred) over the space of the picture.
 PLACEHOLDER_SIDE = 24
 PLACEHOLDER_QUALITY = 70
-
-Size = tuple[int, int]
 
 
 def accepted(accept: str | None) -> set[str]:
