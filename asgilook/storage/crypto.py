@@ -1,0 +1,579 @@
+"""Encryption at rest: the sealed format of stored objects, and its primitives.
+
+Off by default. With ``ASGI_LOOK_ENCRYPTION_KEY`` (the base64 of 32 random
+bytes, e.g. ``openssl rand -base64 32``) every object written from then on (an
+original, a thumbnail, a rendition) is *sealed*: encrypted and authenticated
+with AES-256-GCM, in segments, so that a byte range is served by fetching and
+decrypting only the segments it touches. ``ASGI_LOOK_ENCRYPTION_OLD_KEYS``
+(comma-separated base64) are keys that still open objects but seal nothing,
+so that keys can be rotated: :func:`rewrap` gives an object a new header under
+the current key without touching its segments. Objects stored before
+encryption was turned on stay plain, and :func:`is_sealed` tells them apart.
+
+A sealed object (all integers big-endian)::
+
+     offset  size  field
+     ------  ----  ---------------------------------------------------------
+          0     8  magic         00 41 4C 4B 53 45 41 4C  ("\\0ALKSEAL")  -+
+          8     1  version       01                                        |
+          9     4  segment size  S, plaintext bytes per segment (64 KiB)   | fixed
+         13     8  plain length  L, plaintext bytes in the object          | part
+         21    16  salt          random, unique to the object             -+
+         37     8  key id        SHA-256("asgilook key id" 00 || key)[:8] -+
+         45    12  wrap nonce    random                                    | wrapped
+         57    32  wrapped key   AES-256-GCM(key, wrap nonce, data key,    | key
+         89    16  wrap tag        associated data = fixed || key id || name)
+        105         segment 0, segment 1, ... segment n - 1
+
+    segment i = AES-256-GCM(data key, nonce, plaintext[i*S : (i+1)*S],
+                            associated data = fixed part)
+                ciphertext (as long as its plaintext) || tag (16 bytes)
+    nonce     = i as 11 bytes || 01 if i == n - 1 (the last segment) else 00
+    n         = max(1, ceil(L / S)); the object is 105 + L + 16 * n bytes.
+
+Why it is safe, and what each part is for:
+
+* The data key is random and used for one object only, so the segment counter
+  is a unique nonce; :func:`rewrap` keeps the data key and re-encrypts nothing.
+  Re-encryption (:func:`unseal` then :func:`seal`) makes a new data key.
+* :meth:`Header.open` authenticates the whole header before any segment is
+  decrypted: the wrap's associated data is the fixed part, the key id and the
+  object's name. A changed header byte, or the object stored under another
+  name (a swap), fails there. The name is bound by the wrap only, not by the
+  segments (they are bound to the header by the data key, which opens only
+  through a header written for that name), so an object can be renamed by a
+  re-wrap; a segment is never decrypted before its header was authenticated.
+* The salt makes the associated data of every object unique, so a wrapped key
+  never authenticates in the header of another object, even of the same name
+  and length.
+* Segments carry their index in the nonce (reordering, dropping or duplicating
+  one fails) and the last segment a flag (a truncation at a segment boundary
+  fails even where the length was forged); the length, authenticated in the
+  header, fixes the size of every segment and of the object
+  (:meth:`Header.check_size`).
+  An empty object has one empty, last segment, so that it is verified too.
+* The magic starts with a NUL, which no JPEG (FF D8), PNG (89), GIF, WebP
+  (RIFF), TIFF or BMP starts with, and its second byte is not the NUL with
+  which ISO-BMFF boxes (AVIF, HEIC, JPEG XL) start, nor are bytes 4..8 their
+  ``ftyp``: a plain picture is never taken for a sealed object.
+* The key id is a hash of the key, never the key: it picks the key that opens
+  the object, and tells which objects :func:`needs_rewrap` after a rotation.
+* The wrap nonce is random: 2**32 wraps under one key keep the chance of a
+  repeated nonce below 2**-32; far more objects than a picture service stores.
+
+What it does not do: replaying an older sealed object of the same name is not
+detected here (the index names versions, and ETags come from the index).
+
+Reading an object of ``size`` bytes, all or a range ``[start, end)``::
+
+    prefix = first HEADER_SIZE bytes (fewer if the object is smaller)
+    if not is_sealed(prefix): the object is plain
+    header = Header.parse(prefix, name); header.check_size(size)
+    offset, stop = header.span(start, end)  # fetch bytes [offset, stop)
+    decryptor = Decryptor(header, header.open(keyring), start, end)
+    for chunk in fetched: yield decryptor.feed(chunk)
+    decryptor.finish()  # raises DamagedObject if it came short
+
+Every failure is :class:`asgilook.errors.DamagedObject`, whose message names
+the object: damaged, truncated, swapped, or sealed with a key not configured.
+Nothing is returned before the segment that holds it was authenticated.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import os
+import struct
+from collections.abc import Sequence
+from typing import TypeAlias
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from asgilook.errors import DamagedObject
+
+CURRENT_KEY_VARIABLE = 'ASGI_LOOK_ENCRYPTION_KEY'
+OLD_KEYS_VARIABLE = 'ASGI_LOOK_ENCRYPTION_OLD_KEYS'
+
+MAGIC = b'\x00ALKSEAL'
+VERSION = 1
+SEGMENT_SIZE = 64 * 1024
+# NOTE: The segment size is read from the header before anything is
+#   authenticated; the cap keeps a forged one from making a reader buffer
+#   gigabytes for a single segment.
+MAX_SEGMENT_SIZE = 16 * 1024 * 1024
+KEY_SIZE = 32
+TAG_SIZE = 16
+KEY_ID_SIZE = 8
+WRAP_NONCE_SIZE = 12
+
+_FIXED = struct.Struct('>8sBIQ16s')
+FIXED_SIZE = _FIXED.size
+SALT_SIZE = 16
+WRAP_SIZE = WRAP_NONCE_SIZE + KEY_SIZE + TAG_SIZE
+HEADER_SIZE = FIXED_SIZE + KEY_ID_SIZE + WRAP_SIZE
+
+_KEY_ID_LABEL = b'asgilook key id\x00'
+Buffer: TypeAlias = bytes | bytearray | memoryview
+
+
+def key_id(key: bytes) -> bytes:
+    """The 8-byte id of a key, stored in the headers it wraps; not secret."""
+    return hashlib.sha256(_KEY_ID_LABEL + key).digest()[:KEY_ID_SIZE]
+
+
+def _decode_key(value: str, where: str) -> bytes:
+    """A key from its base64; ``where`` names the setting in the error."""
+    hint = f'the base64 of {KEY_SIZE} random bytes (openssl rand -base64 32)'
+    # NOTE: The messages never quote the value: it is a secret.
+    try:
+        key = base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ValueError(f'{where} is not base64; it must be {hint}') from None
+    if len(key) != KEY_SIZE:
+        raise ValueError(
+            f'{where} decodes to {len(key)} bytes, not {KEY_SIZE}; it must be {hint}'
+        )
+    return key
+
+
+def _damaged(name: str, why: str) -> DamagedObject:
+    return DamagedObject(f'stored object {name!r} cannot be read: {why}')
+
+
+def _segment_count(plain_length: int, segment_size: int) -> int:
+    # NOTE: At least one, so that an empty object still has a last segment.
+    return max(1, -(-plain_length // segment_size))
+
+
+def _nonce(index: int, last: bool) -> bytes:
+    return (index << 8 | last).to_bytes(12, 'big')
+
+
+class Keyring:
+    """The keys of the service: the current one seals, all of them open.
+
+    Args:
+        current: The key that wraps the data key of every object sealed from
+            now on (32 bytes), or None to seal nothing.
+        old: Keys that still open the objects they wrapped (32 bytes each).
+
+    Raises:
+        ValueError: A key is not 32 bytes long.
+    """
+
+    def __init__(self, current: bytes | None, old: Sequence[bytes] = ()) -> None:
+        # NOTE: One AESGCM per key, made once: it holds the expanded key.
+        self._wrappers: dict[bytes, AESGCM] = {}
+        self.current_id: bytes | None = None
+        if current is not None:
+            self.current_id = self._add(current)
+        for key in old:
+            self._add(key)
+
+    def _add(self, key: bytes) -> bytes:
+        if len(key) != KEY_SIZE:
+            raise ValueError(
+                f'an encryption key must be {KEY_SIZE} bytes, not {len(key)}'
+            )
+        identity = key_id(key)
+        self._wrappers[identity] = AESGCM(key)
+        return identity
+
+    @classmethod
+    def from_settings(cls, current: str | None, old: str | None) -> Keyring | None:
+        """The keyring of the settings, or None when no key is set.
+
+        Args:
+            current: The value of ``ASGI_LOOK_ENCRYPTION_KEY`` (base64).
+            old: The value of ``ASGI_LOOK_ENCRYPTION_OLD_KEYS`` (base64 keys
+                separated by commas; blanks are ignored).
+
+        Raises:
+            ValueError: A key is not the base64 of exactly 32 bytes; the
+                message names the variable (and which of the old keys).
+        """
+        current = (current or '').strip()
+        olds = [item.strip() for item in (old or '').split(',') if item.strip()]
+        if not current and not olds:
+            return None
+        return cls(
+            _decode_key(current, CURRENT_KEY_VARIABLE) if current else None,
+            [
+                _decode_key(value, f'{OLD_KEYS_VARIABLE} (key {n} of {len(olds)})')
+                for n, value in enumerate(olds, 1)
+            ],
+        )
+
+    @property
+    def encrypts(self) -> bool:
+        """Whether there is a current key, so that new objects are sealed."""
+        return self.current_id is not None
+
+    def _current(self) -> tuple[bytes, AESGCM]:
+        if self.current_id is None:
+            raise ValueError(
+                f'no current encryption key ({CURRENT_KEY_VARIABLE} is not set): '
+                'nothing can be sealed'
+            )
+        return self.current_id, self._wrappers[self.current_id]
+
+    def __repr__(self) -> str:
+        # NOTE: Ids only: a keyring may end up in a log or a traceback.
+        current = self.current_id.hex() if self.current_id else None
+        return (
+            f'<Keyring current={current} ids={sorted(i.hex() for i in self._wrappers)}>'
+        )
+
+
+class DataKey:
+    """The data key of one object, unwrapped by :meth:`Header.open`."""
+
+    __slots__ = ('_key', '_aead')
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        # NOTE: One AESGCM per object, not per segment: it expands the key.
+        self._aead = AESGCM(key)
+
+    def __repr__(self) -> str:
+        return '<DataKey (secret)>'
+
+
+def _wrap(keyring: Keyring, data_key: bytes, fixed: bytes, name: str) -> bytes:
+    """Key id and wrapped key of a header, under the current key."""
+    identity, wrapper = keyring._current()
+    nonce = os.urandom(WRAP_NONCE_SIZE)
+    associated = fixed + identity + name.encode()
+    return identity + nonce + wrapper.encrypt(nonce, data_key, associated)
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+    """The header of a sealed object, parsed but not yet authenticated.
+
+    :meth:`open` authenticates it. Until then its fields only say which bytes
+    to fetch; a forged field makes :meth:`open`, a segment, or
+    :meth:`check_size` fail.
+    """
+
+    name: str
+    fixed: bytes
+    segment_size: int
+    plain_length: int
+    key_id: bytes
+    wrapped_key: bytes
+
+    @classmethod
+    def parse(cls, prefix: bytes, name: str) -> Header:
+        """The header at the start of a sealed object.
+
+        Args:
+            prefix: The first :data:`HEADER_SIZE` bytes of the object (more
+                are ignored; fewer are a truncated object).
+            name: The name the object is stored under.
+
+        Raises:
+            DamagedObject: ``prefix`` is not the header of a sealed object of
+                a version and segment size this module reads.
+        """
+        if not is_sealed(prefix):
+            raise _damaged(name, 'it is not a sealed object')
+        if len(prefix) < HEADER_SIZE:
+            raise _damaged(
+                name, f'it is truncated inside its {HEADER_SIZE}-byte header'
+            )
+        _, version, segment_size, plain_length, _ = _FIXED.unpack_from(prefix)
+        if version != VERSION:
+            raise _damaged(name, f'its format version {version} is not known')
+        if not 1 <= segment_size <= MAX_SEGMENT_SIZE:
+            raise _damaged(name, f'its segment size {segment_size} is impossible')
+        wrap_start = FIXED_SIZE + KEY_ID_SIZE
+        return cls(
+            name=name,
+            fixed=bytes(prefix[:FIXED_SIZE]),
+            segment_size=segment_size,
+            plain_length=plain_length,
+            key_id=bytes(prefix[FIXED_SIZE:wrap_start]),
+            wrapped_key=bytes(prefix[wrap_start:HEADER_SIZE]),
+        )
+
+    def to_bytes(self) -> bytes:
+        """The header as stored."""
+        return self.fixed + self.key_id + self.wrapped_key
+
+    @property
+    def segment_count(self) -> int:
+        """How many segments the object has (one, at least)."""
+        return _segment_count(self.plain_length, self.segment_size)
+
+    @property
+    def sealed_length(self) -> int:
+        """The size of the whole sealed object, header included."""
+        return HEADER_SIZE + self.plain_length + TAG_SIZE * self.segment_count
+
+    def check_size(self, size: int) -> None:
+        """Raise DamagedObject unless the stored object is ``size`` bytes."""
+        if size != self.sealed_length:
+            raise _damaged(
+                self.name,
+                f'it is {size} bytes long, and its header says {self.sealed_length}',
+            )
+
+    def _offset(self, index: int) -> int:
+        """Where segment ``index`` starts in the object (its end, for n)."""
+        end = HEADER_SIZE + index * (self.segment_size + TAG_SIZE)
+        return min(end, self.sealed_length)
+
+    def _segments(self, start: int, end: int) -> tuple[int, int]:
+        """The first segment and the one after the last covering [start, end)."""
+        if not 0 <= start <= end <= self.plain_length:
+            raise ValueError(
+                f'[{start}, {end}) is not a range of the {self.plain_length} bytes '
+                f'of {self.name!r}'
+            )
+        size, count = self.segment_size, self.segment_count
+        if end == self.plain_length:
+            # NOTE: A range reaching the end always takes the last segment,
+            #   so that its flag is checked: an empty object is verified too.
+            return min(start // size, count - 1), count
+        if start == end:
+            return start // size, start // size
+        return start // size, -(-end // size)
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """The bytes of the object to fetch to read plaintext [start, end).
+
+        Returns:
+            ``(offset, stop)``: the object's bytes [offset, stop) are the whole
+            segments holding the range, for a :class:`Decryptor` of the range.
+
+        Raises:
+            ValueError: ``[start, end)`` is not within the plaintext.
+        """
+        first, stop = self._segments(start, end)
+        return self._offset(first), self._offset(stop)
+
+    def open(self, keyring: Keyring | None) -> DataKey:
+        """Authenticate the header and unwrap the object's data key.
+
+        Args:
+            keyring: The service's keys; None when encryption is not set up.
+
+        Raises:
+            DamagedObject: No configured key has the header's key id, or the
+                header fails authentication (damaged, or the object of
+                another name).
+        """
+        wrapper = keyring._wrappers.get(self.key_id) if keyring else None
+        if wrapper is None:
+            raise _damaged(
+                self.name,
+                f'it was sealed with key id {self.key_id.hex()}, and no key with '
+                f'that id is configured ({CURRENT_KEY_VARIABLE}, {OLD_KEYS_VARIABLE})',
+            )
+        nonce = self.wrapped_key[:WRAP_NONCE_SIZE]
+        associated = self.fixed + self.key_id + self.name.encode()
+        try:
+            key = wrapper.decrypt(nonce, self.wrapped_key[WRAP_NONCE_SIZE:], associated)
+        except InvalidTag:
+            raise _damaged(
+                self.name,
+                'its header fails authentication: it is damaged, or it is the '
+                'object of another name',
+            ) from None
+        return DataKey(key)
+
+
+class Decryptor:
+    """Decrypt and verify the plaintext [start, end) of a sealed object.
+
+    Feed it the object's bytes :meth:`Header.span` names, in chunks of any
+    size; it returns plaintext only from segments that were authenticated.
+
+    Args:
+        header: The object's header.
+        data_key: What ``header.open(keyring)`` returned.
+        start: The first plaintext byte wanted.
+        end: The plaintext byte after the last one wanted; None for the end.
+
+    Raises:
+        ValueError: ``[start, end)`` is not within the plaintext.
+    """
+
+    def __init__(
+        self, header: Header, data_key: DataKey, start: int = 0, end: int | None = None
+    ) -> None:
+        end = header.plain_length if end is None else end
+        self._next, self._stop = header._segments(start, end)
+        self._header = header
+        self._aead = data_key._aead
+        self._start = start
+        self._end = end
+        self._pending = bytearray()
+
+    def feed(self, chunk: Buffer) -> bytes:
+        """The plaintext of the segments that ``chunk`` completes.
+
+        Raises:
+            DamagedObject: A segment fails authentication, or bytes follow
+                the last segment of the span.
+        """
+        if self._pending:
+            # NOTE: Appending keeps tiny chunks linear; a part of a segment
+            #   stays pending until the rest of it arrives.
+            self._pending += chunk
+            data: Buffer = self._pending
+        else:
+            data = chunk
+        view = memoryview(data)
+        pieces = []
+        used = 0
+        while self._next < self._stop:
+            size = self._cipher_size(self._next)
+            if len(view) - used < size:
+                break
+            pieces.append(self._open_segment(view[used : used + size]))
+            used += size
+            self._next += 1
+        if self._next == self._stop and len(view) > used:
+            raise _damaged(self._header.name, 'bytes follow its last segment')
+        if used or data is not self._pending:
+            self._pending = bytearray(view[used:])
+        return b''.join(pieces)
+
+    def finish(self) -> None:
+        """Check that every segment of the span arrived.
+
+        Raises:
+            DamagedObject: The object ended inside or before a segment.
+        """
+        if self._pending or self._next < self._stop:
+            raise _damaged(
+                self._header.name,
+                f'it is truncated at segment {self._next} of '
+                f'{self._header.segment_count}',
+            )
+
+    def _cipher_size(self, index: int) -> int:
+        header = self._header
+        return header._offset(index + 1) - header._offset(index)
+
+    def _open_segment(self, segment: memoryview) -> bytes:
+        header, index = self._header, self._next
+        last = index == header.segment_count - 1
+        try:
+            plain = self._aead.decrypt(_nonce(index, last), segment, header.fixed)
+        except InvalidTag:
+            raise _damaged(
+                header.name,
+                f'segment {index} of {header.segment_count} fails authentication',
+            ) from None
+        # NOTE: Only the first and last segments of a range are cut.
+        position = index * header.segment_size
+        low = max(self._start - position, 0)
+        high = min(self._end - position, len(plain))
+        return plain[low:high] if low or high < len(plain) else plain
+
+
+def is_sealed(prefix: bytes) -> bool:
+    """Whether an object starting with ``prefix`` is sealed, not plain.
+
+    A prefix of the magic shorter than it counts as sealed: it is a truncated
+    sealed object, to be refused, not a picture.
+    """
+    return bool(prefix) and prefix[: len(MAGIC)] == MAGIC[: len(prefix)]
+
+
+def seal(
+    keyring: Keyring, name: str, data: Buffer, *, segment_size: int = SEGMENT_SIZE
+) -> bytes:
+    """The sealed object of ``data``, to be stored under ``name``.
+
+    Args:
+        keyring: Its current key wraps the object's new data key.
+        name: The name the object is stored under; it opens under it only.
+        data: The plaintext.
+        segment_size: Plaintext bytes per segment (tests use small ones).
+
+    Raises:
+        ValueError: The keyring has no current key, or the segment size is
+            not within 1..MAX_SEGMENT_SIZE.
+    """
+    if not 1 <= segment_size <= MAX_SEGMENT_SIZE:
+        raise ValueError(f'segment size {segment_size} is not 1..{MAX_SEGMENT_SIZE}')
+    data_key = AESGCM.generate_key(bit_length=KEY_SIZE * 8)
+    salt = os.urandom(SALT_SIZE)
+    fixed = _FIXED.pack(MAGIC, VERSION, segment_size, len(data), salt)
+    parts = [fixed, _wrap(keyring, data_key, fixed, name)]
+    aead = AESGCM(data_key)
+    view = memoryview(data)
+    count = _segment_count(len(data), segment_size)
+    for index in range(count):
+        start = index * segment_size
+        plain = view[start : start + segment_size]
+        parts.append(aead.encrypt(_nonce(index, index == count - 1), plain, fixed))
+    return b''.join(parts)
+
+
+def unseal(keyring: Keyring | None, name: str, sealed: bytes) -> bytes:
+    """The plaintext of a whole sealed object stored under ``name``.
+
+    Raises:
+        DamagedObject: It is not a sealed object, is damaged, truncated, the
+            object of another name, or sealed with a key not in ``keyring``.
+    """
+    header = Header.parse(sealed, name)
+    header.check_size(len(sealed))
+    decryptor = Decryptor(header, header.open(keyring))
+    plain = decryptor.feed(memoryview(sealed)[HEADER_SIZE:])
+    decryptor.finish()
+    return plain
+
+
+def unseal_range(
+    keyring: Keyring | None, header: Header, ciphertext: Buffer, start: int, end: int
+) -> bytes:
+    """Plaintext [start, end) from the bytes ``header.span(start, end)`` names.
+
+    Raises:
+        DamagedObject: As :func:`unseal`.
+        ValueError: ``[start, end)`` is not within the plaintext.
+    """
+    decryptor = Decryptor(header, header.open(keyring), start, end)
+    plain = decryptor.feed(ciphertext)
+    decryptor.finish()
+    return plain
+
+
+def needs_rewrap(keyring: Keyring, header: Header) -> bool:
+    """Whether the object's key is not the current one (and there is one)."""
+    return keyring.encrypts and header.key_id != keyring.current_id
+
+
+def rewrap(
+    keyring: Keyring, name: str, sealed_prefix: bytes, *, new_name: str | None = None
+) -> bytes:
+    """A new header for a sealed object, under the keyring's current key.
+
+    The segments stay as they are: the object becomes the new header (of the
+    same :data:`HEADER_SIZE`) followed by its old bytes from HEADER_SIZE on.
+
+    Args:
+        keyring: Opens the old header with any of its keys; seals with the
+            current one.
+        name: The name the object is stored under.
+        sealed_prefix: The object's first HEADER_SIZE bytes (or more).
+        new_name: The name it is to be stored under from now on, if another.
+
+    Raises:
+        DamagedObject: The old header does not open with the keyring.
+        ValueError: The keyring has no current key.
+    """
+    header = Header.parse(sealed_prefix, name)
+    data_key = header.open(keyring)
+    target = name if new_name is None else new_name
+    return header.fixed + _wrap(keyring, data_key._key, header.fixed, target)
