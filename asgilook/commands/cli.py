@@ -19,17 +19,22 @@ import os
 import pathlib
 import urllib.parse
 from collections.abc import Callable
+from collections.abc import Mapping
 from collections.abc import Sequence
 
-from asgilook.commands import processes
 from asgilook.commands import serve
+from asgilook.commands.defaults import DEFAULT_GRACE
+from asgilook.commands.defaults import DEFAULT_HOST
+from asgilook.commands.defaults import DEFAULT_JOBS
+from asgilook.commands.defaults import DEFAULT_PORT
+from asgilook.commands.defaults import DEFAULT_URL
+from asgilook.commands.defaults import STORAGE_MANIFEST
+from asgilook.commands.defaults import default_storage
 
-#: The defaults of ``asgilook import`` (see :mod:`asgilook.commands.importer`).
-DEFAULT_URL = 'http://127.0.0.1:8000'
-DEFAULT_JOBS = 4
-STORAGE_MANIFEST = 'imported.jsonl'
-#: The default of ``asgilook check --grace`` (see :mod:`asgilook.commands.check`).
-DEFAULT_GRACE = 3600
+#: A subcommand: it is given the parsed arguments and the environment, and
+#: returns the exit status.
+_Command = Callable[[argparse.Namespace, Mapping[str, str]], int]
+_RAW = argparse.RawDescriptionHelpFormatter
 
 _DESCRIPTION = 'asgilook, a self-hosted image-sharing service.'
 _EPILOG = """\
@@ -140,20 +145,25 @@ exit status:
 """
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``asgilook`` command with ``argv``; return its exit status."""
-    args = _parser().parse_args(argv)
-    command: Callable[[argparse.Namespace], int] = args.command
-    return command(args)
+def main(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ
+) -> int:
+    """Run the ``asgilook`` command with ``argv``; return its exit status.
+
+    ``environ`` is the environment it runs in: the defaults of some options
+    are read from it, and the command is given it, to read its settings from.
+    """
+    args = _parser(environ).parse_args(argv)
+    command: _Command = args.command
+    return command(args, environ)
 
 
-def _parser() -> argparse.ArgumentParser:
-    raw = argparse.RawDescriptionHelpFormatter
+def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='asgilook',
         description=_DESCRIPTION,
         epilog=_EPILOG,
-        formatter_class=raw,
+        formatter_class=_RAW,
     )
     parser.add_argument(
         '--version',
@@ -161,65 +171,76 @@ def _parser() -> argparse.ArgumentParser:
         version=f'%(prog)s {importlib.metadata.version("asgilook")}',
     )
     commands = parser.add_subparsers(title='commands', metavar='COMMAND', required=True)
+    _add_serve(commands, environ)
+    _add_import(commands)
+    _add_check(commands, environ)
+    return parser
 
-    serve = commands.add_parser(
+
+def _add_serve(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    environ: Mapping[str, str],
+) -> None:
+    parser = commands.add_parser(
         'serve',
         help='serve the app with uvicorn, on a private Redis unless one is given',
         description=_SERVE_DESCRIPTION,
         epilog=_SERVE_EPILOG,
-        formatter_class=raw,
+        formatter_class=_RAW,
     )
-    serve.set_defaults(command=_serve)
-    serve.add_argument(
-        '--host', default='127.0.0.1', help='address to listen on (%(default)s)'
+    parser.set_defaults(command=_serve)
+    parser.add_argument(
+        '--host', default=DEFAULT_HOST, help='address to listen on (%(default)s)'
     )
-    serve.add_argument(
-        '--port', type=int, default=8000, help='port to listen on (%(default)s)'
+    parser.add_argument(
+        '--port', type=int, default=DEFAULT_PORT, help='port to listen on (%(default)s)'
     )
-    serve.add_argument(
+    parser.add_argument(
         '--workers',
         type=_positive,
         default=1,
         metavar='N',
         help='uvicorn worker processes (%(default)s)',
     )
-    serve.add_argument(
+    parser.add_argument(
         '--storage',
         type=pathlib.Path,
-        default=processes.default_storage(),
+        default=default_storage(environ),
         metavar='PATH',
         help='where the images are kept (%(default)s): $ASGI_LOOK_STORAGE_PATH, '
         'else $XDG_DATA_HOME/asgilook',
     )
-    serve.add_argument(
+    parser.add_argument(
         '--redis-url',
-        default=os.environ.get('ASGI_LOOK_REDIS_URL'),
+        default=environ.get('ASGI_LOOK_REDIS_URL'),
         metavar='URL',
         help='the Redis to cache in: $ASGI_LOOK_REDIS_URL, else a private one',
     )
-    serve.add_argument(
+    parser.add_argument(
         'uvicorn_args',
         nargs='*',
         metavar='-- UVICORN_OPTION',
         help='options for uvicorn, after --',
     )
 
-    imports = commands.add_parser(
+
+def _add_import(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
         'import',
         help='upload every picture under some folders to a running service',
         description=_IMPORT_DESCRIPTION,
         epilog=_IMPORT_EPILOG,
-        formatter_class=raw,
+        formatter_class=_RAW,
     )
-    imports.set_defaults(command=_import)
-    imports.add_argument(
+    parser.set_defaults(command=_import)
+    parser.add_argument(
         'folders',
         nargs='+',
         type=_existing,
         metavar='DIR',
         help='folders to import (a single picture will do too)',
     )
-    target = imports.add_mutually_exclusive_group()
+    target = parser.add_mutually_exclusive_group()
     target.add_argument(
         '--url',
         type=_service_url,
@@ -232,58 +253,65 @@ def _parser() -> argparse.ArgumentParser:
         metavar='PATH',
         help='store into this storage directory instead, without HTTP',
     )
-    imports.add_argument(
+    parser.add_argument(
         '--jobs',
         type=_positive,
         default=DEFAULT_JOBS,
         metavar='N',
         help='pictures sent (or stored) at a time (%(default)s)',
     )
-    imports.add_argument(
+    parser.add_argument(
         '--manifest',
         type=pathlib.Path,
         metavar='PATH',
         help='the record of what was imported (see below)',
     )
 
-    checks = commands.add_parser(
+
+def _add_check(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    environ: Mapping[str, str],
+) -> None:
+    parser = commands.add_parser(
         'check',
         help='compare a storage directory with its index, and repair it',
         description=_CHECK_DESCRIPTION,
         epilog=_CHECK_EPILOG,
-        formatter_class=raw,
+        formatter_class=_RAW,
     )
-    checks.set_defaults(command=_check)
-    checks.add_argument(
+    parser.set_defaults(command=_check)
+    parser.add_argument(
         '--storage',
         type=pathlib.Path,
-        default=processes.default_storage(),
+        default=default_storage(environ),
         metavar='PATH',
         help='the storage directory (%(default)s), as for `asgilook serve`',
     )
-    checks.add_argument(
+    parser.add_argument(
         '--database-url',
-        default=os.environ.get('ASGI_LOOK_DATABASE_URL'),
+        default=environ.get('ASGI_LOOK_DATABASE_URL'),
         metavar='URL',
         help='the PostgreSQL index: $ASGI_LOOK_DATABASE_URL, else the SQLite '
         'index in the storage directory',
     )
-    checks.add_argument(
+    parser.add_argument(
         '--repair', action='store_true', help='repair what can be repaired'
     )
-    checks.add_argument(
+    parser.add_argument(
         '--grace',
         type=_seconds,
         default=DEFAULT_GRACE,
         metavar='SECONDS',
         help='leave alone unlisted files younger than this (%(default)s)',
     )
-    checks.add_argument(
+    parser.add_argument(
         '--json',
         action='store_true',
         help='print the report as JSON, with every problem, for programs',
     )
-    return parser
+
+
+# The types of the arguments
 
 
 def _positive(text: str) -> int:
@@ -319,7 +347,10 @@ def _service_url(text: str) -> str:
     return text.rstrip('/')
 
 
-def _serve(args: argparse.Namespace) -> int:
+# The commands
+
+
+def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return serve.serve(
         args.host,
         args.port,
@@ -327,10 +358,11 @@ def _serve(args: argparse.Namespace) -> int:
         redis_url=args.redis_url,
         workers=args.workers,
         uvicorn_args=args.uvicorn_args,
+        environ=environ,
     )
 
 
-def _import(args: argparse.Namespace) -> int:
+def _import(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     # NOTE: Imported here: rich and httpx would slow `asgilook serve` down.
     from asgilook.commands import importer
 
@@ -340,10 +372,11 @@ def _import(args: argparse.Namespace) -> int:
         storage=args.storage,
         jobs=args.jobs,
         manifest=args.manifest,
+        environ=environ,
     )
 
 
-def _check(args: argparse.Namespace) -> int:
+def _check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     # NOTE: Imported here: Pillow would slow `asgilook serve` down.
     from asgilook.commands import check
 
@@ -353,4 +386,5 @@ def _check(args: argparse.Namespace) -> int:
         repair=args.repair,
         grace=args.grace,
         as_json=args.json,
+        environ=environ,
     )

@@ -51,22 +51,6 @@ def xdg_home(variable: str, fallback: str, environ: Mapping[str, str]) -> pathli
     return pathlib.Path(home) / fallback
 
 
-def default_storage(environ: Mapping[str, str] = os.environ) -> pathlib.Path:
-    """Where a server keeps the images unless told otherwise.
-
-    ``ASGI_LOOK_STORAGE_PATH`` if it is set, else ``asgilook`` in the user's
-    data directory: ``$XDG_DATA_HOME/asgilook``, ``~/.local/share/asgilook``.
-
-    NOTE: Not ``Config``'s own default, ``/tmp/asgilook``, which the tutorial's
-    contract keeps: that one is shared by every user and every checkout on the
-    machine, and lost at a reboot.
-    """
-    configured = environ.get('ASGI_LOOK_STORAGE_PATH')
-    if configured:
-        return pathlib.Path(configured)
-    return xdg_home('XDG_DATA_HOME', '.local/share', environ) / 'asgilook'
-
-
 def redacted(url: str) -> str:
     """``url`` with its password, if it has one, as ``***``: fit for a log."""
     password = urllib.parse.urlsplit(url).password

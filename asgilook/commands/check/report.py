@@ -1,0 +1,125 @@
+"""What ``asgilook check`` finds: the kinds of problem, each problem, the report.
+
+Plain data, filled by :mod:`~asgilook.commands.check.walk` and
+:mod:`~asgilook.commands.check.repair`, said by
+:mod:`~asgilook.commands.check.output`; and the command's exit statuses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import pathlib
+from typing import Any
+
+from asgilook.storage.index import Entry
+from asgilook.storage.index import Size
+
+#: Exit statuses of ``asgilook check``.
+CONSISTENT = 0
+PROBLEMS = 1
+CANNOT_CHECK = 3
+
+
+class Kind(enum.StrEnum):
+    """What is wrong."""
+
+    #: An image of the index whose original is missing or empty.
+    NO_PICTURE = 'no-picture'
+    #: An image of the index missing some of its JPEG thumbnails.
+    THUMBNAILS = 'thumbnails'
+    #: An animated image of the index missing its animated rendition.
+    ANIMATION = 'animation'
+    #: A file in ``images/``, or a folder in ``thumbnails/``, of a version
+    #: that the index does not list.
+    ORPHAN = 'orphan'
+    #: A write that never finished.
+    PARTIAL = 'partial'
+
+
+@dataclasses.dataclass
+class Problem:
+    """One thing found wrong, and what became of it."""
+
+    kind: Kind
+    #: The file (or folder, ending with ``/``), relative to the storage
+    #: directory.
+    path: str
+    #: The image it belongs to; '' for a ``.partial`` file.
+    image_id: str = ''
+    #: The bytes it holds (a folder: its files').
+    bytes: int = 0
+    #: How long ago it was last changed, in seconds (orphans and partials).
+    age: float | None = None
+    #: What is wrong with it, in a few words.
+    detail: str = ''
+    #: What ``repair`` did, or why it could not.
+    outcome: str = ''
+    repaired: bool = False
+    #: The original file of the version it belongs to.
+    file: str = dataclasses.field(default='', repr=False)
+    #: The entry of the image, and its missing thumbnails (THUMBNAILS).
+    entry: Entry | None = dataclasses.field(default=None, repr=False)
+    missing: tuple[Size, ...] = dataclasses.field(default=(), repr=False)
+
+    def document(self) -> dict[str, Any]:
+        """The problem, for ``--json``."""
+        return {
+            'path': self.path,
+            'image_id': self.image_id or None,
+            'bytes': self.bytes,
+            'age': None if self.age is None else round(self.age),
+            'detail': self.detail,
+            'repaired': self.repaired,
+            'outcome': self.outcome or None,
+        }
+
+
+@dataclasses.dataclass
+class Report:
+    """What a check found, and repaired."""
+
+    storage: pathlib.Path
+    #: The index it was checked against, in words.
+    index: str
+    repair: bool
+    grace: float
+    #: Images of the index checked.
+    images: int = 0
+    #: How many of them have their picture.
+    pictures: int = 0
+    #: Files seen in the storage directory, and their bytes.
+    files: int = 0
+    bytes: int = 0
+    problems: dict[Kind, list[Problem]] = dataclasses.field(
+        default_factory=lambda: {kind: [] for kind in Kind}
+    )
+    #: Unlisted files and partials younger than the grace period: left alone.
+    young: list[Problem] = dataclasses.field(default_factory=list)
+    #: Why nothing was repaired, if repairs were refused.
+    refused: str = ''
+    #: What became of the service's cache in Redis, if repairs changed the
+    #: listings.
+    cache: str = ''
+
+    @property
+    def found(self) -> int:
+        return sum(len(problems) for problems in self.problems.values())
+
+    @property
+    def remaining(self) -> int:
+        """The problems that were not repaired."""
+        return sum(
+            not problem.repaired
+            for problems in self.problems.values()
+            for problem in problems
+        )
+
+    @property
+    def status(self) -> int:
+        """The exit status: 0 if nothing is wrong (any more), else 1."""
+        return PROBLEMS if self.remaining else CONSISTENT
+
+
+class CannotCheck(Exception):
+    """The check cannot be made; ``str(ex)`` says why."""
