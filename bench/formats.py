@@ -34,8 +34,8 @@ import PIL.Image  # noqa: E402
 
 from asgilook.pictures import pixels  # noqa: E402
 from asgilook.pictures import renditions  # noqa: E402
+from bench.common import PHOTOS  # noqa: E402
 
-PHOTOS = pathlib.Path(__file__).resolve().parent.parent.parent / 'shared' / 'photos'
 SEARCHED = {
     renditions.WEBP: range(50, 101, 5),
     renditions.AVIF: range(30, 101, 5),

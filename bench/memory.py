@@ -20,7 +20,6 @@ import argparse
 import io
 import json
 import pathlib
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,8 +27,13 @@ import time
 import PIL.Image
 import PIL.ImageDraw
 
+# NOTE: The project's root, which bench/ is imported from.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from bench.common import PHOTOS
+from bench.common import child_json
+
 SIZE = (8660, 5773)
-PHOTOS = pathlib.Path(__file__).resolve().parent.parent.parent / 'shared' / 'photos'
 
 
 def _peak_mib() -> float:
@@ -73,13 +77,9 @@ def child(method: str, path: str) -> None:
 
 
 def _measure(method: str, path: pathlib.Path) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, __file__, '--child', method, str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
+    result: dict[str, float] = child_json(
+        [sys.executable, __file__, '--child', method, str(path)]
     )
-    result: dict[str, float] = json.loads(done.stdout)
     return result
 
 

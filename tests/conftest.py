@@ -1,26 +1,20 @@
+"""The tests' fixtures; the plain helpers they use are in tests/helpers.py."""
+
 import io
-import random
 import uuid
 
-import fakeredis
 import falcon.testing
 import PIL.Image
-import PIL.ImageDraw
 import pytest
 
-from asgilook.config import Config
-from asgilook.http.app import create_app
+# NOTE: Before the import, so that decode()'s assert explains a failure.
+pytest.register_assert_rewrite('tests.helpers')
 
-FIRST_IDS = (
-    '36562622-48e5-4a61-be67-e426b11821ed',
-    '3bc731ac-8cd8-4f39-b6fe-1a195d3b4e74',
-    'ba1c4951-73bc-45a4-a1f6-aa2b958dafa4',
-)
-
-
-def fake_redis_from_url(url):
-    """A client on a fake server of its own: each app gets a fresh cache."""
-    return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+from asgilook.config import Config  # noqa: E402
+from asgilook.http.app import create_app  # noqa: E402
+from tests.helpers import FIRST_IDS  # noqa: E402
+from tests.helpers import draw_image  # noqa: E402
+from tests.helpers import fake_redis_from_url  # noqa: E402
 
 
 @pytest.fixture
@@ -55,20 +49,6 @@ def client(config):
     return falcon.testing.TestClient(create_app(config))
 
 
-def draw_image(size=(640, 360), mode='RGB', format='PNG', background='black'):
-    """A picture of random yellow ellipses, encoded in ``format``."""
-    image = PIL.Image.new('RGB', size, color=background)
-    draw = PIL.ImageDraw.Draw(image)
-    width, height = size
-    for _ in range(16):
-        x0, x1 = sorted(random.randint(0, width - 1) for _ in range(2))
-        y0, y1 = sorted(random.randint(0, height - 1) for _ in range(2))
-        draw.ellipse([(x0, y0), (x1, y1)], fill='yellow', outline='red')
-    output = io.BytesIO()
-    image.convert(mode).save(output, format)
-    return output.getvalue()
-
-
 @pytest.fixture(scope='session')
 def png_image():
     return draw_image()
@@ -80,14 +60,6 @@ def image_size():
         return PIL.Image.open(io.BytesIO(data)).size
 
     return report_size
-
-
-def decode(data):
-    """Decode a response body; asserts it is a complete JPEG."""
-    image = PIL.Image.open(io.BytesIO(data))
-    assert image.format == 'JPEG'
-    image.load()
-    return image
 
 
 @pytest.fixture(scope='session')
@@ -109,3 +81,24 @@ def postgres_server():
 
     with PostgresServer() as server:
         yield server
+
+
+@pytest.fixture(scope='session')
+def seaweed_server():
+    """A real SeaweedFS S3 server for the whole session (see tests/seaweed.py).
+
+    A test that stops it starts it again; each test has a prefix of its own
+    in ``seaweed_server.bucket`` (the ``bucket`` fixture).
+    """
+    from tests.seaweed import SeaweedServer
+
+    with SeaweedServer() as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(seaweed_server):
+    """``s3://BUCKET/PREFIX`` of a fresh prefix in the SeaweedFS bucket."""
+    if seaweed_server.process is None:
+        seaweed_server.start()
+    return f'{seaweed_server.url}/test-{uuid.uuid4().hex[:12]}'

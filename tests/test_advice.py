@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
-from tests.conftest import FIRST_IDS
-from tests.conftest import draw_image
+from tests.helpers import FIRST_IDS
+from tests.helpers import draw_image
 
 ID = FIRST_IDS[0]
 

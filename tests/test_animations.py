@@ -10,7 +10,8 @@ import pytest
 
 from asgilook.errors import ImageTooLarge
 from asgilook.errors import InvalidImage
-from asgilook.pictures import pixels
+from asgilook.pictures import animation as animation_module
+from asgilook.pictures import decoding
 from tests.test_hostile import GPS
 from tests.test_hostile import XMP
 from tests.test_hostile import colour_at
@@ -31,7 +32,9 @@ def animation(format, colours=COLOURS, size=(64, 48), **params):
 
 
 def animate(data, **limits):
-    return pixels.animate(data, limits.pop('max_pixels', MAX_PIXELS), **limits)
+    return animation_module.animate(
+        data, limits.pop('max_pixels', MAX_PIXELS), **limits
+    )
 
 
 def frames_of(webp):
@@ -166,7 +169,7 @@ def test_the_frames_are_upright():
     frames = [upright, upright.copy()]
     frames[1].putpixel((0, 0), (255, 255, 255))
     exif = PIL.Image.Exif()
-    exif[pixels.ORIENTATION_TAG] = 6
+    exif[decoding.ORIENTATION_TAG] = 6
     upload = encode(
         frames[0], 'WEBP', save_all=True, append_images=frames[1:], exif=exif.tobytes()
     )
@@ -250,7 +253,7 @@ def test_frames_past_a_byte_that_starts_no_block_are_not_kept():
 
 def test_the_encoder_sees_only_the_frames_counted():
     upload = animation('GIF')
-    frames = pixels._Animation(
+    frames = animation_module._Animation(
         PIL.Image.open(io.BytesIO(upload)), 0, 2, (64, 48), upright=None
     )
 
@@ -393,4 +396,4 @@ def test_only_what_may_be_animated_is_asked(format, frames, expected):
     output = io.BytesIO()
     extra = {'save_all': True, 'append_images': images[1:frames]} if frames > 1 else {}
     images[0].save(output, format, **extra)
-    assert pixels.may_animate(output.getvalue()) is expected
+    assert animation_module.may_animate(output.getvalue()) is expected

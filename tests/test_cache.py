@@ -9,7 +9,7 @@ import redis.asyncio
 
 from asgilook.caching.cache import RedisCache
 from asgilook.http.app import create_app
-from tests.conftest import FIRST_IDS
+from tests.helpers import FIRST_IDS
 
 
 @pytest.fixture

@@ -21,11 +21,14 @@ import redis.asyncio
 
 from asgilook.commands import check
 from asgilook.commands import cli
+from asgilook.commands.check import output
+from asgilook.commands.check import walk
+from asgilook.commands.check.report import Kind
 from asgilook.commands.processes import free_port
 from asgilook.http.app import create_app
 from asgilook.storage.index.sqlite import SQLiteIndex
 from asgilook.storage.store import Store
-from tests.conftest import draw_image
+from tests.helpers import draw_image
 from tests.test_placeholders import gif
 
 TWO_HOURS_AGO = time.time() - 2 * 3600
@@ -184,7 +187,7 @@ def test_check_reports_every_kind_of_damage_and_changes_nothing(capsys, quiet, d
     assert snapshot(root) == before
     assert out.startswith(
         f'Checked {root} against its index (SQLite, index.sqlite3): 7 images, '
-        f'{files} files, {check._size(size)}.\n'
+        f'{files} files, {output.size(size)}.\n'
     )
     orphan = images['orphan']
     orphan_bytes = (
@@ -203,8 +206,8 @@ def test_check_reports_every_kind_of_damage_and_changes_nothing(capsys, quiet, d
         'Images missing their animation (it cannot be made again): 1',
         f'  images/{images["moving"].animation_path.name}  missing\n',
         'Orphans (files and thumbnail folders no image refers to): '
-        f'3, {check._size(orphan_bytes)}\n',
-        f'  images/{orphan.path.name}  {check._size(orphan.path.stat().st_size)}, '
+        f'3, {output.size(orphan_bytes)}\n',
+        f'  images/{orphan.path.name}  {output.size(orphan.path.stat().st_size)}, '
         '2.0 h old\n',
         f'  thumbnails/{series_of(orphan).name}/  ',
         'Stale .partial files (writes that never finished): 2, 8 B\n',
@@ -293,7 +296,7 @@ def test_repair_fixes_what_it_can_and_the_service_serves_everything(
 
 def test_json_lists_every_problem(capsys, quiet, damaged, monkeypatch):
     root, images = damaged.root, damaged.images
-    monkeypatch.setattr(check, 'EXAMPLES', 1)
+    monkeypatch.setattr(output, 'EXAMPLES', 1)
 
     status, out, err = run(capsys, '--storage', root)
     assert status == 1
@@ -497,7 +500,7 @@ def test_what_a_service_changes_meanwhile_is_not_taken_for_damage(
         # An upload whose commit was not confirmed turns out to be listed.
         ('get', images['o'].image_id): list_o,
     }
-    monkeypatch.setattr(check, 'PAGE', 2)
+    monkeypatch.setattr(walk, 'PAGE', 2)
     monkeypatch.setattr(check, 'open_index', lambda config: Meddling(root))
 
     report = asyncio.run(check.check(config, repair=True))
@@ -505,11 +508,11 @@ def test_what_a_service_changes_meanwhile_is_not_taken_for_damage(
     assert Meddling.before == {}
     # Each version seen once: a, b, c, d (before it was replaced) and e.
     assert report.images == 5
-    (problem,) = report.problems[check.Kind.NO_PICTURE]
+    (problem,) = report.problems[Kind.NO_PICTURE]
     assert (problem.image_id, problem.repaired) == (images['c'].image_id, True)
     assert problem.outcome == 'left alone: the image was changed meanwhile'
     assert report.found == 1 and report.status == 0
-    assert check.summary(report).endswith('\nRepaired 1 problem.\n')
+    assert output.summary(report).endswith('\nRepaired 1 problem.\n')
     for image in [*replaced.values(), images['o']]:
         assert image.path.exists()
         assert series_of(image).exists()
@@ -535,7 +538,7 @@ def test_a_repair_that_fails_is_reported(capsys, quiet, config, monkeypatch):
     assert status == 1
     assert '64x64.jpeg  -> could not be rendered again: cannot identify image' in out
     folder = series_of(images['o'])
-    size = check._size(sum(path.stat().st_size for path in folder.iterdir()))
+    size = output.size(sum(path.stat().st_size for path in folder.iterdir()))
     assert (
         f'  thumbnails/{folder.name}/  {size}, 2.0 h old  -> could not be removed: '
         'Permission denied\n'
@@ -586,6 +589,48 @@ def test_a_storage_directory_that_cannot_be_checked(
     assert not (tmp_path / 'other').exists()
 
 
+def test_the_environment_given_is_read_and_never_written(
+    capsys, quiet, tmp_path, config, monkeypatch
+):
+    """The settings come from the environment that ``cli.main`` is given,
+    read-only here; ``os.environ`` is not touched."""
+    asyncio.run(save(config, {'a': draw_image((256, 256))}))
+    root = storage(config)
+    monkeypatch.setenv('ASGI_LOOK_STORAGE_PATH', str(tmp_path / 'other'))
+    before = dict(os.environ)
+
+    def written(*args):
+        raise AssertionError(f'os.environ was written: {args}')
+
+    def check_in(environ):
+        with monkeypatch.context() as patch:
+            patch.setattr(type(os.environ), '__setitem__', written)
+            patch.setattr(type(os.environ), '__delitem__', written)
+            status = cli.main(['check', '--storage', str(root)], environ)
+        return (status, *capsys.readouterr())
+
+    elsewhere = {'ASGI_LOOK_STORAGE_PATH': str(tmp_path / 'elsewhere')}
+    status, out, err = check_in(
+        types.MappingProxyType({**elsewhere, 'ASGI_LOOK_MAX_PIXELS': 'many'})
+    )
+    assert (status, out) == (3, '')
+    assert "ASGI_LOOK_MAX_PIXELS must be a positive number, not 'many'" in err
+
+    status, out, err = check_in(types.MappingProxyType(elsewhere))
+    assert (status, err) == (0, '')
+    assert out.startswith(f'Checked {root} against its index (SQLite, ')
+
+    # Without --storage, the storage directory is the environment's.
+    status = cli.main(
+        ['check'], types.MappingProxyType({'ASGI_LOOK_STORAGE_PATH': str(root)})
+    )
+    assert status == 0
+    assert capsys.readouterr().out.startswith(f'Checked {root} against its index')
+    assert dict(os.environ) == before
+    assert not (tmp_path / 'other').exists()
+    assert not (tmp_path / 'elsewhere').exists()
+
+
 def test_a_clean_storage_directory(capsys, quiet, config, monkeypatch):
     asyncio.run(save(config, {'a': draw_image((256, 256)), 'b': animation()}))
     root = storage(config)
@@ -597,7 +642,7 @@ def test_a_clean_storage_directory(capsys, quiet, config, monkeypatch):
     assert (status, err) == (0, '')
     assert out == (
         f'Checked {root} against its index (SQLite, index.sqlite3): 2 images, '
-        f'{seen(root)[0]} files, {check._size(seen(root)[1])}.\n\nNo problems found.\n'
+        f'{seen(root)[0]} files, {output.size(seen(root)[1])}.\n\nNo problems found.\n'
     )
 
 
@@ -627,13 +672,13 @@ def test_help_says_the_examples_and_exit_statuses(capsys):
 
 
 def test_sizes_and_ages_are_said_in_few_digits():
-    assert check._size(999) == '999 B'
-    assert check._size(1500) == '1.5 kB'
-    assert check._size(2_500_000) == '2.5 MB'
-    assert check._size(7 * 10**15) == '7000.0 TB'
-    assert check._age(-5) == '0 min'
-    assert check._age(1800) == '30 min'
-    assert check._age(5400) == '1.5 h'
+    assert output.size(999) == '999 B'
+    assert output.size(1500) == '1.5 kB'
+    assert output.size(2_500_000) == '2.5 MB'
+    assert output.size(7 * 10**15) == '7000.0 TB'
+    assert output.age(-5) == '0 min'
+    assert output.age(1800) == '30 min'
+    assert output.age(5400) == '1.5 h'
 
 
 def cached_listing(client):

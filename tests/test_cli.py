@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+import types
 
 import httpx
 import psutil
@@ -17,11 +18,13 @@ import pytest
 import redis
 
 from asgilook.commands import cli
-from asgilook.commands import importer
+from asgilook.commands.importer import folders
+from asgilook.commands.importer.manifest import Manifest
+from asgilook.commands.importer.service import Service
 from asgilook.commands.processes import free_port
 from asgilook.errors import StorageFull
 from asgilook.storage.store import Store
-from tests.conftest import draw_image
+from tests.helpers import draw_image
 from tests.servers import Uvicorn
 from tests.servers import port_open
 from tests.servers import stop
@@ -401,7 +404,7 @@ def test_heic_and_avif_files_are_imported(capsys, tmp_path, quiet):
 
     assert status == 0, out
     assert re.search(r'3 imported', out)
-    assert {'.heic', '.heif', '.avif'} <= importer.PICTURES
+    assert {'.heic', '.heif', '.avif'} <= folders.PICTURES
 
 
 def test_a_folder_that_cannot_be_read_is_reported(
@@ -465,6 +468,40 @@ def test_settings_that_cannot_be_used(capsys, tmp_path, quiet, folder, monkeypat
     assert os.environ['ASGI_LOOK_STORAGE_PATH'] == str(tmp_path / 'other')
 
 
+def test_the_environment_given_is_read_and_never_written(
+    capsys, tmp_path, quiet, folder, monkeypatch
+):
+    """The settings of a storage directory come from the environment that
+    ``cli.main`` is given, read-only here; ``os.environ`` is not touched."""
+    monkeypatch.setenv('ASGI_LOOK_STORAGE_PATH', str(tmp_path / 'other'))
+    monkeypatch.setenv('ASGI_LOOK_REDIS_URL', f'redis://127.0.0.1:{free_port()}')
+    before = dict(os.environ)
+    given = types.MappingProxyType(
+        {
+            'ASGI_LOOK_STORAGE_PATH': str(tmp_path / 'elsewhere'),
+            'ASGI_LOOK_MAX_UPLOAD_BYTES': '100',
+        }
+    )
+
+    def written(*args):
+        raise AssertionError(f'os.environ was written: {args}')
+
+    with monkeypatch.context() as patch:
+        patch.setattr(type(os.environ), '__setitem__', written)
+        patch.setattr(type(os.environ), '__delitem__', written)
+        storage = tmp_path / 'storage'
+        status = cli.main(['import', str(folder), '--storage', str(storage)], given)
+    out, err = capsys.readouterr()
+
+    assert status == 1
+    # The limit of the environment given, and not os.environ's Redis.
+    assert re.search(r'5 refused', out)
+    assert f'into the storage directory {storage}\n' in err
+    assert dict(os.environ) == before
+    assert not (tmp_path / 'other').exists()
+    assert not (tmp_path / 'elsewhere').exists()
+
+
 def test_a_full_storage_stops_the_import(capsys, tmp_path, quiet, folder, monkeypatch):
     async def full(self, image_id, data, before_commit=None):
         raise StorageFull('The image store is out of space; try again later.')
@@ -505,7 +542,7 @@ def test_a_manifest_cut_off_by_a_crash_is_read(capsys, tmp_path, quiet, folder):
     assert status == 3
     # The next line will start on a line of its own.
     assert manifest.read_text().endswith('{"sha256": "ab\n')
-    with importer._Manifest.open(manifest) as reopened:
+    with Manifest.open(manifest) as reopened:
         assert reopened.digests == {'f' * 64}
     assert manifest.read_text().endswith('{"sha256": "ab\n')
 
@@ -570,7 +607,7 @@ def test_a_service_that_goes_away_stops_the_import(
 
 
 def test_a_service_that_does_not_answer(capsys, tmp_path, quiet, folder, monkeypatch):
-    monkeypatch.setattr(importer._Service, 'TIMEOUT', 0.2)
+    monkeypatch.setattr(Service, 'TIMEOUT', 0.2)
     with socket.socket() as silent:
         silent.bind(('127.0.0.1', 0))
         silent.listen()

@@ -14,8 +14,8 @@ import PIL.Image
 import pytest
 import redis
 
-from tests.conftest import decode
-from tests.conftest import draw_image
+from tests.helpers import decode
+from tests.helpers import draw_image
 from tests.servers import Uvicorn
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ import pytest
 
 from asgilook.http.app import create_app
 from asgilook.http.events import Events
-from tests.conftest import draw_image
+from tests.helpers import draw_image
 from tests.test_faults import FlakyServer
 from tests.test_faults import flaky_client
 

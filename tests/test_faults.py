@@ -25,8 +25,8 @@ from asgilook.commands.processes import RedisServer
 from asgilook.commands.processes import free_port
 from asgilook.config import Config
 from asgilook.http.app import create_app
-from tests.conftest import decode
-from tests.conftest import draw_image
+from tests.helpers import decode
+from tests.helpers import draw_image
 from tests.servers import Uvicorn
 
 ONE_ID = '5c0ae7e4-8d35-4c53-9c0e-0f4b1b0fd3a5'

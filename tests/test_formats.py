@@ -3,7 +3,7 @@
 import msgpack
 import pytest
 
-from tests.conftest import draw_image
+from tests.helpers import draw_image
 
 MSGPACK = 'application/msgpack'
 BROWSER = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'

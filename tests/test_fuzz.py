@@ -11,9 +11,9 @@ from asgilook.config import Config
 from asgilook.errors import InvalidImage
 from asgilook.http.app import create_app
 from asgilook.pictures import pixels
-from tests.conftest import decode
-from tests.conftest import draw_image
-from tests.conftest import fake_redis_from_url
+from tests.helpers import decode
+from tests.helpers import draw_image
+from tests.helpers import fake_redis_from_url
 
 FORMATS = ('JPEG', 'PNG', 'GIF', 'WEBP', 'BMP', 'TIFF')
 SEEDS = {format: draw_image((48, 32), format=format) for format in FORMATS}

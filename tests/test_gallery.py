@@ -6,9 +6,9 @@ import pytest
 
 from asgilook.http.gallery import STATIC
 from asgilook.http.gallery import Gallery
-from tests.conftest import FIRST_IDS
-from tests.conftest import decode
-from tests.conftest import draw_image
+from tests.helpers import FIRST_IDS
+from tests.helpers import decode
+from tests.helpers import draw_image
 
 BROWSER_ACCEPT = (
     'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,'

@@ -17,10 +17,11 @@ import pytest
 from asgilook.errors import ImageTooLarge
 from asgilook.errors import InvalidImage
 from asgilook.errors import UnsupportedImage
+from asgilook.pictures import decoding
 from asgilook.pictures import heif
 from asgilook.pictures import pixels
-from tests.conftest import decode
-from tests.conftest import draw_image
+from tests.helpers import decode
+from tests.helpers import draw_image
 from tests.test_hostile import GPS
 from tests.test_hostile import SECRETS
 from tests.test_hostile import XMP
@@ -57,7 +58,7 @@ def exif(orientation=None, **tags):
     """EXIF of ``tags`` (numbers as keys), and an orientation if one is given."""
     data = PIL.Image.Exif()
     if orientation is not None:
-        data[pixels.ORIENTATION_TAG] = orientation
+        data[decoding.ORIENTATION_TAG] = orientation
     data.update({int(tag, 16): value for tag, value in tags.items()})
     return data.tobytes()
 
@@ -141,7 +142,7 @@ def test_each_format_goes_to_its_own_plugin_whatever_its_brand(format, brand):
     upload = photo(format, (64, 32))
     upload = upload[:8] + brand + upload[12:]
 
-    opened = PIL.Image.open(io.BytesIO(upload), formats=pixels.ACCEPTED_FORMATS)
+    opened = PIL.Image.open(io.BytesIO(upload), formats=decoding.ACCEPTED_FORMATS)
     assert opened.format == format
     assert convert(upload).size == (64, 32)
 
@@ -590,31 +591,8 @@ class Sequence:
         if self.reduced:
             bits.put(5, 31)
         else:
-            bits.put(1, self.timing is not None)
-            if self.timing is not None:
-                bits.put(32, 1001).put(32, 30_000).put(1, self.timing is not False)
-                if isinstance(self.timing, tuple):  # That many zeros, and no value.
-                    bits.put(self.timing[1]).put(1, 1)
-                elif self.timing is not False:
-                    bits.uvlc(self.timing)
-                bits.put(1, self.decoder_model is not None)
-                if self.decoder_model is not None:
-                    delay_bits, time_bits = self.decoder_model
-                    bits.put(5, delay_bits - 1).put(32, 1001).put(5, 9)
-                    bits.put(5, time_bits - 1)
-            bits.put(1, self.display_delay).put(5, len(self.points) - 1)
-            for level, model, delay in self.points:
-                bits.put(12, 0x103 if len(self.points) > 1 else 0).put(5, level)
-                if level > 7:
-                    bits.put(1, 1)
-                if self.decoder_model is not None:
-                    bits.put(1, model)
-                    if model:
-                        bits.put(delay_bits, 5).put(delay_bits, 7).put(1, 1)
-                if self.display_delay:
-                    bits.put(1, delay)
-                    if delay:
-                        bits.put(4, 9)
+            self.put_timing(bits)
+            self.put_points(bits)
         width_bits, height_bits = self.bits
         bits.put(4, width_bits - 1).put(4, height_bits - 1)
         bits.put(width_bits, self.width - 1).put(height_bits, self.height - 1)
@@ -625,21 +603,58 @@ class Sequence:
                 bits.put(4, delta - 2).put(3, additional - 1)
         bits.put(3, 0b011)  # Superblocks of 64, filter intra and edge filter.
         if not self.reduced:
-            bits.put(4).put(1, self.order_hint)
-            if self.order_hint:
-                bits.put(2, 0b11)
-            bits.put(1, self.screen_tools == SELECT)
-            if self.screen_tools != SELECT:
-                bits.put(1, self.screen_tools)
-            if self.screen_tools:
-                bits.put(1, self.integer_mv == SELECT)
-                if self.integer_mv != SELECT:
-                    bits.put(1, self.integer_mv)
-            if self.order_hint:
-                bits.put(3, 6)
+            self.put_tools(bits)
         # Superres, CDEF, restoration; 8-bit 4:2:0 with no colour description,
         # full range, chroma position unknown, one delta q; no film grain.
         return bits.put(3, 0b011).put(6, 0b000100).put(1).bytes()
+
+    def put_timing(self, bits):
+        """The timing info and the decoder model info, if there are any."""
+        bits.put(1, self.timing is not None)
+        if self.timing is None:
+            return
+        bits.put(32, 1001).put(32, 30_000).put(1, self.timing is not False)
+        if isinstance(self.timing, tuple):  # That many zeros, and no value.
+            bits.put(self.timing[1]).put(1, 1)
+        elif self.timing is not False:
+            bits.uvlc(self.timing)
+        bits.put(1, self.decoder_model is not None)
+        if self.decoder_model is not None:
+            delay_bits, time_bits = self.decoder_model
+            bits.put(5, delay_bits - 1).put(32, 1001).put(5, 9)
+            bits.put(5, time_bits - 1)
+
+    def put_points(self, bits):
+        """The operating points, with their decoder models and display delays."""
+        bits.put(1, self.display_delay).put(5, len(self.points) - 1)
+        for level, model, delay in self.points:
+            bits.put(12, 0x103 if len(self.points) > 1 else 0).put(5, level)
+            if level > 7:
+                bits.put(1, 1)
+            if self.decoder_model is not None:
+                delay_bits = self.decoder_model[0]
+                bits.put(1, model)
+                if model:
+                    bits.put(delay_bits, 5).put(delay_bits, 7).put(1, 1)
+            if self.display_delay:
+                bits.put(1, delay)
+                if delay:
+                    bits.put(4, 9)
+
+    def put_tools(self, bits):
+        """Order hints, and the screen content tools and integer motion vectors."""
+        bits.put(4).put(1, self.order_hint)
+        if self.order_hint:
+            bits.put(2, 0b11)
+        bits.put(1, self.screen_tools == SELECT)
+        if self.screen_tools != SELECT:
+            bits.put(1, self.screen_tools)
+        if self.screen_tools:
+            bits.put(1, self.integer_mv == SELECT)
+            if self.integer_mv != SELECT:
+                bits.put(1, self.integer_mv)
+        if self.order_hint:
+            bits.put(3, 6)
 
     def obu(self, **params):
         return obu(1, self.payload(), **params)

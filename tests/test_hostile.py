@@ -17,8 +17,8 @@ import PIL.PngImagePlugin
 import pytest
 import redis
 
-from tests.conftest import decode
-from tests.conftest import draw_image
+from tests.helpers import decode
+from tests.helpers import draw_image
 from tests.servers import Uvicorn
 from tests.test_pixels import encode
 from tests.test_pixels import gif_descriptor
@@ -152,7 +152,7 @@ def test_a_gif_of_thousands_of_frames_is_refused_before_they_are_decoded(
     client, config
 ):
     # NOTE: Animations are kept (as animated WebP), so every frame would be
-    #   decoded and encoded: past pixels.MAX_FRAMES, that is a bomb.
+    #   decoded and encoded: past animation.MAX_FRAMES, that is a bomb.
     files_before = stored_files(config)
     resp = client.simulate_post('/images', body=gif_of_many_frames(20_000))
 

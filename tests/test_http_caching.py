@@ -12,9 +12,9 @@ import pytest
 from asgilook.http.app import create_app
 from asgilook.pictures import pixels
 from asgilook.storage.store import Store
-from tests.conftest import FIRST_IDS
-from tests.conftest import decode
-from tests.conftest import draw_image
+from tests.helpers import FIRST_IDS
+from tests.helpers import decode
+from tests.helpers import draw_image
 
 IMAGE = f'/images/{FIRST_IDS[0]}.jpeg'
 THUMBNAIL = f'/thumbnails/{FIRST_IDS[0]}/320x180.jpeg'

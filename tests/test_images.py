@@ -8,9 +8,9 @@ import PIL.Image
 import pytest
 
 from asgilook.http.app import create_app
-from tests.conftest import FIRST_IDS
-from tests.conftest import decode
-from tests.conftest import draw_image
+from tests.helpers import FIRST_IDS
+from tests.helpers import decode
+from tests.helpers import draw_image
 
 
 def test_list_is_empty_then_cached(client):

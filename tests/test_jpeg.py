@@ -10,7 +10,7 @@ import PIL.ImageCms
 import pytest
 
 from asgilook.pictures.jpeg import strip_metadata
-from tests.conftest import draw_image
+from tests.helpers import draw_image
 
 XMP = (
     b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF'

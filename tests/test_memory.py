@@ -13,8 +13,8 @@ from asgilook.errors import Unsure
 from asgilook.http.app import create_app
 from asgilook.storage.store import Blob
 from asgilook.storage.store import _open
-from tests.conftest import FIRST_IDS
-from tests.conftest import draw_image
+from tests.helpers import FIRST_IDS
+from tests.helpers import draw_image
 
 MODIFIED = datetime.datetime(2026, 11, 22, 12, 0, 0, tzinfo=datetime.UTC)
 

@@ -10,8 +10,8 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from asgilook.http.app import create_app
-from tests.conftest import FIRST_IDS
-from tests.conftest import draw_image
+from tests.helpers import FIRST_IDS
+from tests.helpers import draw_image
 from tests.servers import Uvicorn
 
 IMAGE_ROUTE = '/images/{image_id:uuid}.jpeg'

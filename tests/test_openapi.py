@@ -29,7 +29,7 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.generation import GenerationMode
 
 from asgilook.http.app import create_app
-from tests.conftest import draw_image
+from tests.helpers import draw_image
 from tests.servers import Uvicorn
 
 METHODS = frozenset(method.lower() for method in falcon.constants.COMBINED_METHODS)

@@ -16,10 +16,11 @@ import pytest
 from asgilook.errors import ImageTooLarge
 from asgilook.errors import InvalidImage
 from asgilook.http.app import create_app
+from asgilook.pictures import colour
 from asgilook.pictures import jpeg
 from asgilook.pictures import pixels
-from tests.conftest import decode
-from tests.conftest import draw_image
+from tests.helpers import decode
+from tests.helpers import draw_image
 from tests.test_pixels import gray_profile
 from tests.test_pixels import swapped_profile
 
@@ -146,12 +147,12 @@ def test_a_profile_that_cannot_be_used_leaves_the_colours_alone(client):
 
 def test_an_srgb_profile_is_recognised_by_what_it_does():
     srgb = PIL.ImageCms.ImageCmsProfile(io.BytesIO(srgb_profile()))
-    assert pixels._is_srgb(srgb, 'RGB')
+    assert colour.is_srgb(srgb, 'RGB')
     swapped = PIL.ImageCms.ImageCmsProfile(io.BytesIO(swapped_profile()))
     # It calls itself sRGB, but its red is sRGB's blue.
     assert 'sRGB' in swapped.profile.profile_description
-    assert not pixels._is_srgb(swapped, 'RGB')
-    assert not pixels._is_srgb(
+    assert not colour.is_srgb(swapped, 'RGB')
+    assert not colour.is_srgb(
         PIL.ImageCms.ImageCmsProfile(io.BytesIO(gray_profile(1.0))), 'L'
     )
 

@@ -13,9 +13,10 @@ import pytest
 from asgilook.errors import ImageTooLarge
 from asgilook.errors import InvalidImage
 from asgilook.errors import UnsupportedImage
+from asgilook.pictures import decoding
 from asgilook.pictures import pixels
-from tests.conftest import decode
-from tests.conftest import draw_image
+from tests.helpers import decode
+from tests.helpers import draw_image
 
 MAX_PIXELS = 50_000_000
 
@@ -408,7 +409,8 @@ def test_a_truncated_image_is_invalid(format):
 
 def exif_with_orientation(kind, value):
     """A big-endian EXIF block whose only tag is an orientation of ``kind``."""
-    entry = struct.pack('>HHI', pixels.ORIENTATION_TAG, kind, 1) + value.ljust(4, b'\0')
+    tag = struct.pack('>HHI', decoding.ORIENTATION_TAG, kind, 1)
+    entry = tag + value.ljust(4, b'\0')
     return b'Exif\0\0MM\0\x2a\0\0\0\x08' + b'\0\x01' + entry + b'\0' * 4
 
 

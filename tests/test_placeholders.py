@@ -12,8 +12,8 @@ import pytest
 from asgilook.errors import StorageUnavailable
 from asgilook.storage.index.sqlite import SQLiteIndex
 from asgilook.storage.store import Store
-from tests.conftest import FIRST_IDS
-from tests.conftest import draw_image
+from tests.helpers import FIRST_IDS
+from tests.helpers import draw_image
 
 
 def placeholder_image(document):

@@ -11,8 +11,8 @@ import pytest
 from asgilook.http.app import create_app
 from asgilook.pictures import renditions
 from asgilook.storage.store import Store
-from tests.conftest import FIRST_IDS
-from tests.conftest import draw_image
+from tests.helpers import FIRST_IDS
+from tests.helpers import draw_image
 
 # What current browsers send for an <img>.
 CHROMIUM = 'image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8'

@@ -16,12 +16,13 @@ import redis
 
 from asgilook.commands import processes
 from asgilook.commands import serve
+from asgilook.commands.defaults import default_storage
 from asgilook.commands.processes import RedisServer
 from asgilook.commands.processes import free_port
 from asgilook.commands.processes import redacted
 from asgilook.commands.processes import wait_until
 from asgilook.commands.serve import serving_redis
-from tests.conftest import draw_image
+from tests.helpers import draw_image
 from tests.servers import port_open
 from tests.servers import stop
 from tests.servers import wait_for_port
@@ -230,17 +231,17 @@ def test_a_second_private_redis_for_one_storage_is_refused(start_devserver, tmp_
 
 def test_the_default_storage_is_the_users_data_directory():
     home = {'HOME': '/home/ada'}
-    assert processes.default_storage(
+    assert default_storage(
         {**home, 'ASGI_LOOK_STORAGE_PATH': '/srv/asgilook'}
     ) == pathlib.Path('/srv/asgilook')
-    assert processes.default_storage(
-        {**home, 'XDG_DATA_HOME': '/data'}
-    ) == pathlib.Path('/data/asgilook')
+    assert default_storage({**home, 'XDG_DATA_HOME': '/data'}) == pathlib.Path(
+        '/data/asgilook'
+    )
     # A relative XDG_DATA_HOME is invalid, and ignored.
-    assert processes.default_storage({**home, 'XDG_DATA_HOME': 'data'}) == pathlib.Path(
+    assert default_storage({**home, 'XDG_DATA_HOME': 'data'}) == pathlib.Path(
         '/home/ada/.local/share/asgilook'
     )
-    assert processes.default_storage({}) == pathlib.Path(
+    assert default_storage({}) == pathlib.Path(
         os.path.expanduser('~'), '.local', 'share', 'asgilook'
     )
 

@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from asgilook.pictures import jpeg
-from tests.conftest import decode
-from tests.conftest import draw_image
+from tests.helpers import decode
+from tests.helpers import draw_image
 from tests.servers import Uvicorn
 
 pytestmark = pytest.mark.e2e

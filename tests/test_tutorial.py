@@ -14,7 +14,7 @@ import pytest
 
 from asgilook.app import create_app
 from asgilook.config import Config
-from tests.conftest import FIRST_IDS
+from tests.helpers import FIRST_IDS
 
 FIRST = FIRST_IDS[0]
 

@@ -12,8 +12,8 @@ import pytest
 
 from asgilook.http import uploads
 from asgilook.http.app import create_app
-from tests.conftest import decode
-from tests.conftest import draw_image
+from tests.helpers import decode
+from tests.helpers import draw_image
 
 CHUNK = 64 * 1024
 
