@@ -45,7 +45,7 @@ The run fails (exit status 1) on:
   or a deleted image still in it;
 * ``asgilook check`` finding anything: only orphans and ``.partial`` files,
   no more of them than uploads cut by the kill, are let pass (``kill -9``
-  mid-upload leaves them, as the README says; ``asgilook check --repair``
+  mid-upload leaves them, as docs/storage.rst says; ``asgilook check --repair``
   removes them);
 * the run not doing what it is for: too few uploads, reads, deletes, 304s or
   events, Redis not seen down (no ``Bypass``, no ``event: unavailable``), no

@@ -1,6 +1,6 @@
 """The gallery page, ``GET /``, and its assets under ``/static/``.
 
-The page is plain HTML, CSS and one script from ``asgilook/static/``, with no
+The page is plain HTML, CSS and one script from ``asgilook/http/static/``, with no
 build step. They are read once, when the app is made. The page names each
 asset with a hash of its content (``/static/gallery.js?v=<hash>``), so an
 asset is kept by browsers for good, and a new version of it has a new URL;

@@ -18,8 +18,8 @@ from asgilook.http.events import CREATED
 from asgilook.http.events import DELETED
 from asgilook.http.events import Events
 from asgilook.http.uploads import upload
+from asgilook.pictures import Size
 from asgilook.pictures import renditions
-from asgilook.pictures.pixels import Size
 from asgilook.storage.store import Blob
 from asgilook.storage.store import Body
 from asgilook.storage.store import Commit

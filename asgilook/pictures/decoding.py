@@ -248,6 +248,6 @@ def _a(name: str) -> str:
 
 
 def _name(format: str | None) -> str:
-    """How the README names a format, for the messages."""
+    """How the docs (docs/uploads.rst) name a format, for the messages."""
     names = {'WEBP': 'WebP', 'MPO': 'JPEG', 'HEIF': 'HEIC'}
     return names.get(format or '', format or 'known')
