@@ -15,8 +15,8 @@ from asgilook.config import Config
 from asgilook.http.app import create_app
 from asgilook.storage import files as files_module
 from asgilook.storage.index.sqlite import SQLiteIndex
-from tests.conftest import FIRST_IDS
-from tests.conftest import draw_image
+from tests.helpers import FIRST_IDS
+from tests.helpers import draw_image
 
 TINY = draw_image((64, 64))
 

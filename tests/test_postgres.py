@@ -33,8 +33,11 @@ from asgilook.storage.index.postgres import LISTENER_NAME
 from asgilook.storage.index.postgres import SCHEMA_VERSION
 from asgilook.storage.index.postgres import NewerSchema
 from asgilook.storage.index.postgres import PostgresIndex
-from tests.conftest import decode
-from tests.conftest import draw_image
+from asgilook.storage.index.postgres import index as index_module
+from asgilook.storage.index.postgres import listener
+from asgilook.storage.index.postgres import queries
+from tests.helpers import decode
+from tests.helpers import draw_image
 from tests.servers import Uvicorn
 from tests.test_index import anyone
 from tests.test_index import eventually
@@ -187,7 +190,7 @@ def test_a_lookup_that_overlaps_a_change_is_not_remembered(url, monkeypatch):
             old = await put(other, 'a')
             await index.get('a')
             await listening(index)
-            monkeypatch.setattr(postgres, '_GET', slowed(postgres._GET, 0.5))
+            monkeypatch.setattr(index_module, '_GET', slowed(queries._GET, 0.5))
             assert await index.get('a') == old
             assert index.peek('a') == old  # nothing changed meanwhile: kept
 
@@ -219,7 +222,7 @@ def test_a_page_is_of_the_state_before_it_was_read(url, monkeypatch):
             entries, state = await index.page()
             assert state == index.state()
 
-            monkeypatch.setattr(postgres, '_PAGE', slowed(postgres._PAGE, 0.5))
+            monkeypatch.setattr(index_module, '_PAGE', slowed(queries._PAGE, 0.5))
             reading = asyncio.create_task(index.page())
             await asyncio.sleep(0.1)
             await put(other, 'b')
@@ -261,7 +264,7 @@ def test_the_fast_path_remembers_a_bounded_number_of_images(url):
 def test_a_listener_cut_off_reconnects_and_forgets_meanwhile(
     url, postgres_server, caplog
 ):
-    caplog.set_level(logging.WARNING, logger=postgres.__name__)
+    caplog.set_level(logging.WARNING, logger=listener.__name__)
 
     async def scenario():
         index = quick(PostgresIndex(url))
@@ -514,13 +517,13 @@ def test_a_page_reads_only_its_rows_at_any_depth(url, postgres_server):
             plans = {}
             async with index._connection() as connection:
                 for after in (None, 'i10', f'i{rows // 2}', f'i{rows - 1000}'):
-                    for query in (postgres._PAGE, postgres._PAGE_NEWEST_FIRST):
+                    for query in (queries._PAGE, queries._PAGE_NEWEST_FIRST):
                         plan = await connection.fetch(
                             f'EXPLAIN (ANALYZE, FORMAT JSON) {query}', after, 101
                         )
                         plans[after, query] = plan[0][0]
                         entries, _ = await index.page(
-                            100, after, query is postgres._PAGE_NEWEST_FIRST
+                            100, after, query is queries._PAGE_NEWEST_FIRST
                         )
                         assert entries
             assert await index.count() == rows - 1

@@ -24,9 +24,9 @@ from asgilook.storage import store as store_module
 from asgilook.storage.index.sqlite import SQLiteIndex
 from asgilook.storage.store import Image
 from asgilook.storage.store import Store
-from tests.conftest import FIRST_IDS
-from tests.conftest import decode
-from tests.conftest import draw_image
+from tests.helpers import FIRST_IDS
+from tests.helpers import decode
+from tests.helpers import draw_image
 
 
 @pytest.fixture

@@ -1,0 +1,29 @@
+"""Storage: the pictures' files on disk, and the index that says which are current.
+
+What the app uses is :class:`asgilook.storage.store.Store`; the rest is how
+it keeps its word that an image is listed only once its files are durable.
+The modules:
+
+* :mod:`asgilook.storage.store`: the store, saving, looking up, paging through,
+  deleting and opening images.
+* :mod:`asgilook.storage.image`: what the store hands out, an image version
+  (``Image``) and the bytes of its files (``Body``, ``Blob``).
+* :mod:`asgilook.storage.renderer`: a version's files made from its picture,
+  at upload and (a missing thumbnail series) after the fact.
+* :mod:`asgilook.storage.workers`: the threads for Pillow and for the disk, and
+  the store's errors for what goes wrong on the disk.
+* :mod:`asgilook.storage.files`: the layout of the storage directory, and the
+  durable writes of each version's files.
+* :mod:`asgilook.storage.blobs`: where a storage's objects live, a local
+  directory or an S3-compatible bucket.
+* :mod:`asgilook.storage.crypto`: encryption at rest, the sealed format of
+  stored objects.
+* :mod:`asgilook.storage.index`: the index of images and its upload order,
+  with its backends, :mod:`~asgilook.storage.index.sqlite` (the default) and
+  :mod:`~asgilook.storage.index.postgres`, and the old
+  :mod:`~asgilook.storage.index.journal`.
+
+Within asgilook it stands on :mod:`asgilook.pictures` (Pillow, bytes to bytes),
+:mod:`asgilook.config` and :mod:`asgilook.errors` only: nothing here knows
+of Falcon, HTTP, the caches or the commands.
+"""

@@ -1,15 +1,19 @@
-"""Images and their bytes: files on disk, Pillow off the event loop."""
+"""The image store: the files of every version, and the index that lists them.
+
+:class:`Store` is what the app uses: it saves uploads, looks images up, pages
+through them, deletes them and opens their files to be sent. What it hands
+out is in :mod:`asgilook.storage.image`; the threads it works in, in
+:mod:`asgilook.storage.workers`; the Pillow work that makes a version's files,
+in :mod:`asgilook.storage.renderer`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import datetime
-import errno
 import hashlib
 import hmac
-import logging
 import os
 import pathlib
 import secrets
@@ -18,187 +22,33 @@ from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Coroutine
 from typing import Any
-from typing import TypeVar
 
 from asgilook.config import Config
 from asgilook.errors import ImageNotFound
 from asgilook.errors import StorageFull
 from asgilook.errors import StorageUnavailable
 from asgilook.errors import Unsure
-from asgilook.pictures import pixels
-from asgilook.pictures import renditions
 from asgilook.pictures.pixels import Size
 from asgilook.storage.files import Files
+from asgilook.storage.image import Blob
+from asgilook.storage.image import Body
+from asgilook.storage.image import Image
+from asgilook.storage.image import http_date
 from asgilook.storage.index import Behind
 from asgilook.storage.index import Entry
 from asgilook.storage.index import Index
 from asgilook.storage.index import journal
 from asgilook.storage.index import open_index
+from asgilook.storage.renderer import Renderer
+from asgilook.storage.workers import Workers
 
-T = TypeVar('T')
-logger = logging.getLogger(__name__)
+__all__ = ['Blob', 'Body', 'Commit', 'Image', 'Store', 'http_date']
+
 Commit = Callable[[], Awaitable[None]]
-
-
-class Image:
-    """One stored version of a picture: its id, pixel size and time of upload."""
-
-    def __init__(
-        self,
-        config: Config,
-        image_id: str,
-        size: Size,
-        modified: datetime.datetime | None = None,
-        path: pathlib.Path | None = None,
-        placeholder: str = '',
-        animated: bool = False,
-    ) -> None:
-        self._config = config
-        self.image_id = image_id
-        self.size = size
-        self.modified = modified or datetime.datetime.now(datetime.UTC)
-        #: A tiny stand-in, as a data URI ('' if there is none).
-        self.placeholder = placeholder
-        #: Whether there is an animated rendition (:attr:`animation_path`).
-        self.animated = animated
-        # NOTE: Each version of an image has a file of its own (see Store), so
-        #   the path comes from the index; the default is for images made by
-        #   hand.
-        self.path = path or (
-            pathlib.Path(os.fspath(config.storage_path))
-            / Files.IMAGES
-            / f'{image_id}.jpeg'
-        )
-
-    @property
-    def uri(self) -> str:
-        return f'/images/{self.image_id}.jpeg'
-
-    @property
-    def animation_uri(self) -> str:
-        return f'/images/{self.image_id}.webp'
-
-    @property
-    def animation_path(self) -> pathlib.Path:
-        """Where this version's animated rendition is, if it has one."""
-        return self.path.with_suffix('.webp')
-
-    @property
-    def version(self) -> str:
-        """What tells this version of the picture from every other one."""
-        return self.path.stem.partition('.')[2] or '0'
-
-    def etag(self, size: Size | None = None, name: str = renditions.JPEG) -> str:
-        """The strong entity tag of the original (or its animation), or of one
-        thumbnail in a format."""
-        suffix = '' if name == renditions.JPEG else f'-{name}'
-        if size is None:
-            return f'"{self.version}{suffix}"'
-        width, height = size
-        return f'"{self.version}-{width}x{height}{suffix}"'
-
-    def thumbnail_sizes(self) -> list[Size]:
-        """The fixed series of thumbnail sizes, largest first.
-
-        Each halves the previous one (mipmap style) for as long as both sides
-        stay at least ``min_thumb_size`` pixels.
-        """
-        return pixels.thumbnail_sizes(self.size, self._config.min_thumb_size)
-
-    def thumbnail_uri(self, size: Size) -> str:
-        width, height = size
-        return f'/thumbnails/{self.image_id}/{width}x{height}.jpeg'
-
-    def thumbnail_path(self, size: Size, name: str = renditions.JPEG) -> pathlib.Path:
-        """Where this version's thumbnail of ``size`` in format ``name`` is stored."""
-        width, height = size
-        return (
-            self.path.parent.parent
-            / Files.THUMBNAILS
-            / self.path.name.removesuffix('.jpeg')
-            / f'{width}x{height}.{name}'
-        )
-
-    def thumbnails(self) -> list[str]:
-        return [self.thumbnail_uri(size) for size in self.thumbnail_sizes()]
-
-    def srcset(self) -> str:
-        """Every rendition with its width, smallest first, for ``<img srcset>``.
-
-        The URLs name this version (``?v=``): they never change, and browsers
-        may keep them for good.
-        """
-        renditions = [
-            (self.thumbnail_uri(size), size[0])
-            for size in reversed(self.thumbnail_sizes())
-        ]
-        renditions.append((self.uri, self.size[0]))
-        return ', '.join(
-            f'{uri}?v={self.version} {width}w' for uri, width in renditions
-        )
-
-    def serialize(self) -> dict[str, Any]:
-        return {
-            'id': self.image_id,
-            'image': self.uri,
-            'modified': http_date(self.modified),
-            'size': list(self.size),
-            'thumbnails': self.thumbnails(),
-            'version': self.version,
-            'srcset': self.srcset(),
-            'placeholder': self.placeholder or None,
-            'animation': self.animation_uri if self.animated else None,
-        }
 
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-class Blob:
-    """An open file of an image version, read in chunks as it is sent.
-
-    Holding the file open keeps its bytes readable even if the version is
-    replaced or deleted meanwhile. At most ``CHUNK`` bytes of it are in
-    memory at once, whatever its size.
-    """
-
-    CHUNK = 1024 * 1024
-
-    def __init__(self, fd: int, length: int, first: bytes) -> None:
-        self._fd: int | None = fd
-        self.length = length
-        self._first: bytes | None = first
-        self._offset = len(first)
-
-    def __aiter__(self) -> Blob:
-        return self
-
-    async def __anext__(self) -> bytes:
-        first, self._first = self._first, None
-        if first is not None:
-            return first
-        if self._fd is None or self._offset >= self.length:
-            await self.close()
-            raise StopAsyncIteration
-        loop = asyncio.get_running_loop()
-        chunk = await loop.run_in_executor(
-            None, os.pread, self._fd, self.CHUNK, self._offset
-        )
-        if not chunk:
-            # The file is shorter than it was: never for a stored version.
-            await self.close()
-            raise StopAsyncIteration
-        self._offset += len(chunk)
-        return chunk
-
-    async def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-Body = bytes | Blob
 
 
 class Store:
@@ -217,7 +67,8 @@ class Store:
     of uploads waits its turn instead of decoding everything at once. The
     pool is created when first needed and shut down with the ASGI lifespan
     (``process_shutdown``), so many apps can start and stop in one process.
-    Disk work runs in the event loop's default executor.
+    Disk work runs in the event loop's default executor (see
+    :mod:`asgilook.storage.workers`).
     """
 
     def __init__(self, config: Config, index: Index | None = None) -> None:
@@ -227,9 +78,8 @@ class Store:
         self._index = index or open_index(config)
         # Whether the directories are made and an old journal adopted.
         self._opened = False
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        # Thumbnail series being rendered after the fact, by original file.
-        self._renders: dict[str, asyncio.Task[bool]] = {}
+        self._workers = Workers(config)
+        self._renderer = Renderer(config, self._files, self._workers, self._rendered)
         #: Told of each thumbnail series rendered: how many, in how long.
         self.on_render: Callable[[int, float], None] | None = None
 
@@ -253,10 +103,12 @@ class Store:
             # NOTE: Requests that come at once may all do this: every step
             #   may be done twice, and an index adopts a journal only once.
             path = self._files.root / journal.FILE
-            found = await self._disk(journal.read, path)
+            found = await self._workers.disk(journal.read, path)
             if found is not None:
                 await self._index.adopt(*found)
-                await self._disk(_rename, path, self._files.root / journal.ADOPTED)
+                await self._workers.disk(
+                    _rename, path, self._files.root / journal.ADOPTED
+                )
             self._opened = True
         return self._index
 
@@ -264,26 +116,8 @@ class Store:
         """Nothing to open eagerly: the thread pool starts on first use."""
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
-            self._executor = None
+        self._workers.shutdown()
         await self._index.close()
-
-    async def _pillow(self, func: Callable[..., T], *args: Any) -> T:
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self._config.image_workers,
-                thread_name_prefix='asgilook-pillow',
-            )
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, func, *args)
-
-    async def _disk(self, func: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(None, func, *args)
-        except OSError as ex:
-            raise _storage_error(ex) from ex
 
     def _image(self, entry: Entry) -> Image:
         return Image(
@@ -316,7 +150,7 @@ class Store:
         """Whether a file can be written in the storage directory and the index
         read, and why not."""
         try:
-            free = await self._disk(self._probe)
+            free = await self._workers.disk(self._probe)
             images = await self.count()
         except (StorageFull, StorageUnavailable) as ex:
             return False, str(ex)
@@ -398,103 +232,61 @@ class Store:
             The image, and the token that may delete it. Only a hash of the
             token is kept.
         """
-        decoded, small = await self._pillow(
-            _decode, data, self._config.max_pixels, self._config.min_thumb_size
-        )
+        decoded, small = await self._renderer.decode(data)
         index = await self._open()
         name = f'{image_id}.{secrets.token_hex(6)}.jpeg'
         token = secrets.token_urlsafe(24)
         try:
-            # NOTE: Encoded at once, each in a thread of the pool: the original
-            #   (written as soon as it is ready), the largest thumbnail, the
-            #   rest, the animation. Every one is awaited, even if another
-            #   failed, so that nothing is written after the cleanup below. A
-            #   picture too small for thumbnails, or a still one, asks no
-            #   thread for what it has not got: each hop costs a small upload
-            #   more than its encoding.
-            started = time.perf_counter()
-            jobs: dict[str, Awaitable[Any]] = {
-                'original': self._store_original(name, decoded, small)
-            }
-            if decoded.source is not None:
-                jobs['largest'] = self._pillow(pixels.encode_largest, decoded)
-                jobs['smaller'] = self._pillow(pixels.encode_smaller, decoded)
-            if pixels.may_animate(data):
-                jobs['animation'] = self._pillow(
-                    pixels.animate, data, self._config.max_pixels
-                )
-            results = await asyncio.gather(*jobs.values(), return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-            done: dict[str, Any] = dict(zip(jobs, results, strict=True))
-            placeholder: str | None = done['original']
-            thumbnails: pixels.Series = done.get('largest', ())
-            thumbnails += done.get('smaller', ())
-            animation: bytes | None = done.get('animation')
-            self._rendered(len(thumbnails), started)
-            if thumbnails:
-                await self._disk(self._files.write_thumbnails, name, thumbnails)
-            if animation is not None:
-                await self._disk(self._files.write_animation, name, animation)
-            if placeholder is None:
-                # NOTE: From the smallest thumbnail: a millisecond.
-                placeholder = await self._pillow(
-                    renditions.placeholder, thumbnails[-1][1]
-                )
+            placeholder, animated = await self._renderer.write_version(
+                name, data, decoded, small
+            )
             if before_commit is not None:
                 await before_commit()
         except BaseException:
-            await self._disk(self._files.discard_version, name)
+            await self._workers.disk(self._files.discard_version, name)
             raise
-        put = asyncio.ensure_future(
+        entry = await self._commit(
+            name,
             index.put(
                 image_id,
                 name,
                 decoded.size,
                 _token_hash(token),
                 placeholder,
-                animated=animation is not None,
-            )
+                animated=animated,
+            ),
         )
+        return self._image(entry), token
+
+    async def _commit(
+        self, name: str, put: Coroutine[Any, Any, tuple[Entry, Entry | None]]
+    ) -> Entry:
+        """Await ``put``, the change that lists the new version ``name``.
+
+        Then the files of the version it replaced, if any, are discarded; if
+        it surely failed, the new version's are.
+        """
+        change = asyncio.ensure_future(put)
         try:
             # NOTE: Shielded: a request cancelled now does not cancel the
             #   change, which may be committing in a thread or a database.
-            entry, replaced = await asyncio.shield(put)
+            entry, replaced = await asyncio.shield(change)
         except (StorageUnavailable, asyncio.CancelledError):
             # NOTE: Whether the change committed is not known (the connection
             #   was lost during the commit, or nobody waits for it any more):
             #   its files stay, unlisted at worst.
             raise
         except BaseException:
-            await self._disk(self._files.discard_version, name)
+            await self._workers.disk(self._files.discard_version, name)
             raise
         if replaced is not None:
-            await self._disk(self._files.discard_version, replaced.file)
-        return self._image(entry), token
+            await self._workers.disk(self._files.discard_version, replaced.file)
+        return entry
 
     def _rendered(self, thumbnails: int, started: float) -> None:
+        """Tell :attr:`on_render` of a thumbnail series rendered."""
         if self.on_render is not None and thumbnails:
             self.on_render(thumbnails, time.perf_counter() - started)
-
-    async def _store_original(
-        self, name: str, decoded: pixels.Decoded, small: tuple[bytes, str] | None
-    ) -> str | None:
-        """Write the original; return the placeholder of a picture without thumbnails.
-
-        A picture with thumbnails gets its placeholder from the smallest one,
-        once they are made; one without came with its original encoded and
-        its placeholder made (``small``, see :func:`_decode`).
-        """
-        placeholder = None
-        if small is not None:
-            original, placeholder = small
-        elif decoded.kept is None:
-            original = await self._pillow(pixels.encode_original, decoded)
-        else:
-            original = decoded.kept
-        await self._disk(self._files.write_original, name, original)
-        return placeholder
 
     async def delete(
         self, image_id: str, token: str, before_commit: Commit | None = None
@@ -522,7 +314,7 @@ class Store:
         if before_commit is not None:
             await before_commit()
         entry = await index.delete(image_id, allowed)
-        await self._disk(self._files.discard_version, entry.file)
+        await self._workers.disk(self._files.discard_version, entry.file)
         return self._image(entry)
 
     def check_thumbnail(self, image: Image, size: Size) -> None:
@@ -546,58 +338,13 @@ class Store:
         If it is not, its series starts rendering in the background (once,
         however many ask), to be there for the next request.
         """
-        if name == renditions.JPEG:
-            return True
-        if await self._disk(image.thumbnail_path(size, name).exists):
-            return True
-        self._flight(
-            f'{image.path.name} {name}', lambda: self._render_rendition(image, name)
-        )
-        return False
-
-    def _flight(
-        self, key: str, render: Callable[[], Coroutine[Any, Any, bool]]
-    ) -> asyncio.Task[bool]:
-        """The render of ``key`` under way in this loop, else ``render()`` started.
-
-        NOTE: Single flight: requests that find the same files missing at
-        once all have one render.
-        """
-        loop = asyncio.get_running_loop()
-        task = self._renders.get(key)
-        if task is None or task.get_loop() is not loop:
-            task = loop.create_task(render())
-            self._renders[key] = task
-            task.add_done_callback(lambda done: self._renders.pop(key, None))
-        return task
-
-    async def _render_rendition(self, image: Image, name: str) -> bool:
-        """Render and store a version's thumbnail series in format ``name``."""
-        try:
-            original = await self._disk(_read, image.path)
-            if original is None:
-                return False
-            sizes = image.thumbnail_sizes()
-            rendered = await self._pillow(renditions.render, original, sizes, name)
-            await self._disk(
-                self._files.write_thumbnails,
-                image.path.name,
-                list(zip(sizes, rendered, strict=True)),
-                name,
-            )
-        except Exception:
-            # NOTE: Nobody waits for this: the JPEG stays the answer.
-            logger.exception(
-                'Could not render the %s thumbnails of %s', name, image.uri
-            )
-            return False
-        return True
+        return await self._renderer.rendered(image, size, name)
 
     async def read_animation(self, image: Image, whole_up_to: int) -> Body | None:
         """Open the version's animated rendition; None if it has none (any more)."""
         if not image.animated:
             return None
-        return await self._disk(_open, image.animation_path, whole_up_to)
+        return await self._workers.disk(_open, image.animation_path, whole_up_to)
 
     async def read_rendition(
         self, image: Image, size: Size, name: str, whole_up_to: int
@@ -607,7 +354,9 @@ class Store:
         As :meth:`read`, but a missing file is not rendered here (see
         :meth:`rendered`).
         """
-        return await self._disk(_open, image.thumbnail_path(size, name), whole_up_to)
+        return await self._workers.disk(
+            _open, image.thumbnail_path(size, name), whole_up_to
+        )
 
     async def read(
         self, image: Image, size: Size | None, whole_up_to: int
@@ -625,9 +374,9 @@ class Store:
         """
         for _ in range(2):
             path = image.path if size is None else image.thumbnail_path(size)
-            body = await self._disk(_open, path, whole_up_to)
-            if body is None and size is not None and await self._render(image):
-                body = await self._disk(_open, path, whole_up_to)
+            body = await self._workers.disk(_open, path, whole_up_to)
+            if body is None and size is not None and await self._renderer.series(image):
+                body = await self._workers.disk(_open, path, whole_up_to)
             if body is not None:
                 return image, body
             # NOTE: Another process may have replaced or deleted the image
@@ -636,26 +385,6 @@ class Store:
             if size is not None:
                 self.check_thumbnail(image, size)
         raise ImageNotFound(f'The file of image {image.image_id} is missing.')
-
-    async def _render(self, image: Image) -> bool:
-        """Render and store a version's thumbnails, once; False if it is gone."""
-        task = self._flight(image.path.name, lambda: self._render_series(image))
-        return await asyncio.shield(task)
-
-    async def _render_series(self, image: Image) -> bool:
-        original = await self._disk(_read, image.path)
-        if original is None:
-            return False
-        sizes = image.thumbnail_sizes()
-        started = time.perf_counter()
-        rendered = await self._pillow(pixels.thumbnails, original, sizes)
-        self._rendered(len(rendered), started)
-        await self._disk(
-            self._files.write_thumbnails,
-            image.path.name,
-            list(zip(sizes, rendered, strict=True)),
-        )
-        return True
 
 
 def _rename(path: pathlib.Path, to: pathlib.Path) -> None:
@@ -680,40 +409,3 @@ def _open(path: pathlib.Path, whole_up_to: int) -> Body | None:
             return data
         closing.pop_all()
         return Blob(fd, length, data)
-
-
-def _read(path: pathlib.Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-
-
-def _storage_error(ex: OSError) -> StorageFull | StorageUnavailable:
-    if ex.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StorageFull('The image store is out of space; try again later.')
-    reason = os.strerror(ex.errno) if ex.errno else type(ex).__name__
-    return StorageUnavailable(
-        f'The image store cannot be used right now ({reason}); try again later.'
-    )
-
-
-def _decode(
-    data: bytes, max_pixels: int, min_thumb_size: int
-) -> tuple[pixels.Decoded, tuple[bytes, str] | None]:
-    """Decode an upload; and, for a picture too small for thumbnails, encode
-    its original and make its placeholder too.
-
-    NOTE: All in one thread's turn: for a small picture, each hop to a thread
-    cost more than the work done there.
-    """
-    decoded = pixels.decode(data, max_pixels, min_thumb_size)
-    if decoded.source is not None:
-        return decoded, None
-    original = pixels.encode_original(decoded)
-    return decoded, (original, renditions.placeholder(original))
-
-
-def http_date(moment: datetime.datetime) -> str:
-    """An HTTP date (RFC 9110, 5.6.7), as :func:`falcon.dt_to_http` writes it."""
-    return moment.strftime('%a, %d %b %Y %H:%M:%S GMT')

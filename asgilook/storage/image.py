@@ -1,0 +1,183 @@
+"""What the store hands out: a version of an image, and the bytes of its files.
+
+An :class:`Image` is one stored version of a picture: its id, size and time
+of upload, where its files are and the URIs they are served at. A
+:class:`Body` is the bytes of one of its files: read whole if small, else an
+open :class:`Blob`, read in chunks as it is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import pathlib
+from typing import Any
+
+from asgilook.config import Config
+from asgilook.pictures import pixels
+from asgilook.pictures import renditions
+from asgilook.pictures.pixels import Size
+from asgilook.storage.files import Files
+
+
+class Image:
+    """One stored version of a picture: its id, pixel size and time of upload."""
+
+    def __init__(
+        self,
+        config: Config,
+        image_id: str,
+        size: Size,
+        modified: datetime.datetime | None = None,
+        path: pathlib.Path | None = None,
+        placeholder: str = '',
+        animated: bool = False,
+    ) -> None:
+        self._config = config
+        self.image_id = image_id
+        self.size = size
+        self.modified = modified or datetime.datetime.now(datetime.UTC)
+        #: A tiny stand-in, as a data URI ('' if there is none).
+        self.placeholder = placeholder
+        #: Whether there is an animated rendition (:attr:`animation_path`).
+        self.animated = animated
+        # NOTE: Each version of an image has a file of its own (see Store), so
+        #   the path comes from the index; the default is for images made by
+        #   hand.
+        self.path = path or (
+            pathlib.Path(os.fspath(config.storage_path))
+            / Files.IMAGES
+            / f'{image_id}.jpeg'
+        )
+
+    @property
+    def uri(self) -> str:
+        return f'/images/{self.image_id}.jpeg'
+
+    @property
+    def animation_uri(self) -> str:
+        return f'/images/{self.image_id}.webp'
+
+    @property
+    def animation_path(self) -> pathlib.Path:
+        """Where this version's animated rendition is, if it has one."""
+        return self.path.with_suffix('.webp')
+
+    @property
+    def version(self) -> str:
+        """What tells this version of the picture from every other one."""
+        return self.path.stem.partition('.')[2] or '0'
+
+    def etag(self, size: Size | None = None, name: str = renditions.JPEG) -> str:
+        """The strong entity tag of the original (or its animation), or of one
+        thumbnail in a format."""
+        suffix = '' if name == renditions.JPEG else f'-{name}'
+        if size is None:
+            return f'"{self.version}{suffix}"'
+        width, height = size
+        return f'"{self.version}-{width}x{height}{suffix}"'
+
+    def thumbnail_sizes(self) -> list[Size]:
+        """The fixed series of thumbnail sizes, largest first.
+
+        Each halves the previous one (mipmap style) for as long as both sides
+        stay at least ``min_thumb_size`` pixels.
+        """
+        return pixels.thumbnail_sizes(self.size, self._config.min_thumb_size)
+
+    def thumbnail_uri(self, size: Size) -> str:
+        width, height = size
+        return f'/thumbnails/{self.image_id}/{width}x{height}.jpeg'
+
+    def thumbnail_path(self, size: Size, name: str = renditions.JPEG) -> pathlib.Path:
+        """Where this version's thumbnail of ``size`` in format ``name`` is stored."""
+        width, height = size
+        return (
+            self.path.parent.parent
+            / Files.THUMBNAILS
+            / self.path.name.removesuffix('.jpeg')
+            / f'{width}x{height}.{name}'
+        )
+
+    def thumbnails(self) -> list[str]:
+        return [self.thumbnail_uri(size) for size in self.thumbnail_sizes()]
+
+    def srcset(self) -> str:
+        """Every rendition with its width, smallest first, for ``<img srcset>``.
+
+        The URLs name this version (``?v=``): they never change, and browsers
+        may keep them for good.
+        """
+        renditions = [
+            (self.thumbnail_uri(size), size[0])
+            for size in reversed(self.thumbnail_sizes())
+        ]
+        renditions.append((self.uri, self.size[0]))
+        return ', '.join(
+            f'{uri}?v={self.version} {width}w' for uri, width in renditions
+        )
+
+    def serialize(self) -> dict[str, Any]:
+        return {
+            'id': self.image_id,
+            'image': self.uri,
+            'modified': http_date(self.modified),
+            'size': list(self.size),
+            'thumbnails': self.thumbnails(),
+            'version': self.version,
+            'srcset': self.srcset(),
+            'placeholder': self.placeholder or None,
+            'animation': self.animation_uri if self.animated else None,
+        }
+
+
+class Blob:
+    """An open file of an image version, read in chunks as it is sent.
+
+    Holding the file open keeps its bytes readable even if the version is
+    replaced or deleted meanwhile. At most ``CHUNK`` bytes of it are in
+    memory at once, whatever its size.
+    """
+
+    CHUNK = 1024 * 1024
+
+    def __init__(self, fd: int, length: int, first: bytes) -> None:
+        self._fd: int | None = fd
+        self.length = length
+        self._first: bytes | None = first
+        self._offset = len(first)
+
+    def __aiter__(self) -> Blob:
+        return self
+
+    async def __anext__(self) -> bytes:
+        first, self._first = self._first, None
+        if first is not None:
+            return first
+        if self._fd is None or self._offset >= self.length:
+            await self.close()
+            raise StopAsyncIteration
+        loop = asyncio.get_running_loop()
+        chunk = await loop.run_in_executor(
+            None, os.pread, self._fd, self.CHUNK, self._offset
+        )
+        if not chunk:
+            # The file is shorter than it was: never for a stored version.
+            await self.close()
+            raise StopAsyncIteration
+        self._offset += len(chunk)
+        return chunk
+
+    async def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+Body = bytes | Blob
+
+
+def http_date(moment: datetime.datetime) -> str:
+    """An HTTP date (RFC 9110, 5.6.7), as :func:`falcon.dt_to_http` writes it."""
+    return moment.strftime('%a, %d %b %Y %H:%M:%S GMT')

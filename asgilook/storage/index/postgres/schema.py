@@ -1,0 +1,81 @@
+"""The index's tables in PostgreSQL, their version, and how they are made.
+
+The database records its schema's version in ``asgilook_schema``; the first
+worker to use a database creates the tables, or brings older ones up to
+:data:`SCHEMA_VERSION`. A database set up by a newer asgilook is refused
+(:class:`NewerSchema`) rather than misread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCHEMA_VERSION = 2
+#: The key of the advisory lock taken while the schema is created: "asgilook".
+SCHEMA_LOCK = int.from_bytes(b'asgilook', 'big')
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id text NOT NULL UNIQUE,
+    file text NOT NULL,
+    width integer NOT NULL,
+    height integer NOT NULL,
+    modified bigint NOT NULL,
+    token_hash text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tombstones (
+    id text PRIMARY KEY,
+    seq bigint NOT NULL,
+    deleted bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tombstones_by_age ON tombstones (deleted);
+CREATE TABLE IF NOT EXISTS counters (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    clock bigint NOT NULL,
+    images bigint NOT NULL
+);
+INSERT INTO counters VALUES (true, 0, 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS adopted (source text PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS asgilook_schema (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    version integer NOT NULL
+);
+"""
+#: What version 2 added: placeholders, and animated renditions.
+_SCHEMA_2 = """
+ALTER TABLE images ADD COLUMN IF NOT EXISTS placeholder text NOT NULL DEFAULT '';
+ALTER TABLE images ADD COLUMN IF NOT EXISTS animated boolean NOT NULL DEFAULT false;
+"""
+
+
+class NewerSchema(RuntimeError):
+    """The database was set up by a newer asgilook than this one."""
+
+
+async def create_schema(connection: Any) -> None:
+    """Create the tables, or check that the database's are ones we know.
+
+    NOTE: Under an advisory lock: ``CREATE TABLE IF NOT EXISTS`` is not safe
+    against itself in another session (both may find no table and create
+    it), and every worker of every machine may start at the same moment.
+    """
+    async with connection.transaction():
+        await connection.execute('SELECT pg_advisory_xact_lock($1)', SCHEMA_LOCK)
+        version: int = 0
+        if await connection.fetchval("SELECT to_regclass('asgilook_schema')"):
+            version = await connection.fetchval('SELECT version FROM asgilook_schema')
+        if version > SCHEMA_VERSION:
+            raise NewerSchema(
+                f'The index in the database has schema version {version}; this '
+                f'asgilook knows version {SCHEMA_VERSION} only: upgrade it.'
+            )
+        if version < SCHEMA_VERSION:
+            # NOTE: Every step is harmless on a database that has it already.
+            await connection.execute(_SCHEMA)
+            await connection.execute(_SCHEMA_2)
+            await connection.execute(
+                'INSERT INTO asgilook_schema VALUES (true, $1) '
+                'ON CONFLICT (one) DO UPDATE SET version = excluded.version',
+                SCHEMA_VERSION,
+            )

@@ -1,0 +1,234 @@
+"""The files of a version, made from its picture with Pillow, in threads.
+
+When an image is uploaded, its original, its whole thumbnail series, its
+animated rendition and its placeholder are made at once, each in a thread of
+the Pillow pool, and written to the version's files (see
+:mod:`asgilook.storage.files`). Later, a series that is missing (a version
+stored before thumbnails were rendered at upload) or that no request asked
+for yet (the AVIF or WebP thumbnails) is rendered in the background: once,
+however many requests find it missing at the same moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pathlib
+import time
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Coroutine
+from typing import Any
+
+from asgilook.config import Config
+from asgilook.pictures import pixels
+from asgilook.pictures import renditions
+from asgilook.pictures.pixels import Size
+from asgilook.storage.files import Files
+from asgilook.storage.image import Image
+from asgilook.storage.workers import Workers
+
+logger = logging.getLogger(__name__)
+
+
+class Renderer:
+    """Makes the files of a store's versions, at upload and after the fact.
+
+    ``report(thumbnails, started)`` is told of each thumbnail series
+    rendered: how many thumbnails, since which :func:`time.perf_counter`.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        files: Files,
+        workers: Workers,
+        report: Callable[[int, float], None],
+    ) -> None:
+        self._config = config
+        self._files = files
+        self._workers = workers
+        self._report = report
+        # Thumbnail series being rendered after the fact, by original file.
+        self._flights: dict[str, asyncio.Task[bool]] = {}
+
+    # At upload
+
+    async def decode(
+        self, data: bytes
+    ) -> tuple[pixels.Decoded, tuple[bytes, str] | None]:
+        """Decode an upload (see :func:`_decode`), in a thread of the pool."""
+        return await self._workers.pillow(
+            _decode, data, self._config.max_pixels, self._config.min_thumb_size
+        )
+
+    async def write_version(
+        self,
+        name: str,
+        data: bytes,
+        decoded: pixels.Decoded,
+        small: tuple[bytes, str] | None,
+    ) -> tuple[str, bool]:
+        """Make and write every file of the new version whose original is ``name``.
+
+        Returns its placeholder, and whether it has an animated rendition.
+        If this fails, files may have been written: the caller discards the
+        version.
+        """
+        # NOTE: Encoded at once, each in a thread of the pool: the original
+        #   (written as soon as it is ready), the largest thumbnail, the
+        #   rest, the animation. Every one is awaited, even if another
+        #   failed, so that nothing is written after the caller's cleanup. A
+        #   picture too small for thumbnails, or a still one, asks no
+        #   thread for what it has not got: each hop costs a small upload
+        #   more than its encoding.
+        started = time.perf_counter()
+        jobs: dict[str, Awaitable[Any]] = {
+            'original': self._store_original(name, decoded, small)
+        }
+        if decoded.source is not None:
+            jobs['largest'] = self._workers.pillow(pixels.encode_largest, decoded)
+            jobs['smaller'] = self._workers.pillow(pixels.encode_smaller, decoded)
+        if pixels.may_animate(data):
+            jobs['animation'] = self._workers.pillow(
+                pixels.animate, data, self._config.max_pixels
+            )
+        results = await asyncio.gather(*jobs.values(), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        done: dict[str, Any] = dict(zip(jobs, results, strict=True))
+        placeholder: str | None = done['original']
+        thumbnails: pixels.Series = done.get('largest', ())
+        thumbnails += done.get('smaller', ())
+        animation: bytes | None = done.get('animation')
+        self._report(len(thumbnails), started)
+        if thumbnails:
+            await self._workers.disk(self._files.write_thumbnails, name, thumbnails)
+        if animation is not None:
+            await self._workers.disk(self._files.write_animation, name, animation)
+        if placeholder is None:
+            # NOTE: From the smallest thumbnail: a millisecond.
+            placeholder = await self._workers.pillow(
+                renditions.placeholder, thumbnails[-1][1]
+            )
+        return placeholder, animation is not None
+
+    async def _store_original(
+        self, name: str, decoded: pixels.Decoded, small: tuple[bytes, str] | None
+    ) -> str | None:
+        """Write the original; return the placeholder of a picture without thumbnails.
+
+        A picture with thumbnails gets its placeholder from the smallest one,
+        once they are made; one without came with its original encoded and
+        its placeholder made (``small``, see :func:`_decode`).
+        """
+        placeholder = None
+        if small is not None:
+            original, placeholder = small
+        elif decoded.kept is None:
+            original = await self._workers.pillow(pixels.encode_original, decoded)
+        else:
+            original = decoded.kept
+        await self._workers.disk(self._files.write_original, name, original)
+        return placeholder
+
+    # After the fact
+
+    async def rendered(self, image: Image, size: Size, name: str) -> bool:
+        """Whether the thumbnail of ``size`` in format ``name`` is stored.
+
+        If it is not, its series starts rendering in the background (once,
+        however many ask), to be there for the next request.
+        """
+        if name == renditions.JPEG:
+            return True
+        if await self._workers.disk(image.thumbnail_path(size, name).exists):
+            return True
+        self._flight(
+            f'{image.path.name} {name}', lambda: self._render_rendition(image, name)
+        )
+        return False
+
+    async def series(self, image: Image) -> bool:
+        """Render and store a version's thumbnails, once; False if it is gone."""
+        task = self._flight(image.path.name, lambda: self._render_series(image))
+        return await asyncio.shield(task)
+
+    def _flight(
+        self, key: str, render: Callable[[], Coroutine[Any, Any, bool]]
+    ) -> asyncio.Task[bool]:
+        """The render of ``key`` under way in this loop, else ``render()`` started.
+
+        NOTE: Single flight: requests that find the same files missing at
+        once all have one render.
+        """
+        loop = asyncio.get_running_loop()
+        task = self._flights.get(key)
+        if task is None or task.get_loop() is not loop:
+            task = loop.create_task(render())
+            self._flights[key] = task
+            task.add_done_callback(lambda done: self._flights.pop(key, None))
+        return task
+
+    async def _render_rendition(self, image: Image, name: str) -> bool:
+        """Render and store a version's thumbnail series in format ``name``."""
+        try:
+            original = await self._workers.disk(_read, image.path)
+            if original is None:
+                return False
+            sizes = image.thumbnail_sizes()
+            rendered = await self._workers.pillow(
+                renditions.render, original, sizes, name
+            )
+            await self._workers.disk(
+                self._files.write_thumbnails,
+                image.path.name,
+                list(zip(sizes, rendered, strict=True)),
+                name,
+            )
+        except Exception:
+            # NOTE: Nobody waits for this: the JPEG stays the answer.
+            logger.exception(
+                'Could not render the %s thumbnails of %s', name, image.uri
+            )
+            return False
+        return True
+
+    async def _render_series(self, image: Image) -> bool:
+        original = await self._workers.disk(_read, image.path)
+        if original is None:
+            return False
+        sizes = image.thumbnail_sizes()
+        started = time.perf_counter()
+        rendered = await self._workers.pillow(pixels.thumbnails, original, sizes)
+        self._report(len(rendered), started)
+        await self._workers.disk(
+            self._files.write_thumbnails,
+            image.path.name,
+            list(zip(sizes, rendered, strict=True)),
+        )
+        return True
+
+
+def _read(path: pathlib.Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _decode(
+    data: bytes, max_pixels: int, min_thumb_size: int
+) -> tuple[pixels.Decoded, tuple[bytes, str] | None]:
+    """Decode an upload; and, for a picture too small for thumbnails, encode
+    its original and make its placeholder too.
+
+    NOTE: All in one thread's turn: for a small picture, each hop to a thread
+    cost more than the work done there.
+    """
+    decoded = pixels.decode(data, max_pixels, min_thumb_size)
+    if decoded.source is not None:
+        return decoded, None
+    original = pixels.encode_original(decoded)
+    return decoded, (original, renditions.placeholder(original))
