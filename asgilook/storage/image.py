@@ -15,9 +15,9 @@ import pathlib
 from typing import Any
 
 from asgilook.config import Config
+from asgilook.pictures import Size
 from asgilook.pictures import pixels
 from asgilook.pictures import renditions
-from asgilook.pictures.pixels import Size
 from asgilook.storage.files import Files
 
 

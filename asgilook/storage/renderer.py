@@ -21,9 +21,9 @@ from collections.abc import Coroutine
 from typing import Any
 
 from asgilook.config import Config
+from asgilook.pictures import Size
 from asgilook.pictures import pixels
 from asgilook.pictures import renditions
-from asgilook.pictures.pixels import Size
 from asgilook.storage.files import Files
 from asgilook.storage.image import Image
 from asgilook.storage.workers import Workers

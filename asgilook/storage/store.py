@@ -28,7 +28,7 @@ from asgilook.errors import ImageNotFound
 from asgilook.errors import StorageFull
 from asgilook.errors import StorageUnavailable
 from asgilook.errors import Unsure
-from asgilook.pictures.pixels import Size
+from asgilook.pictures import Size
 from asgilook.storage.files import Files
 from asgilook.storage.image import Blob
 from asgilook.storage.image import Body

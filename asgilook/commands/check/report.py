@@ -12,8 +12,8 @@ import enum
 import pathlib
 from typing import Any
 
+from asgilook.pictures import Size
 from asgilook.storage.index import Entry
-from asgilook.storage.index import Size
 
 #: Exit statuses of ``asgilook check``.
 CONSISTENT = 0

@@ -20,11 +20,11 @@ from asgilook.commands.check.report import Kind
 from asgilook.commands.check.report import Problem
 from asgilook.commands.check.report import Report
 from asgilook.config import Config
+from asgilook.pictures import Size
 from asgilook.pictures import pixels
 from asgilook.storage.files import Files
 from asgilook.storage.index import Entry
 from asgilook.storage.index import Index
-from asgilook.storage.index import Size
 
 #: Entries read from the index at a time.
 PAGE = 1000

@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING
 
 from asgilook.errors import DeleteForbidden
 from asgilook.errors import ImageNotFound
+from asgilook.pictures import Size
 
 if TYPE_CHECKING:  # pragma: no cover
     from asgilook.config import Config
-
-Size = tuple[int, int]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

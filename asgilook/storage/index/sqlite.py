@@ -37,10 +37,10 @@ from typing import TypeVar
 from asgilook.errors import StorageFull
 from asgilook.errors import StorageUnavailable
 from asgilook.errors import UnknownCursor
+from asgilook.pictures import Size
 from asgilook.storage.index import Behind
 from asgilook.storage.index import Entry
 from asgilook.storage.index import Index
-from asgilook.storage.index import Size
 from asgilook.storage.index import forbidden
 from asgilook.storage.index import not_found
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+from asgilook.pictures import Size
 from asgilook.storage.index import Entry
-from asgilook.storage.index import Size
 from asgilook.storage.index.postgres.connections import _Binding
 from asgilook.storage.index.postgres.connections import _PooledIndex
 from asgilook.storage.index.postgres.queries import _PUT
