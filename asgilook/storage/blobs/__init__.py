@@ -10,15 +10,38 @@ backend (see :mod:`asgilook.storage.crypto`).
 
 Every method raises :class:`~asgilook.errors.StorageFull` or
 :class:`~asgilook.errors.StorageUnavailable` when the backend cannot be used,
-with a message for the client; never a backend's own exception.
+with a message for the client; never a backend's own exception
+(:func:`storage_error` says which, for an error of the file system). A key
+that is not plain (see :func:`key_parts`) is a ValueError.
+
+The modules:
+
+* :mod:`asgilook.storage.blobs.local`: :class:`LocalBlobs`, files under a
+  directory.
+* :mod:`asgilook.storage.blobs.s3`: :class:`S3Blobs`, objects in a bucket
+  (obstore's S3 client).
+* :mod:`asgilook.storage.blobs.sealed`: :class:`SealedBlobs`, encryption at
+  rest over either.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import errno
+import os
+import pathlib
+import re
+import urllib.parse
 from collections.abc import AsyncIterator
 from collections.abc import Iterable
+from collections.abc import Mapping
+
+from asgilook.errors import StorageFull
+from asgilook.errors import StorageUnavailable
+
+#: What :class:`~asgilook.errors.StorageFull` says, whatever the backend.
+FULL = 'The image store is out of space; try again later.'
 
 
 class Reader(abc.ABC):
@@ -39,7 +62,7 @@ class Reader(abc.ABC):
         """The next chunk; StopAsyncIteration (and closed) after the last."""
 
     @abc.abstractmethod
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 (nothing to release by default)
         """Release the file or connection; safe to call more than once."""
 
 
@@ -126,5 +149,88 @@ class Blobs(abc.ABC):
             StorageUnavailable: the backend cannot be reached or used.
         """
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 (nothing to release by default)
         """Release connections and threads; the object may be used again later."""
+
+
+def unavailable(reason: str) -> StorageUnavailable:
+    """The error of a backend that cannot be used; ``reason`` is short and safe."""
+    return StorageUnavailable(
+        f'The image store cannot be used right now ({reason}); try again later.'
+    )
+
+
+def storage_error(ex: OSError) -> StorageFull | StorageUnavailable:
+    """What an error of the file system is to the store's callers."""
+    if ex.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull(FULL)
+    return unavailable(os.strerror(ex.errno) if ex.errno else type(ex).__name__)
+
+
+def key_parts(key: str) -> list[str]:
+    """The segments of a key; ValueError unless it is relative and plain.
+
+    A key is ``/``-separated, without empty, ``.`` or ``..`` segments and
+    without NUL: on disk it must name a file under the storage directory,
+    never outside it, and on S3 the same object as there.
+    """
+    parts = key.split('/')
+    if any(part in ('', '.', '..') or '\0' in part for part in parts):
+        raise ValueError(
+            f'Not a storage key: {key!r} (relative, "/"-separated, '
+            'no empty, "." or ".." segments).'
+        )
+    return parts
+
+
+def prefix_parts(prefix: str) -> list[str]:
+    """The segments of a prefix: ``''`` (everything) or a key, ``/`` at the end or not.
+
+    A prefix is matched segment by segment, on both backends: ``images`` and
+    ``images/`` hold ``images/a.jpeg`` but not ``images2/b.jpeg``.
+    """
+    return key_parts(prefix.removesuffix('/')) if prefix else []
+
+
+_SCHEME = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*://')
+
+
+def open_blobs(url: str, environ: Mapping[str, str]) -> Blobs:
+    """The backend of a storage URL: ``s3://BUCKET[/PREFIX]``, or a directory.
+
+    Args:
+        url: ``s3://BUCKET`` or ``s3://BUCKET/PREFIX`` for an S3-compatible
+            bucket (credentials, region and endpoint from the standard
+            ``AWS_*`` variables of ``environ``); anything else is the path of
+            a local directory.
+        environ: The environment to read the S3 settings from.
+
+    Raises:
+        ValueError: an s3:// URL without a bucket, or with credentials, a
+            query or a fragment in it; a URL of another scheme.
+    """
+    if not url:
+        raise ValueError('The storage URL is empty: give a directory or s3://BUCKET.')
+    scheme = _SCHEME.match(url)
+    if scheme is None:
+        from asgilook.storage.blobs.local import LocalBlobs
+
+        return LocalBlobs(pathlib.Path(url))
+    if scheme[0].lower() != 's3://':
+        raise ValueError(
+            f'Unsupported storage URL scheme {scheme[0]!r}: give a directory '
+            'or s3://BUCKET[/PREFIX].'
+        )
+    parts = urllib.parse.urlsplit(url)
+    # NOTE: Nothing of the URL is quoted here: it may hold credentials.
+    if not parts.hostname or '@' in parts.netloc or ':' in parts.netloc:
+        raise ValueError(
+            'An s3:// storage URL is s3://BUCKET[/PREFIX]: it names a bucket, '
+            'and the credentials come from AWS_ACCESS_KEY_ID and '
+            'AWS_SECRET_ACCESS_KEY.'
+        )
+    if '?' in url or '#' in url:
+        raise ValueError('An s3:// storage URL has no query or fragment.')
+    from asgilook.storage.blobs.s3 import S3Blobs
+
+    return S3Blobs(parts.netloc, parts.path.strip('/'), environ)
