@@ -5,7 +5,7 @@ import os
 
 import msgpack
 
-from asgilook.storage import store as store_module
+from asgilook.storage.blobs.local import LocalBlobs
 from tests.test_faults import FlakyServer
 from tests.test_faults import flaky_client
 
@@ -46,7 +46,7 @@ def test_storage_that_cannot_be_written_is_a_503(client, monkeypatch):
     def read_only(self):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(store_module.Store, '_probe', read_only)
+    monkeypatch.setattr(LocalBlobs, '_probe', read_only)
     resp = client.simulate_get('/healthz')
     assert resp.status_code == 503
     assert resp.json['status'] == 'degraded'

@@ -242,11 +242,11 @@ def test_a_replacement_between_look_up_and_read_is_described_as_sent(
     real_read = Store.read
     replaced = []
 
-    async def read_after_a_replacement(self, image, size, whole_up_to):
+    async def read_after_a_replacement(self, image, size, whole_up_to, window):
         if not replaced:
             new, _ = await elsewhere.save(image.image_id, draw_image((320, 200)))
             replaced.append(new)
-        return await real_read(self, image, size, whole_up_to)
+        return await real_read(self, image, size, whole_up_to, window)
 
     monkeypatch.setattr(Store, 'read', read_after_a_replacement)
     resp = client.simulate_get(IMAGE)

@@ -13,7 +13,7 @@ import pytest
 from asgilook.caching.cache import RedisCache
 from asgilook.config import Config
 from asgilook.http.app import create_app
-from asgilook.storage import files as files_module
+from asgilook.storage.blobs import local as local_blobs
 from asgilook.storage.index.sqlite import SQLiteIndex
 from tests.helpers import FIRST_IDS
 from tests.helpers import draw_image
@@ -251,7 +251,7 @@ def test_storage_failures_are_clear_5xx_and_leave_nothing(
     def fail(*args, **kwargs):
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(files_module, 'fsync_directory', fail)
+    monkeypatch.setattr(local_blobs, '_fsync_directory', fail)
     resp = client.simulate_post('/images', body=TINY)
     assert resp.status_code == status
     assert resp.json['title'] == title

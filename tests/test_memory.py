@@ -11,8 +11,7 @@ from asgilook.caching.memory import Remembered
 from asgilook.caching.memory import ResponseMemory
 from asgilook.errors import Unsure
 from asgilook.http.app import create_app
-from asgilook.storage.store import Blob
-from asgilook.storage.store import _open
+from asgilook.storage.blobs.local import LocalBlobs
 from tests.helpers import FIRST_IDS
 from tests.helpers import draw_image
 
@@ -243,7 +242,7 @@ def PIL_size(data):
 
 def test_a_big_original_is_streamed_in_chunks_and_known_as_given(config, monkeypatch):
     config.cache_max_entry = 1000
-    monkeypatch.setattr(Blob, 'CHUNK', 4096)
+    monkeypatch.setattr(LocalBlobs, 'CHUNK', 4096)
     client = falcon.testing.TestClient(create_app(config))
     document = client.simulate_post('/images', body=draw_image((400, 300))).json
     uri = document['image']
@@ -263,15 +262,17 @@ def test_a_big_original_is_streamed_in_chunks_and_known_as_given(config, monkeyp
 
 
 def test_a_file_that_shrank_ends_its_stream(tmp_path, monkeypatch):
-    monkeypatch.setattr(Blob, 'CHUNK', 1000)
-    path = tmp_path / 'picture.jpeg'
+    monkeypatch.setattr(LocalBlobs, 'CHUNK', 1000)
+    blobs = LocalBlobs(tmp_path)
+    path = tmp_path / 'images' / 'picture.jpeg'
+    path.parent.mkdir()
     path.write_bytes(b'x' * 3000)
-    blob = _open(path, 1000)
-    assert isinstance(blob, Blob)
-    # Truncated in place: never done to a stored version, but not a hang.
-    path.write_bytes(b'')
 
     async def read_all():
-        return [chunk async for chunk in blob]
+        found = await blobs.open('images/picture.jpeg', 1000)
+        assert found.size == 3000 and found.body.length == 3000
+        # Truncated in place: never done to a stored version, but not a hang.
+        path.write_bytes(b'')
+        return [chunk async for chunk in found.body]
 
     assert asyncio.run(read_all()) == [b'x' * 1000]

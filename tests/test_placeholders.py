@@ -158,6 +158,6 @@ def test_an_upload_cancelled_while_it_commits_is_stored_whole(store, monkeypatch
         image = await store.get('cancelled')
         return image, await store.read(image, None, whole_up_to=2**40)
 
-    image, (_, body) = asyncio.run(scenario())
+    image, (_, content) = asyncio.run(scenario())
     assert image.path.exists()
-    assert PIL.Image.open(io.BytesIO(body)).size == (256, 256)
+    assert PIL.Image.open(io.BytesIO(content.body)).size == (256, 256)

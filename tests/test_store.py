@@ -19,8 +19,7 @@ from asgilook.errors import StorageUnavailable
 from asgilook.errors import Unsure
 from asgilook.http.app import create_app
 from asgilook.pictures import pixels
-from asgilook.storage import files as files_module
-from asgilook.storage import store as store_module
+from asgilook.storage.blobs import local as local_blobs
 from asgilook.storage.index.sqlite import SQLiteIndex
 from asgilook.storage.store import Image
 from asgilook.storage.store import Store
@@ -42,7 +41,8 @@ def files_in(path):
 async def read_whole(store, image_id, size=None):
     """The image and the bytes of its original (or thumbnail), read whole."""
     image = await store.get(image_id)
-    return await store.read(image, size, whole_up_to=2**40)
+    image, content = await store.read(image, size, whole_up_to=2**40)
+    return image, content.body
 
 
 def test_images_survive_a_new_store_on_the_same_directory(config, store, tmp_path):
@@ -89,7 +89,7 @@ def test_a_failed_write_is_a_storage_error_and_leaves_nothing(
     def fail(path):
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(files_module, 'fsync_directory', fail)
+    monkeypatch.setattr(local_blobs, '_fsync_directory', fail)
     with pytest.raises(error):
         asyncio.run(store.save('doomed', draw_image()))
 
@@ -104,7 +104,7 @@ def test_an_unreadable_file_is_a_storage_error(store, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(errno.EACCES, 'Permission denied')
 
-    monkeypatch.setattr(store_module, '_open', refuse)
+    monkeypatch.setattr(local_blobs, '_open', refuse)
     with pytest.raises(StorageUnavailable, match='Permission denied'):
         asyncio.run(read_whole(store, 'locked'))
 
@@ -118,10 +118,10 @@ def test_a_replacement_between_lookup_and_read_is_followed(config, store):
         await other_worker.save('moving', draw_image((256, 256)))
         return image, await store.read(image, None, whole_up_to=2**40)
 
-    looked_up, (image, data) = asyncio.run(look_up_then_read())
+    looked_up, (image, content) = asyncio.run(look_up_then_read())
     assert looked_up.size == (128, 128)
     assert image.size == (256, 256)
-    with PIL.Image.open(io.BytesIO(data)) as decoded:
+    with PIL.Image.open(io.BytesIO(content.body)) as decoded:
         assert decoded.size == (256, 256)
 
 

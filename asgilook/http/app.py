@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from asgilook.caching.cache import RedisCache
 from asgilook.caching.conditional import ConditionalRequests
 from asgilook.caching.memory import ResponseMemory
 from asgilook.config import Config
+from asgilook.errors import DamagedObject
 from asgilook.errors import DeleteForbidden
 from asgilook.errors import ImageNotFound
 from asgilook.errors import ImageTooLarge
@@ -35,6 +37,9 @@ from asgilook.http.metrics import Metrics
 from asgilook.http.openapi import OpenAPI
 from asgilook.storage.store import Store
 
+#: Seconds a client is told to wait before it tries a store that is away again.
+RETRY_AFTER = 5
+
 # NOTE: Falcon picks the handler of the most specific class in an error's MRO,
 #   so UnsupportedImage is a 415 although it is also an InvalidImage.
 _ERRORS: tuple[tuple[type[Exception], Callable[..., falcon.HTTPError], str], ...] = (
@@ -45,7 +50,16 @@ _ERRORS: tuple[tuple[type[Exception], Callable[..., falcon.HTTPError], str], ...
     (UnknownCursor, falcon.HTTPBadRequest, 'Invalid Parameter'),
     (DeleteForbidden, falcon.HTTPForbidden, 'Forbidden'),
     (StorageFull, falcon.HTTPInsufficientStorage, 'Storage Full'),
-    (StorageUnavailable, falcon.HTTPServiceUnavailable, 'Storage Unavailable'),
+    # NOTE: A store that cannot be reached comes back by itself: say when to
+    #   try again.
+    (
+        StorageUnavailable,
+        functools.partial(falcon.HTTPServiceUnavailable, retry_after=RETRY_AFTER),
+        'Storage Unavailable',
+    ),
+    # NOTE: Not the client's doing, and never answered with the bytes: the log
+    #   names the object, and `asgilook check` finds every such one.
+    (DamagedObject, falcon.HTTPInternalServerError, 'Stored Object Damaged'),
 )
 
 

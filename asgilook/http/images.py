@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import urllib.parse
 import uuid
 from typing import Any
@@ -11,6 +12,7 @@ import falcon
 import falcon.asgi
 
 from asgilook.caching import conditional
+from asgilook.caching import ranges
 from asgilook.caching.cache import Versioned
 from asgilook.config import Config
 from asgilook.http import formats
@@ -20,11 +22,13 @@ from asgilook.http.events import Events
 from asgilook.http.uploads import upload
 from asgilook.pictures import Size
 from asgilook.pictures import renditions
-from asgilook.storage.store import Blob
 from asgilook.storage.store import Body
 from asgilook.storage.store import Commit
+from asgilook.storage.store import Content
 from asgilook.storage.store import Image
+from asgilook.storage.store import Reader
 from asgilook.storage.store import Store
+from asgilook.storage.store import Window
 
 #: How long a browser or CDN may keep an image or thumbnail without asking
 #: again, when its URL does not name a version: a deleted or replaced picture
@@ -105,10 +109,12 @@ class _ImageFiles:
         ):
             conditional.not_modified_response(resp)
             return
-        body: Body | None = None
+        whole_up_to = self._config.cache_max_entry
+        window = _window(req, image.etag(size, served), image.modified)
+        content: Content | None = None
         if animation:
-            body = await self._store.read_animation(image, self._config.cache_max_entry)
-            if body is None:
+            content = await self._store.read_animation(image, whole_up_to, window)
+            if content is None:
                 raise falcon.HTTPNotFound(
                     title='Not Found',
                     description=(
@@ -118,26 +124,22 @@ class _ImageFiles:
                     ),
                 )
         elif size is not None and served != renditions.JPEG:
-            body = await self._store.read_rendition(
-                image, size, served, self._config.cache_max_entry
+            content = await self._store.read_rendition(
+                image, size, served, whole_up_to, window
             )
-        if body is None:
-            current, body = await self._store.read(
-                image, size, self._config.cache_max_entry
-            )
+        if content is None:
+            current, content = await self._store.read(image, size, whole_up_to, window)
             if current is not image or served != renditions.JPEG:
                 # NOTE: Replaced meanwhile: describe what is sent. (The client's
                 #   validators were for the version it asked about, not this
-                #   one.)
+                #   one, so it gets the whole of it.)
                 self._describe(resp, current, size, uri, None, renditions.JPEG, wanted)
-        if isinstance(body, Blob):
-            resp.content_length = body.length
-            if req.method == 'HEAD':
-                await body.close()
-            else:
-                resp.stream = body
-        else:
-            resp.data = body
+                if current is not image and content.partial:
+                    await _close(content.body)
+                    current, content = await self._store.read(
+                        current, size, whole_up_to
+                    )
+        await _send(req, resp, content)
 
     @staticmethod
     def _describe(
@@ -156,6 +158,7 @@ class _ImageFiles:
         rendered is to be asked for again, and is kept by no cache.
         """
         resp.set_header('ETag', image.etag(size, served))
+        resp.set_header('Accept-Ranges', ranges.ACCEPT_RANGES)
         resp.last_modified = image.modified
         resp.content_type = renditions.MEDIA_TYPES[served]
         if size is not None:
@@ -167,8 +170,59 @@ class _ImageFiles:
         resp.cache_control = list(IMMUTABLE if version else SHORT_LIVED)
         key = f'{uri}?v={version}' if version else uri
         resp.context.versioned = Versioned(
-            key, image.image_id, image.path.name, renditions.variant(served)
+            key, image.image_id, image.file, renditions.variant(served)
         )
+
+
+def _window(
+    req: falcon.asgi.Request, etag: str, modified: datetime.datetime
+) -> Window | None:
+    """The part of the file a GET asks for (see :mod:`asgilook.caching.ranges`);
+    None for all of it."""
+    if req.method != 'GET':
+        return None
+    byte_range = ranges.parse(req.get_header('Range'))
+    if byte_range is None or not ranges.if_range_holds(
+        req.get_header('If-Range'), etag, modified
+    ):
+        return None
+    return byte_range.resolve
+
+
+async def _send(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, content: Content
+) -> None:
+    """Answer with what was read: the whole file, a 206 of a part, or a 416."""
+    if not content.satisfiable:
+        raise falcon.HTTPRangeNotSatisfiable(
+            content.size,
+            title='Range Not Satisfiable',
+            description=(
+                f'The range asked for starts past the end of these '
+                f'{content.size} bytes; ask for bytes=0-{max(content.size - 1, 0)} '
+                'or less, or without Range for all of them.'
+            ),
+        )
+    if content.partial:
+        resp.status = falcon.HTTP_206
+        resp.set_header(
+            'Content-Range',
+            ranges.content_range(content.start, content.end, content.size),
+        )
+    body = content.body
+    if isinstance(body, Reader):
+        resp.content_length = body.length
+        if req.method == 'HEAD':
+            await body.close()
+        else:
+            resp.stream = body
+    else:
+        resp.data = body
+
+
+async def _close(body: Body) -> None:
+    if isinstance(body, Reader):
+        await body.close()
 
 
 def _format(req: falcon.asgi.Request) -> str:

@@ -1,14 +1,14 @@
-"""What the store hands out: a version of an image, and the bytes of its files.
+"""What the store hands out: a version of an image, and the bytes of its objects.
 
 An :class:`Image` is one stored version of a picture: its id, size and time
-of upload, where its files are and the URIs they are served at. A
-:class:`Body` is the bytes of one of its files: read whole if small, else an
-open :class:`Blob`, read in chunks as it is sent.
+of upload, the name of its original (whose objects are named after it, see
+:mod:`asgilook.storage.objects`) and the URIs they are served at. A
+:class:`~asgilook.storage.blobs.Body` is the bytes of one of its objects:
+whole if small, else a :class:`~asgilook.storage.blobs.Reader` of them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import os
 import pathlib
@@ -18,7 +18,6 @@ from asgilook.config import Config
 from asgilook.pictures import Size
 from asgilook.pictures import pixels
 from asgilook.pictures import renditions
-from asgilook.storage.files import Files
 
 
 class Image:
@@ -46,9 +45,7 @@ class Image:
         #   the path comes from the index; the default is for images made by
         #   hand.
         self.path = path or (
-            pathlib.Path(os.fspath(config.storage_path))
-            / Files.IMAGES
-            / f'{image_id}.jpeg'
+            pathlib.Path(os.fspath(config.storage_path)) / 'images' / f'{image_id}.jpeg'
         )
 
     @property
@@ -60,8 +57,14 @@ class Image:
         return f'/images/{self.image_id}.webp'
 
     @property
+    def file(self) -> str:
+        """The name of this version's original, which its objects are named after."""
+        return self.path.name
+
+    @property
     def animation_path(self) -> pathlib.Path:
-        """Where this version's animated rendition is, if it has one."""
+        """Where this version's animated rendition is in a local storage
+        directory, if it has one."""
         return self.path.with_suffix('.webp')
 
     @property
@@ -91,11 +94,12 @@ class Image:
         return f'/thumbnails/{self.image_id}/{width}x{height}.jpeg'
 
     def thumbnail_path(self, size: Size, name: str = renditions.JPEG) -> pathlib.Path:
-        """Where this version's thumbnail of ``size`` in format ``name`` is stored."""
+        """Where this version's thumbnail of ``size`` in format ``name`` is, in a
+        local storage directory."""
         width, height = size
         return (
             self.path.parent.parent
-            / Files.THUMBNAILS
+            / 'thumbnails'
             / self.path.name.removesuffix('.jpeg')
             / f'{width}x{height}.{name}'
         )
@@ -130,52 +134,6 @@ class Image:
             'placeholder': self.placeholder or None,
             'animation': self.animation_uri if self.animated else None,
         }
-
-
-class Blob:
-    """An open file of an image version, read in chunks as it is sent.
-
-    Holding the file open keeps its bytes readable even if the version is
-    replaced or deleted meanwhile. At most ``CHUNK`` bytes of it are in
-    memory at once, whatever its size.
-    """
-
-    CHUNK = 1024 * 1024
-
-    def __init__(self, fd: int, length: int, first: bytes) -> None:
-        self._fd: int | None = fd
-        self.length = length
-        self._first: bytes | None = first
-        self._offset = len(first)
-
-    def __aiter__(self) -> Blob:
-        return self
-
-    async def __anext__(self) -> bytes:
-        first, self._first = self._first, None
-        if first is not None:
-            return first
-        if self._fd is None or self._offset >= self.length:
-            await self.close()
-            raise StopAsyncIteration
-        loop = asyncio.get_running_loop()
-        chunk = await loop.run_in_executor(
-            None, os.pread, self._fd, self.CHUNK, self._offset
-        )
-        if not chunk:
-            # The file is shorter than it was: never for a stored version.
-            await self.close()
-            raise StopAsyncIteration
-        self._offset += len(chunk)
-        return chunk
-
-    async def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-Body = bytes | Blob
 
 
 def http_date(moment: datetime.datetime) -> str:

@@ -2,8 +2,8 @@
 
 When an image is uploaded, its original, its whole thumbnail series, its
 animated rendition and its placeholder are made at once, each in a thread of
-the Pillow pool, and written to the version's files (see
-:mod:`asgilook.storage.files`). Later, a series that is missing (a version
+the Pillow pool, and written to the version's objects (see
+:mod:`asgilook.storage.objects`). Later, a series that is missing (a version
 stored before thumbnails were rendered at upload) or that no request asked
 for yet (the AVIF or WebP thumbnails) is rendered in the background: once,
 however many requests find it missing at the same moment.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import pathlib
 import time
 from collections.abc import Awaitable
 from collections.abc import Callable
@@ -24,8 +23,8 @@ from asgilook.config import Config
 from asgilook.pictures import Size
 from asgilook.pictures import pixels
 from asgilook.pictures import renditions
-from asgilook.storage.files import Files
 from asgilook.storage.image import Image
+from asgilook.storage.objects import Objects
 from asgilook.storage.workers import Workers
 
 logger = logging.getLogger(__name__)
@@ -41,12 +40,12 @@ class Renderer:
     def __init__(
         self,
         config: Config,
-        files: Files,
+        objects: Objects,
         workers: Workers,
         report: Callable[[int, float], None],
     ) -> None:
         self._config = config
-        self._files = files
+        self._objects = objects
         self._workers = workers
         self._report = report
         # Thumbnail series being rendered after the fact, by original file.
@@ -104,9 +103,9 @@ class Renderer:
         animation: bytes | None = done.get('animation')
         self._report(len(thumbnails), started)
         if thumbnails:
-            await self._workers.disk(self._files.write_thumbnails, name, thumbnails)
+            await self._objects.write_thumbnails(name, list(thumbnails))
         if animation is not None:
-            await self._workers.disk(self._files.write_animation, name, animation)
+            await self._objects.write_animation(name, animation)
         if placeholder is None:
             # NOTE: From the smallest thumbnail: a millisecond.
             placeholder = await self._workers.pillow(
@@ -130,7 +129,7 @@ class Renderer:
             original = await self._workers.pillow(pixels.encode_original, decoded)
         else:
             original = decoded.kept
-        await self._workers.disk(self._files.write_original, name, original)
+        await self._objects.write_original(name, original)
         return placeholder
 
     # After the fact
@@ -143,16 +142,16 @@ class Renderer:
         """
         if name == renditions.JPEG:
             return True
-        if await self._workers.disk(image.thumbnail_path(size, name).exists):
+        if await self._objects.has_thumbnail(image.file, size, name):
             return True
         self._flight(
-            f'{image.path.name} {name}', lambda: self._render_rendition(image, name)
+            f'{image.file} {name}', lambda: self._render_rendition(image, name)
         )
         return False
 
     async def series(self, image: Image) -> bool:
         """Render and store a version's thumbnails, once; False if it is gone."""
-        task = self._flight(image.path.name, lambda: self._render_series(image))
+        task = self._flight(image.file, lambda: self._render_series(image))
         return await asyncio.shield(task)
 
     def _flight(
@@ -174,18 +173,15 @@ class Renderer:
     async def _render_rendition(self, image: Image, name: str) -> bool:
         """Render and store a version's thumbnail series in format ``name``."""
         try:
-            original = await self._workers.disk(_read, image.path)
+            original = await self._objects.read_original(image.file)
             if original is None:
                 return False
             sizes = image.thumbnail_sizes()
             rendered = await self._workers.pillow(
                 renditions.render, original, sizes, name
             )
-            await self._workers.disk(
-                self._files.write_thumbnails,
-                image.path.name,
-                list(zip(sizes, rendered, strict=True)),
-                name,
+            await self._objects.write_thumbnails(
+                image.file, list(zip(sizes, rendered, strict=True)), name
             )
         except Exception:
             # NOTE: Nobody waits for this: the JPEG stays the answer.
@@ -196,26 +192,17 @@ class Renderer:
         return True
 
     async def _render_series(self, image: Image) -> bool:
-        original = await self._workers.disk(_read, image.path)
+        original = await self._objects.read_original(image.file)
         if original is None:
             return False
         sizes = image.thumbnail_sizes()
         started = time.perf_counter()
         rendered = await self._workers.pillow(pixels.thumbnails, original, sizes)
         self._report(len(rendered), started)
-        await self._workers.disk(
-            self._files.write_thumbnails,
-            image.path.name,
-            list(zip(sizes, rendered, strict=True)),
+        await self._objects.write_thumbnails(
+            image.file, list(zip(sizes, rendered, strict=True))
         )
         return True
-
-
-def _read(path: pathlib.Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
 
 
 def _decode(

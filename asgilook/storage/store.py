@@ -29,9 +29,9 @@ from asgilook.errors import StorageFull
 from asgilook.errors import StorageUnavailable
 from asgilook.errors import Unsure
 from asgilook.pictures import Size
-from asgilook.storage.files import Files
-from asgilook.storage.image import Blob
-from asgilook.storage.image import Body
+from asgilook.pictures import renditions
+from asgilook.storage.blobs import Body
+from asgilook.storage.blobs import Reader
 from asgilook.storage.image import Image
 from asgilook.storage.image import http_date
 from asgilook.storage.index import Behind
@@ -39,10 +39,22 @@ from asgilook.storage.index import Entry
 from asgilook.storage.index import Index
 from asgilook.storage.index import journal
 from asgilook.storage.index import open_index
+from asgilook.storage.objects import Content
+from asgilook.storage.objects import Objects
+from asgilook.storage.objects import Window
 from asgilook.storage.renderer import Renderer
 from asgilook.storage.workers import Workers
 
-__all__ = ['Blob', 'Body', 'Commit', 'Image', 'Store', 'http_date']
+__all__ = [
+    'Body',
+    'Commit',
+    'Content',
+    'Image',
+    'Reader',
+    'Store',
+    'Window',
+    'http_date',
+]
 
 Commit = Callable[[], Awaitable[None]]
 
@@ -71,15 +83,21 @@ class Store:
     :mod:`asgilook.storage.workers`).
     """
 
-    def __init__(self, config: Config, index: Index | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        index: Index | None = None,
+        objects: Objects | None = None,
+    ) -> None:
         self._config = config
-        self._files = Files(pathlib.Path(os.fspath(config.storage_path)))
-        self._files.make()
+        self._root = pathlib.Path(os.fspath(config.storage_path))
+        self._objects = objects or Objects.of(config)
+        self._objects.make()
         self._index = index or open_index(config)
         # Whether the directories are made and an old journal adopted.
         self._opened = False
         self._workers = Workers(config)
-        self._renderer = Renderer(config, self._files, self._workers, self._rendered)
+        self._renderer = Renderer(config, self._objects, self._workers, self._rendered)
         #: Told of each thumbnail series rendered: how many, in how long.
         self.on_render: Callable[[int, float], None] | None = None
 
@@ -87,6 +105,11 @@ class Store:
     def config(self) -> Config:
         """The settings the store was made with."""
         return self._config
+
+    @property
+    def objects(self) -> Objects:
+        """Where the store keeps the objects of its images."""
+        return self._objects
 
     @property
     def index(self) -> Index:
@@ -102,13 +125,11 @@ class Store:
         if not self._opened:
             # NOTE: Requests that come at once may all do this: every step
             #   may be done twice, and an index adopts a journal only once.
-            path = self._files.root / journal.FILE
+            path = self._root / journal.FILE
             found = await self._workers.disk(journal.read, path)
             if found is not None:
                 await self._index.adopt(*found)
-                await self._workers.disk(
-                    _rename, path, self._files.root / journal.ADOPTED
-                )
+                await self._workers.disk(_rename, path, self._root / journal.ADOPTED)
             self._opened = True
         return self._index
 
@@ -117,6 +138,7 @@ class Store:
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:
         self._workers.shutdown()
+        await self._objects.close()
         await self._index.close()
 
     def _image(self, entry: Entry) -> Image:
@@ -127,7 +149,7 @@ class Store:
             modified=datetime.datetime.fromtimestamp(
                 entry.modified / 1_000_000, datetime.UTC
             ),
-            path=self._files.images / entry.file,
+            path=self._root / 'images' / entry.file,
             placeholder=entry.placeholder,
             animated=entry.animated,
         )
@@ -147,21 +169,17 @@ class Store:
         return self._image(entry)
 
     async def check(self) -> tuple[bool, str]:
-        """Whether a file can be written in the storage directory and the index
+        """Whether an object can be written where they are kept and the index
         read, and why not."""
         try:
-            free = await self._workers.disk(self._probe)
+            seen = await self._probe()
             images = await self.count()
         except (StorageFull, StorageUnavailable) as ex:
             return False, str(ex)
-        return True, f'writable, {free / 2**30:.1f} GiB free, {images} images'
+        return True, f'{seen}, {images} images'
 
-    def _probe(self) -> int:
-        probe = self._files.root / f'.healthz-{os.getpid()}'
-        probe.write_bytes(b'ok')
-        probe.unlink()
-        stat = os.statvfs(self._files.root)
-        return stat.f_bavail * stat.f_frsize
+    async def _probe(self) -> str:
+        return await self._objects.probe()
 
     def current(self, subject: str | None) -> object:
         """The current version of an image (its file, or None), or of the index.
@@ -243,7 +261,7 @@ class Store:
             if before_commit is not None:
                 await before_commit()
         except BaseException:
-            await self._workers.disk(self._files.discard_version, name)
+            await self._objects.discard_version(name)
             raise
         entry = await self._commit(
             name,
@@ -277,10 +295,10 @@ class Store:
             #   its files stay, unlisted at worst.
             raise
         except BaseException:
-            await self._workers.disk(self._files.discard_version, name)
+            await self._objects.discard_version(name)
             raise
         if replaced is not None:
-            await self._workers.disk(self._files.discard_version, replaced.file)
+            await self._objects.discard_version(replaced.file)
         return entry
 
     def _rendered(self, thumbnails: int, started: float) -> None:
@@ -314,7 +332,7 @@ class Store:
         if before_commit is not None:
             await before_commit()
         entry = await index.delete(image_id, allowed)
-        await self._workers.disk(self._files.discard_version, entry.file)
+        await self._objects.discard_version(entry.file)
         return self._image(entry)
 
     def check_thumbnail(self, image: Image, size: Size) -> None:
@@ -340,72 +358,82 @@ class Store:
         """
         return await self._renderer.rendered(image, size, name)
 
-    async def read_animation(self, image: Image, whole_up_to: int) -> Body | None:
+    async def read_animation(
+        self, image: Image, whole_up_to: int, window: Window | None = None
+    ) -> Content | None:
         """Open the version's animated rendition; None if it has none (any more)."""
         if not image.animated:
             return None
-        return await self._workers.disk(_open, image.animation_path, whole_up_to)
+        return await self._objects.animation(image.file, whole_up_to, window)
 
     async def read_rendition(
-        self, image: Image, size: Size, name: str, whole_up_to: int
-    ) -> Body | None:
+        self,
+        image: Image,
+        size: Size,
+        name: str,
+        whole_up_to: int,
+        window: Window | None = None,
+    ) -> Content | None:
         """Open the thumbnail of ``size`` in format ``name``; None if it is not there.
 
-        As :meth:`read`, but a missing file is not rendered here (see
+        As :meth:`read`, but a missing one is not rendered here (see
         :meth:`rendered`).
         """
-        return await self._workers.disk(
-            _open, image.thumbnail_path(size, name), whole_up_to
+        return await self._objects.thumbnail(
+            image.file, size, name, whole_up_to, window
         )
 
     async def read(
-        self, image: Image, size: Size | None, whole_up_to: int
-    ) -> tuple[Image, Body]:
+        self,
+        image: Image,
+        size: Size | None,
+        whole_up_to: int,
+        window: Window | None = None,
+    ) -> tuple[Image, Content]:
         """Open the original (or the thumbnail of ``size``) of an image.
 
-        A file of at most ``whole_up_to`` bytes is read whole; a bigger one is
-        returned as a :class:`Blob`, to be sent in chunks. A thumbnail that is
-        missing (a version stored before thumbnails were rendered at upload)
-        is rendered now, once, and stored.
+        An object (or the part of it that ``window`` asks for) of at most
+        ``whole_up_to`` bytes is read whole; a bigger one is returned as a
+        :class:`Reader`, to be sent in chunks. A thumbnail that is missing (a
+        version stored before thumbnails were rendered at upload) is rendered
+        now, once, and stored.
 
         Returns:
             The image, which is the current version if ``image`` was replaced
-            meanwhile, and the body of its file.
+            meanwhile, and what was read.
         """
         for _ in range(2):
-            path = image.path if size is None else image.thumbnail_path(size)
-            body = await self._workers.disk(_open, path, whole_up_to)
-            if body is None and size is not None and await self._renderer.series(image):
-                body = await self._workers.disk(_open, path, whole_up_to)
-            if body is not None:
-                return image, body
+            content = await self._content(image, size, whole_up_to, window)
+            if (
+                content is None
+                and size is not None
+                and await self._renderer.series(image)
+            ):
+                content = await self._content(image, size, whole_up_to, window)
+            if content is not None:
+                return image, content
             # NOTE: Another process may have replaced or deleted the image
-            #   since the look-up; its old files are gone then, so look again.
+            #   since the look-up; its old objects are gone then, so look again.
             image = await self.get(image.image_id)
             if size is not None:
                 self.check_thumbnail(image, size)
         raise ImageNotFound(f'The file of image {image.image_id} is missing.')
+
+    async def _content(
+        self,
+        image: Image,
+        size: Size | None,
+        whole_up_to: int,
+        window: Window | None,
+    ) -> Content | None:
+        if size is None:
+            return await self._objects.original(image.file, whole_up_to, window)
+        return await self._objects.thumbnail(
+            image.file, size, renditions.JPEG, whole_up_to, window
+        )
 
 
 def _rename(path: pathlib.Path, to: pathlib.Path) -> None:
     """Rename ``path``, unless another process did so first."""
     with contextlib.suppress(FileNotFoundError):
         os.replace(path, to)
-
-
-def _open(path: pathlib.Path, whole_up_to: int) -> Body | None:
-    """The file's bytes, or an open :class:`Blob` of it; None if it is missing."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    with contextlib.ExitStack() as closing:
-        closing.callback(os.close, fd)
-        length = os.fstat(fd).st_size
-        # NOTE: Read in this same hop to a thread: the whole file, or its
-        #   first chunk.
-        data = os.pread(fd, length if length <= whole_up_to else Blob.CHUNK, 0)
-        if length <= whole_up_to:
-            return data
-        closing.pop_all()
-        return Blob(fd, length, data)
