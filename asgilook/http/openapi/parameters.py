@@ -141,6 +141,25 @@ def _header_parameters() -> Schema:
             ),
             'schema': {'type': 'string'},
         },
+        'Range': {
+            'name': 'Range',
+            'in': 'header',
+            'description': (
+                'One byte range, `bytes=a-b`, `bytes=a-` or `bytes=-n`: a `206` '
+                'of those bytes, or a `416` if it starts past the end. Several '
+                'ranges, another unit or a malformed value get the whole `200`.'
+            ),
+            'schema': {'type': 'string', 'examples': ['bytes=0-1048575']},
+        },
+        'IfRange': {
+            'name': 'If-Range',
+            'in': 'header',
+            'description': (
+                'With `Range`: the `ETag` (or `Last-Modified`) of the version the '
+                'client has part of; another version is sent whole, with `200`.'
+            ),
+            'schema': {'type': 'string'},
+        },
         'LastEventId': {
             'name': 'Last-Event-ID',
             'in': 'header',

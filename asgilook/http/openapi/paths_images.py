@@ -91,12 +91,13 @@ def get_image() -> Schema:
         'tags': ['images'],
         'operationId': 'getImage',
         'parameters': parameter_refs(
-            'ImageId', 'Version', 'IfNoneMatch', 'IfModifiedSince'
+            'ImageId', 'Version', 'IfNoneMatch', 'IfModifiedSince', 'Range', 'IfRange'
         ),
         'responses': {
             '200': ref('responses', 'ImageFile'),
+            '206': ref('responses', 'PartialFile'),
             **not_modified(),
-            **error_refs('404', '503'),
+            **error_refs('404', '416', '500', '503'),
         },
     }
 
@@ -111,12 +112,13 @@ def get_animation() -> Schema:
         'tags': ['images'],
         'operationId': 'getAnimation',
         'parameters': parameter_refs(
-            'ImageId', 'Version', 'IfNoneMatch', 'IfModifiedSince'
+            'ImageId', 'Version', 'IfNoneMatch', 'IfModifiedSince', 'Range', 'IfRange'
         ),
         'responses': {
             '200': ref('responses', 'AnimationFile'),
+            '206': ref('responses', 'PartialFile'),
             **not_modified(),
-            **error_refs('404', '503'),
+            **error_refs('404', '416', '500', '503'),
         },
     }
 
@@ -154,10 +156,13 @@ def get_thumbnail() -> Schema:
             'Format',
             'IfNoneMatch',
             'IfModifiedSince',
+            'Range',
+            'IfRange',
         ),
         'responses': {
             '200': ref('responses', 'ThumbnailFile'),
+            '206': ref('responses', 'PartialFile'),
             **not_modified(),
-            **error_refs('404', '503'),
+            **error_refs('404', '416', '500', '503'),
         },
     }

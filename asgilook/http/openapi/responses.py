@@ -53,6 +53,11 @@ ERRORS = {
         f'The request target is over {MAX_TARGET:,} bytes, or its query string '
         f'over {MAX_QUERY:,} (`URI Too Long`).',
     ),
+    '416': (
+        'RangeNotSatisfiable',
+        'The `Range` starts past the end of the file (`Range Not Satisfiable`); '
+        '`Content-Range` says its length.',
+    ),
     '415': (
         'UnsupportedMediaType',
         'The upload is not a picture in an accepted format (`Unsupported Image '
@@ -62,12 +67,18 @@ ERRORS = {
         'RequestHeaderFieldsTooLarge',
         f'The request headers are over {MAX_HEADERS:,} bytes (`Headers Too Large`).',
     ),
+    '500': (
+        'StoredObjectDamaged',
+        'A stored object failed its integrity check: damaged, swapped, or '
+        'encrypted with a key this service does not have (`Stored Object '
+        'Damaged`). The log names it; its bytes are never sent.',
+    ),
     '503': (
         'ServiceUnavailable',
-        'The storage volume cannot be read or written now (`Storage '
-        'Unavailable`); or, for an upload, the server holds as many bodies as '
-        'it can and this one waited too long for room (`Too Many Uploads`, '
-        'with `Retry-After`).',
+        'The storage cannot be read or written now (`Storage Unavailable`, '
+        'with `Retry-After`); or, for an upload, the server holds as many '
+        'bodies as it can and this one waited too long for room (`Too Many '
+        'Uploads`, with `Retry-After`).',
     ),
     '507': ('StorageFull', 'The storage volume is full (`Storage Full`).'),
 }
@@ -117,6 +128,25 @@ def headers() -> Schema:
             'description': 'The URI of the stored picture.',
             'required': True,
             'schema': {'type': 'string', 'pattern': f'^/images/{UUID_PATTERN}\\.jpeg$'},
+        },
+        'Accept-Ranges': {
+            'description': 'Byte ranges of this file may be asked for.',
+            'required': True,
+            'schema': {'type': 'string', 'enum': ['bytes']},
+        },
+        'Content-Range': {
+            'description': 'The bytes sent and the whole length: `bytes a-b/n`.',
+            'required': True,
+            'schema': {'type': 'string', 'pattern': '^bytes [0-9]+-[0-9]+/[0-9]+$'},
+        },
+        'Content-Range.unsatisfiable': {
+            'description': 'The length of the file: `bytes */n`.',
+            'required': True,
+            'schema': {'type': 'string', 'pattern': '^bytes \\*/[0-9]+$'},
+        },
+        'Retry-After': {
+            'description': 'Seconds to wait before trying again.',
+            'schema': {'type': 'integer', 'minimum': 0},
         },
         'WWW-Authenticate': {
             'description': 'The scheme to use: `Bearer`.',
@@ -189,14 +219,20 @@ def responses() -> Schema:
         **{
             name: {
                 'description': description,
-                'headers': header_refs('Vary', 'WWW-Authenticate')
-                if status == '401'
-                else header_refs('Vary'),
+                'headers': header_refs('Vary', *_ERROR_HEADERS.get(status, ())),
                 'content': data(schema_ref('Error')),
             }
             for status, (name, description) in ERRORS.items()
         },
     }
+
+
+# The headers that an error response has besides Vary.
+_ERROR_HEADERS = {
+    '401': ('WWW-Authenticate',),
+    '416': ('Content-Range.unsatisfiable',),
+    '503': ('Retry-After',),
+}
 
 
 def _file_responses() -> Schema:
@@ -205,14 +241,14 @@ def _file_responses() -> Schema:
         'ImageFile': {
             'description': 'The JPEG.',
             'headers': header_refs(
-                'ETag', 'Last-Modified', 'Cache-Control.image', CACHE
+                'ETag', 'Last-Modified', 'Cache-Control.image', 'Accept-Ranges', CACHE
             ),
             'content': {falcon.MEDIA_JPEG: BINARY},
         },
         'AnimationFile': {
             'description': 'The animated WebP.',
             'headers': header_refs(
-                'ETag', 'Last-Modified', 'Cache-Control.image', CACHE
+                'ETag', 'Last-Modified', 'Cache-Control.image', 'Accept-Ranges', CACHE
             ),
             'content': {'image/webp': BINARY},
         },
@@ -227,10 +263,21 @@ def _file_responses() -> Schema:
                 'Last-Modified',
                 'Cache-Control.thumbnail',
                 'Vary',
+                'Accept-Ranges',
                 CACHE,
             ),
             'content': {
                 renditions.MEDIA_TYPES[name]: BINARY for name in renditions.FORMATS
+            },
+        },
+        'PartialFile': {
+            'description': 'The bytes of the file that `Range` asked for.',
+            'headers': header_refs(
+                'ETag', 'Last-Modified', 'Content-Range', 'Accept-Ranges', CACHE
+            ),
+            'content': {
+                media_type: BINARY
+                for media_type in sorted(set(renditions.MEDIA_TYPES.values()))
             },
         },
     }
