@@ -134,6 +134,8 @@ def test_usage_examples_work_when_pasted(tmp_path, redis_server, client):
         service.stop()
 
     assert done.returncode == 0, done.stderr
+    part = (work / 'first-kilobyte.part').read_bytes()
+    assert part == (work / 'picture.jpeg').read_bytes()[:1024]
     with PIL.Image.open(work / 'picture.jpeg') as picture:
         assert (picture.format, picture.size) == ('JPEG', (800, 600))
     with PIL.Image.open(work / 'thumb.jpeg') as thumb:
