@@ -52,6 +52,7 @@ lint: $(VENV)/.lint
 bench: $(VENV)/.bench
 	$(BIN)/python bench/serving.py $(BENCH_ARGS)
 	$(BIN)/python bench/index.py $(BENCH_ARGS)
+	$(BIN)/python bench/storage.py $(BENCH_ARGS)
 	$(BIN)/python bench/formats.py
 
 bench-index: $(VENV)/.bench
