@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import errno
-import os
 from collections.abc import Callable
 from typing import Any
 from typing import TypeVar
 
 from asgilook.config import Config
-from asgilook.errors import StorageFull
-from asgilook.errors import StorageUnavailable
+from asgilook.storage.blobs import storage_error
 
 T = TypeVar('T')
 
@@ -61,13 +58,3 @@ class Workers:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
-
-
-def storage_error(ex: OSError) -> StorageFull | StorageUnavailable:
-    """What an error of the file system is to the store's callers."""
-    if ex.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StorageFull('The image store is out of space; try again later.')
-    reason = os.strerror(ex.errno) if ex.errno else type(ex).__name__
-    return StorageUnavailable(
-        f'The image store cannot be used right now ({reason}); try again later.'
-    )
