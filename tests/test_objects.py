@@ -3,13 +3,17 @@
 import asyncio
 import base64
 import os
+import types
 
 import pytest
 
 from asgilook.config import Config
+from asgilook.errors import DamagedObject
 from asgilook.errors import StorageUnavailable
 from asgilook.storage import objects
 from asgilook.storage.blobs.local import LocalBlobs
+from asgilook.storage.blobs.sealed import SealedBlobs
+from asgilook.storage.crypto import HEADER_SIZE
 from asgilook.storage.index import journal
 from asgilook.storage.objects import Objects
 from asgilook.storage.store import Store
@@ -100,3 +104,71 @@ def test_a_journal_that_cannot_be_read_is_a_storage_error(tmp_path):
     store = Store(settings(tmp_path))
     with pytest.raises(StorageUnavailable, match='Is a directory'):
         asyncio.run(store.count())
+
+
+def test_a_part_of_a_sealed_object_reads_its_header_once(tmp_path):
+    kept = Objects.of(settings(tmp_path, ASGI_LOOK_ENCRYPTION_KEY=KEY))
+    data = bytes(range(256)) * 1024
+    reads = []
+    inner = kept.originals.inner
+    real_open = inner.open
+
+    async def counted(key, whole_up_to, start=0, end=None):
+        reads.append((start, end))
+        return await real_open(key, whole_up_to, start, end)
+
+    inner.open = counted
+
+    async def scenario():
+        await kept.write_original('x.1.jpeg', data)
+        part = await kept.original('x.1.jpeg', 2**20, lambda size: (1000, 2000))
+        missing = await kept.original('y.1.jpeg', 2**20, lambda size: (0, 1))
+        past = await kept.original('x.1.jpeg', 2**20, lambda size: None)
+        return part, missing, past
+
+    part, missing, past = asyncio.run(scenario())
+    assert (part.size, part.start, part.end) == (len(data), 1000, 2000)
+    assert part.body == data[1000:2000] and part.partial
+    assert missing is None
+    assert not past.satisfiable and past.body == b'' and past.partial
+    # The header, then the span of the part; the missing one; the header alone.
+    assert len(reads) == 4
+
+
+def test_a_part_of_an_object_that_fails_or_goes_is_refused_or_missing(tmp_path):
+    sealing = Objects.of(settings(tmp_path, ASGI_LOOK_ENCRYPTION_KEY=KEY))
+    keyless = Objects.of(settings(tmp_path))
+
+    def whole(size):
+        return 0, size
+
+    async def scenario():
+        await sealing.write_original('x.1.jpeg', b'secret' * 100)
+        with pytest.raises(DamagedObject, match='images/x.1.jpeg'):
+            await keyless.original('x.1.jpeg', 2**20, whole)
+        inner = sealing.originals.inner
+        real_open = inner.open
+
+        async def gone_after_the_header(key, whole_up_to, start=0, end=None):
+            found = await real_open(key, whole_up_to, start, end)
+            if end == HEADER_SIZE:
+                await inner.delete([key])
+            return found
+
+        inner.open = gone_after_the_header
+        return await sealing.original('x.1.jpeg', 2**20, whole)
+
+    assert asyncio.run(scenario()) is None
+
+
+def test_a_bucket_gets_no_local_directories(tmp_path):
+    class Bucket(LocalBlobs):
+        """A backend with no directory of its own, as S3."""
+
+        root = None
+
+    kept = Objects(
+        SealedBlobs(Bucket(tmp_path), None), SealedBlobs(Bucket(tmp_path), None)
+    )
+    kept.make()
+    assert list(tmp_path.iterdir()) == []

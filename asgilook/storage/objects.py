@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-from collections.abc import Callable
 from collections.abc import Mapping
 
 from asgilook.config import Config
@@ -33,14 +32,11 @@ from asgilook.storage.blobs import Blobs
 from asgilook.storage.blobs import Body
 from asgilook.storage.blobs import open_blobs
 from asgilook.storage.blobs.sealed import SealedBlobs
+from asgilook.storage.blobs.sealed import Window
 from asgilook.storage.crypto import Keyring
 
 IMAGES = 'images'
 THUMBNAILS = 'thumbnails'
-
-#: Given an object's size, the bytes ``[start, end)`` of it to read, or None if
-#: none can be (a byte range that starts past its end).
-Window = Callable[[int], tuple[int, int] | None]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,7 +59,7 @@ class Content:
 
 
 async def _fetch(
-    blobs: Blobs, key: str, whole_up_to: int, window: Window | None
+    blobs: SealedBlobs, key: str, whole_up_to: int, window: Window | None
 ) -> Content | None:
     """Read an object, or the part of it that ``window`` says; None if it is gone."""
     if window is None:
@@ -73,17 +69,16 @@ async def _fetch(
         return Content(found.size, found.body, 0, found.size)
     # NOTE: A part needs the object's size first: one more small read (a
     #   stat, a HEAD or an encrypted object's header). Parts are rare.
-    size = await blobs.size(key)
-    if size is None:
+    part = await blobs.open_part(key, whole_up_to, window)
+    if part is None:
         return None
-    span = window(size)
+    size, span, found = part
     if span is None:
         return Content(size, b'', 0, 0, satisfiable=False)
-    start, end = span
-    found = await blobs.open(key, whole_up_to, start, end)
     if found is None:
         return None
-    return Content(found.size, found.body, start, end)
+    start, end = span
+    return Content(size, found.body, start, end)
 
 
 def original_key(file: str) -> str:

@@ -32,6 +32,7 @@ from asgilook.pictures import Size
 from asgilook.pictures import renditions
 from asgilook.storage.blobs import Body
 from asgilook.storage.blobs import Reader
+from asgilook.storage.blobs.sealed import Window
 from asgilook.storage.image import Image
 from asgilook.storage.image import http_date
 from asgilook.storage.index import Behind
@@ -41,7 +42,6 @@ from asgilook.storage.index import journal
 from asgilook.storage.index import open_index
 from asgilook.storage.objects import Content
 from asgilook.storage.objects import Objects
-from asgilook.storage.objects import Window
 from asgilook.storage.renderer import Renderer
 from asgilook.storage.workers import Workers
 

@@ -67,6 +67,8 @@ _T = TypeVar('_T')
 #: The inner backend's answer to a header read: None (no object), the stored
 #: size of a plain object, or a sealed object's authenticated header and key.
 _Head = int | tuple[Header, DataKey] | None
+#: Given an object's size, the bytes ``[start, end)`` of it to read, or None.
+Window = Callable[[int], tuple[int, int] | None]
 
 
 def sealed_size(length: int, segment_size: int = SEGMENT_SIZE) -> int:
@@ -301,6 +303,37 @@ class SealedBlobs(Blobs):
         header.check_size(found.size)
         return header, header.open(self.keyring)
 
+    async def open_part(
+        self, key: str, whole_up_to: int, window: Window
+    ) -> tuple[int, tuple[int, int] | None, Found | None] | None:
+        """As :meth:`open` of the part ``window(size)`` names, with one read of
+        the header, for a byte range whose size must be known first.
+
+        Returns:
+            None if there is no such object; else its (plaintext) size, the
+            span the window gave (None: unsatisfiable, and nothing is read)
+            and what was read of it (None if the object went meanwhile).
+        """
+        try:
+            head = await self._head(key)
+            if head is None:
+                return None
+            size = head if isinstance(head, int) else head[0].plain_length
+            span = window(size)
+            if span is None:
+                return size, None, None
+            start, end = span
+            if isinstance(head, int):
+                found = await self.inner.open(key, whole_up_to, start, end)
+            else:
+                found = await self._read_span(key, head, whole_up_to, start, end)
+        except DamagedObject as error:
+            _log(key, error)
+            raise
+        if found is None:
+            return size, span, None
+        return size, span, Found(found.size, await _shaped(found.body, whole_up_to))
+
     async def _open_range(
         self, key: str, whole_up_to: int, start: int, end: int | None
     ) -> Found | None:
@@ -309,6 +342,17 @@ class SealedBlobs(Blobs):
             return None
         if isinstance(head, int):
             return await self.inner.open(key, whole_up_to, start, end)
+        return await self._read_span(key, head, whole_up_to, start, end)
+
+    async def _read_span(
+        self,
+        key: str,
+        head: tuple[Header, DataKey],
+        whole_up_to: int,
+        start: int,
+        end: int | None,
+    ) -> Found | None:
+        """Read and decrypt the segments of ``[start, end)`` of a sealed object."""
         header, data_key = head
         # NOTE: Clamped to the plaintext, as backends clamp to the object.
         end = header.plain_length if end is None else min(end, header.plain_length)
