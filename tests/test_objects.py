@@ -162,13 +162,8 @@ def test_a_part_of_an_object_that_fails_or_goes_is_refused_or_missing(tmp_path):
 
 
 def test_a_bucket_gets_no_local_directories(tmp_path):
-    class Bucket(LocalBlobs):
-        """A backend with no directory of its own, as S3."""
-
-        root = None
-
-    kept = Objects(
-        SealedBlobs(Bucket(tmp_path), None), SealedBlobs(Bucket(tmp_path), None)
-    )
-    kept.make()
-    assert list(tmp_path.iterdir()) == []
+    # A backend with no directory of its own, as S3.
+    bucket = SealedBlobs(types.SimpleNamespace(url='s3://pictures'), None)
+    local = SealedBlobs(LocalBlobs(tmp_path), None)
+    Objects(bucket, local).make()
+    assert [path.name for path in tmp_path.iterdir()] == ['thumbnails']
