@@ -39,8 +39,11 @@ def anyone(entry):
 
 
 def make_old(*paths):
+    """Age files, and folders with what is in them (objects have no folders:
+    a thumbnail folder is as old as its newest object)."""
     for path in paths:
-        os.utime(path, (TWO_HOURS_AGO, TWO_HOURS_AGO))
+        for aged in [*(path.iterdir() if path.is_dir() else ()), path]:
+            os.utime(aged, (TWO_HOURS_AGO, TWO_HOURS_AGO))
 
 
 def animation():
@@ -308,8 +311,10 @@ def test_json_lists_every_problem(capsys, quiet, damaged, monkeypatch):
     files, size = seen(root)
     assert {key: document[key] for key in document if key != 'problems'} == {
         'storage': str(root),
+        'renditions': None,
         'index': 'SQLite, index.sqlite3',
         'repair': False,
+        'verify': False,
         'grace': 3600,
         'images': 7,
         'files': files,
@@ -326,6 +331,7 @@ def test_json_lists_every_problem(capsys, quiet, damaged, monkeypatch):
         'no-picture': 2,
         'thumbnails': 2,
         'animation': 1,
+        'damaged': 0,
         'orphan': 3,
         'partial': 2,
     }

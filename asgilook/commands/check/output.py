@@ -12,6 +12,8 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+from asgilook.commands.check.report import ANIMATION
+from asgilook.commands.check.report import ORIGINAL
 from asgilook.commands.check.report import Kind
 from asgilook.commands.check.report import Problem
 from asgilook.commands.check.report import Report
@@ -23,22 +25,30 @@ _HEADINGS = {
     Kind.NO_PICTURE: 'Images without their picture (the original is missing or empty)',
     Kind.THUMBNAILS: 'Images missing thumbnails',
     Kind.ANIMATION: 'Images missing their animation (it cannot be made again)',
-    Kind.ORPHAN: 'Orphans (files and thumbnail folders no image refers to)',
+    Kind.DAMAGED: 'Damaged objects (they fail authentication: damaged, swapped, '
+    'or sealed with a key that is not configured)',
+    Kind.ORPHAN: 'Orphans ({files} and thumbnail folders no image refers to)',
     Kind.PARTIAL: 'Stale .partial files (writes that never finished)',
 }
 
 
 def summary(report: Report) -> str:
     """What a person reads: what was checked, found and repaired."""
+    noun = 'file' if report.local else 'object'
+    where = report.storage
+    if report.renditions is not None:
+        where += f' (renditions in {report.renditions})'
+    verified = ', every object of its images read whole' if report.verify else ''
     lines = [
-        f'Checked {report.storage} against its index ({report.index}): '
-        f'{_count(report.images, "image")}, {_count(report.files, "file")}, '
-        f'{size(report.bytes)}.'
+        f'Checked {where} against its index ({report.index}): '
+        f'{_count(report.images, "image")}, {_count(report.files, noun)}, '
+        f'{size(report.bytes)}{verified}.'
     ]
     for kind, problems in report.problems.items():
         if problems:
             lines.append('')
-            lines.extend(_listing(_HEADINGS[kind], problems))
+            heading = _HEADINGS[kind].format(files=f'{noun}s')
+            lines.extend(_listing(heading, problems))
     if report.young:
         lines.append('')
         lines.extend(
@@ -75,10 +85,22 @@ def _conclusion(report: Report) -> str:
     if report.refused:
         return f'{problems} found. {report.refused}'
     if not report.repair:
-        unrepairable = len(report.problems[Kind.ANIMATION])
-        if unrepairable == found:
+        missing = len(report.problems[Kind.ANIMATION])
+        damaged = sum(
+            problem.role in (ORIGINAL, ANIMATION)
+            for problem in report.problems[Kind.DAMAGED]
+        )
+        if missing + damaged == found:
             return f'{problems} found, which --repair cannot repair.'
-        but = ' (but not a missing animation)' if unrepairable else ''
+        phrases = [
+            phrase
+            for count, phrase in (
+                (missing, 'a missing animation'),
+                (damaged, 'a damaged original or animation'),
+            )
+            if count
+        ]
+        but = f' (but not {" or ".join(phrases)})' if phrases else ''
         return f'{problems} found; nothing was changed. --repair repairs them{but}.'
     if report.remaining:
         return (
@@ -91,9 +113,11 @@ def _conclusion(report: Report) -> str:
 def document(report: Report) -> dict[str, Any]:
     """What a program reads (``--json``): the report, with every problem."""
     return {
-        'storage': str(report.storage),
+        'storage': report.storage,
+        'renditions': report.renditions,
         'index': report.index,
         'repair': report.repair,
+        'verify': report.verify,
         'grace': report.grace,
         'images': report.images,
         'files': report.files,

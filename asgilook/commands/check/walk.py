@@ -1,208 +1,154 @@
-"""The walk of ``asgilook check``: the index a page at a time, then the folders.
+"""The walk of ``asgilook check``: the index a page at a time, then the objects.
 
 :func:`find` reads the index (newest first, :data:`PAGE` entries at a time)
-and looks at the files of each version it lists; then it streams the
-``images/`` and ``thumbnails/`` folders with ``os.scandir`` for the files no
-listed version refers to. What it keeps is the set of the original file names
-in the index, and the problems it found, in the report.
+and reads the objects of each version it lists, by key, where they are kept
+(:class:`~asgilook.storage.objects.Objects`: the originals, and the
+renditions, in one backend or two): its original, its JPEG thumbnails and
+its animation, each its header and size, or all of it with ``verify`` (see
+:mod:`~asgilook.commands.check.reading`). Then
+:mod:`~asgilook.commands.check.listing` lists the objects, a page at a time,
+for those no listed version refers to. What it keeps is the set of the
+original file names in the index, and the problems it found, in the report.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import pathlib
-import time
-from collections.abc import Iterator
-
-from asgilook.commands.check import output
+from asgilook.commands.check.listing import partials
+from asgilook.commands.check.listing import scan
+from asgilook.commands.check.reading import bounded
+from asgilook.commands.check.reading import damaged
+from asgilook.commands.check.reading import look
+from asgilook.commands.check.report import ANIMATION
+from asgilook.commands.check.report import ORIGINAL
+from asgilook.commands.check.report import THUMBNAIL
 from asgilook.commands.check.report import Kind
 from asgilook.commands.check.report import Problem
 from asgilook.commands.check.report import Report
 from asgilook.config import Config
 from asgilook.pictures import Size
 from asgilook.pictures import pixels
-from asgilook.storage.files import Files
 from asgilook.storage.index import Entry
 from asgilook.storage.index import Index
+from asgilook.storage.objects import Objects
+from asgilook.storage.objects import animation_key
+from asgilook.storage.objects import original_key
+from asgilook.storage.objects import thumbnail_key
+from asgilook.storage.objects import thumbnails_prefix
 
 #: Entries read from the index at a time.
 PAGE = 1000
 
 
-async def find(config: Config, index: Index, report: Report) -> None:
-    """Put in ``report`` what is wrong in its storage directory, by ``index``.
+async def find(config: Config, index: Index, objects: Objects, report: Report) -> None:
+    """Put in ``report`` what is wrong with the objects, by ``index``.
 
     Raises:
-        StorageUnavailable, StorageFull: the index cannot be used.
-        OSError: the storage directory cannot be read.
+        StorageUnavailable, StorageFull: the index or a backend cannot be used.
+        OSError: a folder of a local directory cannot be read.
     """
-    walk = _Walk(config, index, report)
+    # NOTE: First: a local directory without its folders fails at once.
+    await partials(objects, report)
+    walk = _Walk(config, index, objects, report)
     await walk.read_index()
-    await asyncio.to_thread(walk.scan)
+    await scan(objects, walk.listed, report)
 
 
 class _Walk:
-    def __init__(self, config: Config, index: Index, report: Report) -> None:
+    def __init__(
+        self, config: Config, index: Index, objects: Objects, report: Report
+    ) -> None:
         self._min_thumb_size = config.min_thumb_size
         self._index = index
+        self._objects = objects
         self._report = report
-        self._files = Files(report.storage)
         #: The original file of every version of the index seen.
-        self._listed: set[str] = set()
-
-    # The index, and the files of the versions it lists
+        self.listed: set[str] = set()
 
     async def read_index(self) -> None:
         # NOTE: Newest first: an image replaced while this reads becomes the
         #   newest, and a page after it then starts again from the top
         #   (versions seen are skipped) rather than ending early. Uploads
-        #   listed meanwhile are left out; their files are young.
+        #   listed meanwhile are left out; their objects are young.
         after = None
         while True:
             entries, _ = await self._index.page(PAGE, after, newest_first=True)
-            fresh = [entry for entry in entries if entry.file not in self._listed]
-            self._listed.update(entry.file for entry in fresh)
-            await asyncio.to_thread(self._examine, fresh)
+            fresh = [entry for entry in entries if entry.file not in self.listed]
+            self.listed.update(entry.file for entry in fresh)
+            self._report.images += len(fresh)
+            # NOTE: Read a few versions at a time, and reported in the order
+            #   of the index, whichever is read first.
+            for problems in await bounded(self._version(entry) for entry in fresh):
+                for problem in problems:
+                    self._report.add(problem)
             if len(entries) < PAGE:
                 return
             after = entries[-1].image_id
 
-    def _examine(self, entries: list[Entry]) -> None:
-        report = self._report
-        images = self._files.images
-        for entry in entries:
-            report.images += 1
-            # NOTE: Looked at even without a picture: its files are counted,
-            #   and its .partial files found.
-            missing = self._missing_thumbnails(entry)
-            length = _length(images / entry.file)
-            if not length:
-                self._found(
-                    Problem(
-                        Kind.NO_PICTURE,
-                        f'{Files.IMAGES}/{entry.file}',
-                        entry.image_id,
-                        detail='missing' if length is None else 'empty',
-                        file=entry.file,
-                    )
-                )
-                continue
-            report.pictures += 1
-            if missing:
-                self._found(
-                    Problem(
-                        Kind.THUMBNAILS,
-                        f'{Files.THUMBNAILS}/{entry.file.removesuffix(".jpeg")}/',
-                        entry.image_id,
-                        detail=', '.join(_thumbnail(size) for size in missing),
-                        file=entry.file,
-                        entry=entry,
-                        missing=tuple(missing),
-                    )
-                )
-            animation = Files.animation_of(entry.file)
-            if entry.animated and not (length := _length(images / animation)):
-                self._found(
-                    Problem(
-                        Kind.ANIMATION,
-                        f'{Files.IMAGES}/{animation}',
-                        entry.image_id,
-                        detail='missing' if length is None else 'empty',
-                        file=entry.file,
-                    )
-                )
+    async def _version(self, entry: Entry) -> list[Problem]:
+        """The problems of one version of the index."""
+        file = entry.file
+        key = original_key(file)
+        original = await look(self._objects.originals, key, self._report.verify)
+        if original.damage:
+            # NOTE: Its thumbnails could not be rendered again anyway: the
+            #   next check, once it is restored, looks at them.
+            return [damaged(key, ORIGINAL, entry.image_id, file, original.damage)]
+        if not original.size:
+            detail = 'missing' if original.size is None else 'empty'
+            return [
+                Problem(Kind.NO_PICTURE, key, entry.image_id, detail=detail, file=file)
+            ]
+        self._report.pictures += 1
+        problems = await self._thumbnails(entry)
+        if entry.animated:
+            problems.extend(await self._animation(entry))
+        return problems
 
-    def _missing_thumbnails(self, entry: Entry) -> list[Size]:
-        """The JPEG thumbnails of the version that are missing or empty."""
-        folder = self._files.thumbnails_of(entry.file)
-        there: set[str] = set()
-        try:
-            for name, stat in self._files_in(folder):
-                if _is_partial(name):
-                    path = f'{_relative(folder)}/{name}'
-                    partial = Problem(Kind.PARTIAL, path, bytes=stat.st_size)
-                    self._unlisted(partial, stat)
-                elif stat.st_size:
-                    there.add(name)
-        except (FileNotFoundError, NotADirectoryError):
-            pass
+    async def _thumbnails(self, entry: Entry) -> list[Problem]:
+        """Its JPEG thumbnails that are missing or empty, and those damaged."""
+        renditions = self._objects.renditions
         sizes = pixels.thumbnail_sizes(entry.size, self._min_thumb_size)
-        return [size for size in sizes if _thumbnail(size) not in there]
-
-    # The files no version of the index refers to
-
-    def scan(self) -> None:
-        for name, stat in self._files_in(self._files.images):
-            path = f'{Files.IMAGES}/{name}'
-            stem, _, suffix = name.rpartition('.')
-            if _is_partial(name):
-                self._unlisted(Problem(Kind.PARTIAL, path, bytes=stat.st_size), stat)
-            elif suffix in ('jpeg', 'webp') and f'{stem}.jpeg' not in self._listed:
-                orphan = Problem(
-                    Kind.ORPHAN,
-                    path,
-                    name.partition('.')[0],
-                    bytes=stat.st_size,
-                    file=f'{stem}.jpeg',
+        missing: list[Size] = []
+        problems = []
+        for size in sizes:
+            key = thumbnail_key(entry.file, size)
+            thumbnail = await look(renditions, key, self._report.verify)
+            if thumbnail.damage:
+                problems.append(
+                    damaged(
+                        key, THUMBNAIL, entry.image_id, entry.file, thumbnail.damage
+                    )
                 )
-                self._unlisted(orphan, stat)
-            # NOTE: Anything else is not asgilook's: it is left alone.
-        with os.scandir(self._files.thumbnails) as folders:
-            for folder in folders:
-                file = f'{folder.name}.jpeg'
-                if not folder.is_dir(follow_symlinks=False) or file in self._listed:
-                    continue
-                problem = Problem(
-                    Kind.ORPHAN,
-                    f'{Files.THUMBNAILS}/{folder.name}/',
-                    folder.name.partition('.')[0],
-                    file=file,
-                )
-                for _, stat in self._files_in(pathlib.Path(folder.path)):
-                    problem.bytes += stat.st_size
-                self._unlisted(problem, folder.stat(follow_symlinks=False))
+            elif not thumbnail.size:
+                missing.append(size)
+        if missing:
+            problem = Problem(
+                Kind.THUMBNAILS,
+                thumbnails_prefix(entry.file),
+                entry.image_id,
+                detail=', '.join(_thumbnail(size) for size in missing),
+                file=entry.file,
+                entry=entry,
+                missing=tuple(missing),
+            )
+            problems.insert(0, problem)
+        return problems
 
-    def _files_in(self, folder: pathlib.Path) -> Iterator[tuple[str, os.stat_result]]:
-        """The regular files in ``folder``, with their stat; counted as seen."""
-        with os.scandir(folder) as items:
-            for item in items:
-                if item.is_file(follow_symlinks=False):
-                    stat = item.stat(follow_symlinks=False)
-                    self._report.files += 1
-                    self._report.bytes += stat.st_size
-                    yield item.name, stat
-
-    def _unlisted(self, problem: Problem, stat: os.stat_result) -> None:
-        """An orphan or a partial: a problem if old enough, else left alone."""
-        problem.age = time.time() - stat.st_mtime
-        problem.detail = f'{output.size(problem.bytes)}, {output.age(problem.age)} old'
-        if problem.age >= self._report.grace:
-            self._found(problem)
-        else:
-            self._report.young.append(problem)
-
-    def _found(self, problem: Problem) -> None:
-        self._report.problems[problem.kind].append(problem)
-
-
-def _length(path: pathlib.Path) -> int | None:
-    """The size of the file at ``path``; None if there is none."""
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return None
-
-
-def _is_partial(name: str) -> bool:
-    """Whether ``name`` is a write in progress (see :mod:`asgilook.storage.files`)."""
-    return name.startswith('.') and name.endswith('.partial')
+    async def _animation(self, entry: Entry) -> list[Problem]:
+        key = animation_key(entry.file)
+        animation = await look(self._objects.renditions, key, self._report.verify)
+        if animation.damage:
+            return [
+                damaged(key, ANIMATION, entry.image_id, entry.file, animation.damage)
+            ]
+        if animation.size:
+            return []
+        detail = 'missing' if animation.size is None else 'empty'
+        return [
+            Problem(Kind.ANIMATION, key, entry.image_id, detail=detail, file=entry.file)
+        ]
 
 
 def _thumbnail(size: Size) -> str:
     width, height = size
     return f'{width}x{height}.jpeg'
-
-
-def _relative(folder: pathlib.Path) -> str:
-    return f'{folder.parent.name}/{folder.name}'
