@@ -1,21 +1,21 @@
-"""Storage: the pictures' files on disk, and the index that says which are current.
+"""Storage: the pictures' objects, and the index that says which are current.
 
 What the app uses is :class:`asgilook.storage.store.Store`; the rest is how
-it keeps its word that an image is listed only once its files are durable.
+it keeps its word that an image is listed only once its objects are durable.
 The modules:
 
 * :mod:`asgilook.storage.store`: the store, saving, looking up, paging through,
   deleting and opening images.
 * :mod:`asgilook.storage.image`: what the store hands out, an image version
-  (``Image``) and the bytes of its files (``Body``, ``Blob``).
-* :mod:`asgilook.storage.renderer`: a version's files made from its picture,
+  (``Image``).
+* :mod:`asgilook.storage.renderer`: a version's objects made from its picture,
   at upload and (a missing thumbnail series) after the fact.
-* :mod:`asgilook.storage.workers`: the threads for Pillow and for the disk, and
-  the store's errors for what goes wrong on the disk.
-* :mod:`asgilook.storage.files`: the layout of the storage directory, and the
-  durable writes of each version's files.
+* :mod:`asgilook.storage.workers`: the threads for Pillow and for the disk.
+* :mod:`asgilook.storage.objects`: the layout, which object of a version is
+  which, in the backends configured (originals, renditions apart or not).
 * :mod:`asgilook.storage.blobs`: where a storage's objects live, a local
-  directory or an S3-compatible bucket.
+  directory or an S3-compatible bucket, written durably and read by range,
+  and :mod:`~asgilook.storage.blobs.sealed`, encryption around either.
 * :mod:`asgilook.storage.crypto`: encryption at rest, the sealed format of
   stored objects.
 * :mod:`asgilook.storage.index`: the index of images and its upload order,

@@ -64,16 +64,16 @@ def _token_hash(token: str) -> str:
 
 
 class Store:
-    """The image store: JPEG files in the storage directory, and their index.
+    """The image store: the objects of every version, and their index.
 
-    The files are shared by every worker and every machine that mounts the
-    directory (see :mod:`asgilook.storage.files`), and the index by every worker
-    that uses the same database (see :mod:`asgilook.storage.index`). Each version
-    of an image is written, with its whole thumbnail series, to files of its
-    own, synced, renamed into place and only then recorded in the index, so
-    a reader never sees half a file and a crash leaves the complete image or
-    nothing listed. A version's files never change afterwards: they are
-    served as they are, from disk.
+    The objects are shared by every worker and every machine that uses the
+    same directory or bucket (see :mod:`asgilook.storage.objects`), and the
+    index by every worker that uses the same database (see
+    :mod:`asgilook.storage.index`). Each version of an image is written, with
+    its whole thumbnail series, to objects of its own, each whole and durable,
+    and only then recorded in the index, so a reader never sees half an
+    object and a crash leaves the complete image or nothing listed. A
+    version's objects never change afterwards: they are served as they are.
 
     Pillow work runs in a pool of ``config.image_workers`` threads, so a burst
     of uploads waits its turn instead of decoding everything at once. The

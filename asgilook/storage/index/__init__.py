@@ -1,7 +1,7 @@
 """The index of stored images, and the backends that keep it.
 
-The image files live in the storage directory (see :mod:`asgilook.storage.files`);
-the index says which of them is the current version of each image, and in
+The images' objects live in a directory or a bucket (see
+:mod:`asgilook.storage.objects`); the index says which of them is the current version of each image, and in
 what order the images were uploaded. It is shared by every worker of every
 machine that serves the same pictures, and no worker keeps it in memory:
 
