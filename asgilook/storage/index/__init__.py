@@ -1,9 +1,10 @@
 """The index of stored images, and the backends that keep it.
 
 The images' objects live in a directory or a bucket (see
-:mod:`asgilook.storage.objects`); the index says which of them is the current version of each image, and in
-what order the images were uploaded. It is shared by every worker of every
-machine that serves the same pictures, and no worker keeps it in memory:
+:mod:`asgilook.storage.objects`); the index says which of them is the current
+version of each image, and in what order the images were uploaded. It is
+shared by every worker of every machine that serves the same pictures, and no
+worker keeps it in memory:
 
 * :mod:`asgilook.storage.index.sqlite` (the default): a SQLite database in WAL mode
   in the storage directory, shared by every process of one machine.
