@@ -1,4 +1,4 @@
-"""The ``asgilook`` command: serve the app, import folders of pictures, check.
+"""The ``asgilook`` command: serve, import pictures, check, migrate and rekey.
 
 Installed with the package, as ``asgilook`` and ``python -m asgilook``. Each
 subcommand parses its arguments and calls what the package has:
@@ -8,7 +8,9 @@ runs too; ``asgilook import`` sends pictures to a running service with
 storage directory, a few at a time, and keeps a manifest of what it imported,
 so that running it again goes on where the last run ended; ``asgilook
 check`` is :func:`asgilook.commands.check.run`, which compares a storage directory with
-its index, and repairs what it can.
+its index, and repairs what it can; ``asgilook migrate`` and ``asgilook rekey``
+(their arguments are in :mod:`asgilook.commands.objects_args`) copy a storage's
+objects elsewhere, and put them under the current encryption key.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 
+from asgilook.commands import objects_args
 from asgilook.commands import serve
 from asgilook.commands.defaults import DEFAULT_GRACE
 from asgilook.commands.defaults import DEFAULT_HOST
@@ -42,6 +45,7 @@ examples:
   asgilook serve                     serve http://127.0.0.1:8000
   asgilook import ~/Pictures         upload every picture under ~/Pictures to it
   asgilook check                     compare its storage directory with its index
+  asgilook migrate --to s3://BUCKET  copy its pictures to a bucket
   asgilook serve --help              the options of one command, with examples
 """
 _SERVE_DESCRIPTION = """\
@@ -121,6 +125,20 @@ missing thumbnails again from the original, and removes orphans and stale
 .partial files. A missing animation cannot be made again (the upload it was
 made from is not kept): it is reported, and stays a problem.
 
+Objects that fail authentication (sealed with a key this service does not
+have, swapped, or damaged) are reported as damaged. By default the header and
+size of each object are read: one small read each, which finds a wrong key, a
+swapped or truncated object, but not a damaged byte inside; --verify reads
+every object of every image whole, which finds that too, at the cost of
+reading every stored byte once. --repair renders damaged thumbnails again; a
+damaged original or animation is kept, to be restored from a backup (or its
+image deleted).
+
+The objects are where `asgilook serve` keeps them: ASGI_LOOK_STORAGE_URL and
+ASGI_LOOK_RENDITIONS_URL (with the AWS_* variables for s3://), else the
+storage directory; the SQLite index is in the storage directory wherever the
+objects are (unless --database-url).
+
 A service may go on running meanwhile: unlisted files younger than --grace
 are left alone, as they may be an upload in progress, and each problem is
 looked up in the index again just before it is reported or repaired.
@@ -133,6 +151,8 @@ examples:
   asgilook check --storage /srv/asgilook --database-url postgresql://db/asgilook
   asgilook check --repair --grace 0
       no service is running: no upload can be in progress
+  asgilook check --verify
+      read every object whole: finds damaged bytes of sealed objects too
   asgilook check --json | jq '.problems.orphan[].path'
 
 exit status:
@@ -174,6 +194,8 @@ def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     _add_serve(commands, environ)
     _add_import(commands)
     _add_check(commands, environ)
+    objects_args.add_migrate(commands, environ, _positive)
+    objects_args.add_rekey(commands, environ, _positive)
     return parser
 
 
@@ -305,6 +327,13 @@ def _add_check(
         help='leave alone unlisted files younger than this (%(default)s)',
     )
     parser.add_argument(
+        '--verify',
+        action='store_true',
+        help='read every object of every image whole, to authenticate every '
+        'segment of a sealed one (costs a read of every stored byte); by '
+        'default only the header and size of each are read',
+    )
+    parser.add_argument(
         '--json',
         action='store_true',
         help='print the report as JSON, with every problem, for programs',
@@ -386,5 +415,6 @@ def _check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         repair=args.repair,
         grace=args.grace,
         as_json=args.json,
+        verify=args.verify,
         environ=environ,
     )
