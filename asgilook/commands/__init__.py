@@ -8,8 +8,15 @@
   uvicorn, on a private Redis unless one is given.
 * :mod:`~asgilook.commands.importer`: ``asgilook import``: folders of
   pictures into a running service, or into a storage directory.
-* :mod:`~asgilook.commands.check`: ``asgilook check [--repair]``: a storage
-  directory against its index, and its repair.
+* :mod:`~asgilook.commands.check`: ``asgilook check [--repair] [--verify]``:
+  the stored objects against the index, and their repair.
+* :mod:`~asgilook.commands.migrate`: ``asgilook migrate --to URL``: every
+  object copied to another directory or bucket, verified and resumable.
+* :mod:`~asgilook.commands.rekey`: ``asgilook rekey``: every object sealed
+  under the current encryption key.
+* :mod:`~asgilook.commands.objects_walk`, ``objects_output`` and
+  ``objects_args``: what migrate and rekey share: walking every object of a
+  storage a page at a time, the progress and summary, and their options.
 * :mod:`~asgilook.commands.processes`: helpers for the processes the commands
   (and the tests and benchmarks) start: free ports, a private Redis, waiting,
   stopping.
