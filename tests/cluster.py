@@ -10,16 +10,25 @@ stops every machine it started, whatever happened to them.
 
 :class:`Bucket` reads and writes the objects under a deployment's prefix
 directly, with :class:`~asgilook.storage.blobs.s3.S3Blobs` (no app, no key):
-what is really stored there.
+what is really stored there; or opened as a service with only the keys given
+would open it.
+
+A :class:`Command` is ``python -m asgilook ...`` run as a real process (the
+``migrate`` and ``rekey`` commands, say), with a machine's environment.
 """
 
 import asyncio
 import contextlib
 import itertools
+import os
 import pathlib
+import subprocess
+import sys
 import uuid
 
 from asgilook.storage.blobs.s3 import S3Blobs
+from asgilook.storage.blobs.sealed import SealedBlobs
+from asgilook.storage.crypto import Keyring
 from tests.servers import Uvicorn
 
 #: The magic numbers of the picture formats a storage directory could hold,
@@ -157,9 +166,63 @@ class Bucket:
     def put(self, key, data):
         asyncio.run(self._blobs().put(key, data))
 
+    def plaintext(self, key, encryption_key=None):
+        """The bytes of an object as a service with only ``encryption_key``
+        (base64; None: no key) reads it: a sealed object opened and verified,
+        a plain one as it is. Raises DamagedObject if it does not open."""
+
+        async def read():
+            keyring = Keyring.from_settings(encryption_key, None)
+            found = await SealedBlobs(self._blobs(), keyring).open(key, 1 << 40)
+            return None if found is None else found.body
+
+        return asyncio.run(read())
+
     def objects(self, prefix=''):
         """Every object under ``prefix``: its key and stored bytes."""
         return {key: self.get(key) for key in self.keys(prefix)}
+
+
+class Command:
+    """``python -m asgilook ARGS`` as a real process, with ``env`` over the
+    tests' environment; a context manager that kills it if it is left running
+    (a test that failed meanwhile)."""
+
+    #: Long enough for any command on the few pictures of a test.
+    TIMEOUT = 90
+
+    def __init__(self, *args, env):
+        self.args = [sys.executable, '-m', 'asgilook', *map(str, args)]
+        self.process = subprocess.Popen(
+            self.args,
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def running(self):
+        return self.process.poll() is None
+
+    def result(self):
+        """Wait for its end: its exit status, stdout and stderr."""
+        out, err = self.process.communicate(timeout=self.TIMEOUT)
+        return self.process.returncode, out, err
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.running():
+            self.process.kill()
+        self.process.communicate()
+
+
+def run_command(*args, env):
+    """Run ``python -m asgilook ARGS`` to its end: exit status, stdout, stderr."""
+    with Command(*args, env=env) as command:
+        return command.result()
 
 
 def pictures_in(directory):

@@ -8,13 +8,19 @@ stores the other lists and serves byte for byte, ranges included; a machine
 killed mid-upload leaves nothing half-visible; the store going away is a
 503 that ends when it comes back; encryption at rest leaves nothing of a
 picture in the bucket, and a damaged or unreadable object is an error,
-never the picture.
+never the picture. A key rotation (``asgilook rekey``) and a move from a
+machine's own directory to the bucket (``asgilook migrate``) are run as real
+processes while the machines serve, and every picture is served the same
+before and after.
 """
 
 import base64
 import collections
 import concurrent.futures
 import io
+import json
+import pathlib
+import re
 import secrets
 import threading
 import time
@@ -23,10 +29,16 @@ import httpx
 import PIL.Image
 import pytest
 
+from asgilook.storage.crypto import FIXED_SIZE
+from asgilook.storage.crypto import HEADER_SIZE
 from asgilook.storage.crypto import MAGIC
+from asgilook.storage.crypto import Header
+from asgilook.storage.crypto import key_id
 from tests.cluster import Bucket
+from tests.cluster import Command
 from tests.cluster import Deployment
 from tests.cluster import pictures_in
+from tests.cluster import run_command
 from tests.helpers import decode
 from tests.helpers import draw_image
 
@@ -225,6 +237,17 @@ def served_alike(document, first, second):
         check_picture(document, uri, data)
         served[uri] = data
     return served
+
+
+def noted(machine, documents):
+    """Every picture of the documents as ``machine`` serves it, by URI."""
+    return {uri: fetch(machine.url, uri) for d in documents for uri in uris(d)}
+
+
+def same_bytes(machine, served):
+    """``machine`` serves every picture of ``served`` (by URI) byte for byte."""
+    for uri, data in served.items():
+        assert fetch(machine.url, uri) == data, (machine, uri)
 
 
 def error_of(resp, status, title):
@@ -590,3 +613,282 @@ def test_a_damaged_object_is_an_error_never_the_picture(sealed):
     for uri in uris(document):
         if uri != target:
             check_picture(document, uri, fetch(b.url, uri))
+
+
+# 7. A key rotation, with asgilook rekey run while the machines serve.
+
+#: A count of the summary of migrate or rekey: ``  9  rewrapped  301.2 kB``.
+SUMMARY_LINE = re.compile(
+    r'^ *(\d+) {2,}([a-z]+(?: [a-z]+)?) {2,}\d+(?:\.\d+)? (?:bytes?|[kMGT]B)$', re.M
+)
+REKEYED = (
+    'Every object is under the current key: the old keys may now be removed '
+    'from ASGI_LOOK_ENCRYPTION_OLD_KEYS.'
+)
+
+
+def summary(out):
+    """The counts of a command's summary, by outcome."""
+    return {outcome: int(count) for count, outcome in SUMMARY_LINE.findall(out)}
+
+
+def keys_of(documents):
+    """The object keys of every picture of the documents."""
+    return {key_of(d, uri) for d in documents for uri in uris(d)}
+
+
+def by_key(documents, served):
+    """The served bytes of every picture of the documents, by object key."""
+    return {key_of(d, uri): served[uri] for d in documents for uri in uris(d)}
+
+
+def upload_all(uploads):
+    """Upload each picture through a machine; both serve all of it alike.
+    Returns the documents, and what was served by URI."""
+    documents, served = [], {}
+    for through, other, data in uploads:
+        document = upload(through.url, data)
+        served.update(served_alike(document, through, other))
+        documents.append(document)
+    return documents, served
+
+
+def key_ids(bucket, keys):
+    """The id of the key that sealed each object (as its header says), by key."""
+    return {key: Header.parse(bucket.get(key), key).key_id for key in keys}
+
+
+def id_of(key):
+    return key_id(base64.b64decode(key))
+
+
+def parts_alike(url, served):
+    """Two ranges of every picture, as ``url`` serves them: never the whole
+    picture, so that each is read from the store, not from the machine's
+    memory of a whole answer."""
+    with httpx.Client(base_url=url, timeout=TIMEOUT) as http:
+        for uri, data in served.items():
+            for first, last in ((0, 99), (len(data) // 2, len(data) - 1)):
+                resp = http.get(uri, headers={'Range': f'bytes={first}-{last}'})
+                assert resp.status_code == 206, (uri, resp.status_code, resp.text)
+                assert resp.content == data[first : last + 1], (uri, first, last)
+
+
+def serving_while(command, serve):
+    """``serve()`` over and over until the command ends (once at least, and
+    once after its end); then the command's exit status, stdout and stderr."""
+    while command.running():
+        serve()
+    serve()
+    return command.result()
+
+
+def check_rewrapped(before, after, rewrapped, key):
+    """The objects of ``rewrapped`` have a new header under ``key``, their
+    salt and segments untouched; the others were not rewritten."""
+    assert set(after) == set(before)
+    for name, stored in after.items():
+        if name not in rewrapped:
+            assert stored == before[name], name
+            continue
+        assert Header.parse(stored, name).key_id == id_of(key), name
+        assert stored[:FIXED_SIZE] == before[name][:FIXED_SIZE], name
+        assert stored[HEADER_SIZE:] == before[name][HEADER_SIZE:], name
+        assert stored[FIXED_SIZE:HEADER_SIZE] != before[name][FIXED_SIZE:HEADER_SIZE]
+
+
+def check_never_served(machine, documents):
+    """Every picture of the documents is a 500 with the JSON error body."""
+    for document in documents:
+        for uri in uris(document):
+            resp = httpx.get(f'{machine.url}{uri}', timeout=TIMEOUT)
+            error_of(resp, 500, DAMAGED)
+            key = key_of(document, uri)
+            assert f'object {key} failed authentication' in machine.log(), key
+
+
+@pytest.fixture
+def under_a(tmp_path_factory, redis_databases, postgres_server, store):
+    """Machines ``a`` and ``b`` of a service of its own, sealing under a key."""
+    yield from service(
+        tmp_path_factory,
+        'rotation',
+        redis_databases,
+        postgres_server,
+        store,
+        key=new_key(),
+    )
+
+
+def test_a_key_rotation_with_rekey_while_the_machines_serve(under_a):
+    deployment, bucket = under_a.deployment, under_a.bucket
+    key_a, key_b = deployment.env['ASGI_LOOK_ENCRYPTION_KEY'], new_key()
+    a, b = under_a.a, under_a.b
+    documents, served = upload_all(
+        [(a, b, draw_image((640, 360))), (b, a, animated_gif()), (a, b, noise())]
+    )
+
+    # The new key on every machine, the old one to read with. Machine a
+    # serves every picture; b, none whole until rekey has run.
+    rotated = {
+        'ASGI_LOOK_ENCRYPTION_KEY': key_b,
+        'ASGI_LOOK_ENCRYPTION_OLD_KEYS': key_a,
+    }
+    a = deployment.restart(a, **rotated)
+    b = deployment.restart(b, **rotated)
+    same_bytes(a, served)
+    later = [upload(a.url, photo_with_exif())]
+    served.update(noted(a, later))
+    under_old, under_new = keys_of(documents), keys_of(later)
+    assert set(bucket.keys()) == under_old | under_new
+    assert key_ids(bucket, under_old) == dict.fromkeys(under_old, id_of(key_a))
+    assert key_ids(bucket, under_new) == dict.fromkeys(under_new, id_of(key_b))
+    before = bucket.objects()
+
+    # Machine b reads parts of every picture from the bucket while rekey
+    # rewrites it; then all of each.
+    with Command('rekey', '--storage', a.directory, env=a.env) as rekey:
+        status, out, err = serving_while(rekey, lambda: parts_alike(b.url, served))
+    same_bytes(b, served)
+    assert status == 0, out + err
+    assert summary(out) == {
+        'rewrapped': len(under_old),
+        'reencrypted': 0,
+        'sealed': 0,
+        'current': len(under_new),
+        'missing': 0,
+        'failed': 0,
+    }
+    assert out.endswith(f'{REKEYED}\n'), out
+    check_rewrapped(before, bucket.objects(), under_old, key_b)
+    status, out, err = run_command(
+        'rekey', '--json', '--storage', b.directory, env=b.env
+    )
+    assert status == 0, out + err
+    document = json.loads(out)
+    assert document['key_id'] == id_of(key_b).hex()
+    assert document['objects'] == {
+        **dict.fromkeys(('rewrapped', 'reencrypted', 'sealed', 'missing'), 0),
+        'current': len(under_old | under_new),
+        'failed': 0,
+    }
+
+    # The old key removed: everything is served, and opens with the new one.
+    a = deployment.restart(a, ASGI_LOOK_ENCRYPTION_OLD_KEYS='')
+    b = deployment.restart(b, ASGI_LOOK_ENCRYPTION_OLD_KEYS='')
+    everything = documents + later
+    for document in everything:
+        assert served_alike(document, b, a) == {u: served[u] for u in uris(document)}
+    for name, data in by_key(everything, served).items():
+        assert bucket.plaintext(name, key_b) == data, name
+    # And the old key alone opens nothing.
+    old = deployment.start('old', ASGI_LOOK_ENCRYPTION_KEY=key_a)
+    check_never_served(old, everything)
+
+
+# 8. asgilook migrate, from a machine's own directory to the bucket.
+
+
+def stored_files(directory):
+    """The objects of a storage directory, by key: their bytes."""
+    root = pathlib.Path(directory)
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for folder in ('images', 'thumbnails')
+        for path in sorted((root / folder).rglob('*'))
+        if path.is_file()
+    }
+
+
+@pytest.fixture
+def on_postgres(tmp_path, redis_databases, postgres_server):
+    """A deployment with a PostgreSQL index, no storage URL: each machine
+    keeps the pictures in its own directory."""
+    alone = Deployment(tmp_path, redis_databases.url(), postgres_server.database())
+    try:
+        yield alone
+    finally:
+        alone.close()
+
+
+def check_migrated(result, local, bucket, already):
+    """A run of migrate from the directory of ``local`` to the bucket ended
+    well, with ``already`` objects already there; returns how many it copied."""
+    status, out, err = result
+    assert status == 0, out + err
+    assert out.startswith(f'From {local.directory} to {bucket.url}:\n'), out
+    assert f'serve them with ASGI_LOOK_STORAGE_URL={bucket.url} (' in out
+    counts = summary(out)
+    assert counts == {
+        'copied': counts.get('copied'),
+        'already there': already,
+        'gone': 0,
+        'failed': 0,
+    }, out
+    return counts['copied']
+
+
+def check_bucket(bucket, stored, key=None):
+    """The bucket holds the objects of ``stored`` (their bytes by key) and
+    nothing else: sealed under ``key`` if there is one, else as they are."""
+    assert set(bucket.keys()) == set(stored)
+    for name, data in stored.items():
+        assert bucket.plaintext(name, key) == data, name
+        assert bucket.get(name).startswith(MAGIC) == bool(key), name
+    if key:
+        check_sealed(bucket.objects(), list(stored.values()))
+
+
+def test_migrate_from_a_local_directory_while_it_serves(on_postgres, store):
+    local = on_postgres.start('local')
+    documents = [
+        upload(local.url, data)
+        for data in (draw_image((640, 360)), animated_gif(), photo_with_exif())
+    ]
+    served = noted(local, documents)
+    first_objects = stored_files(local.directory)
+    assert by_key(documents, served) == first_objects
+    bucket = Bucket(store)
+    environ = {**local.env, **store.environ}
+    migrate = ('migrate', '--to', bucket.url, '--storage', local.directory)
+
+    # An upload as the first run starts; the machine serves on meanwhile.
+    with Command(*migrate, env=environ) as first:
+        during = upload(local.url, animated_gif((200, 200)))
+        served.update(noted(local, [during]))
+        result = serving_while(first, lambda: same_bytes(local, served))
+    copied = check_migrated(result, local, bucket, already=0)
+    assert len(bucket.keys()) == copied
+    # The next run copies what the first did not, and only that.
+    after = upload(local.url, draw_image((300, 500)))
+    documents += [during, after]
+    served.update(noted(local, [after]))
+    stored = stored_files(local.directory)
+    assert by_key(documents, served) == stored
+    assert len(first_objects) <= copied <= len(stored) - len(keys_of([after]))
+    again = run_command(*migrate, env=environ)
+    assert check_migrated(again, local, bucket, already=copied) == len(stored) - copied
+    check_bucket(bucket, stored)
+    # Also to a prefix of its own, sealed under a key on the way.
+    sealed, key = Bucket(store), new_key()
+    keyed = {**environ, 'ASGI_LOOK_ENCRYPTION_KEY': key}
+    result = run_command(
+        'migrate', '--to', sealed.url, '--storage', local.directory, env=keyed
+    )
+    assert check_migrated(result, local, sealed, already=0) == len(stored)
+    check_bucket(sealed, stored, key)
+
+    # The service moved to the bucket: new machines, on empty directories.
+    listed = listing(local.url)
+    local.stop()
+    moved = {**store.environ, 'ASGI_LOOK_STORAGE_URL': bucket.url}
+    c, d = on_postgres.start('c', **moved), on_postgres.start('d', **moved)
+    moved_sealed = {**moved, 'ASGI_LOOK_STORAGE_URL': sealed.url}
+    e = on_postgres.start('e', **moved_sealed, ASGI_LOOK_ENCRYPTION_KEY=key)
+    for machine in (c, d, e):
+        assert listing(machine.url) == listed, machine
+    for document in documents:
+        assert served_alike(document, c, d) == {u: served[u] for u in uris(document)}
+    same_bytes(e, served)
+    for machine in (c, d, e):
+        assert pictures_in(machine.directory) == [], machine
