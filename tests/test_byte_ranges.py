@@ -177,9 +177,14 @@ def test_memory_leaves_unsatisfiable_ranges_and_listings_to_the_app(client, stor
     assert again.content == listing.content
 
 
+@pytest.mark.parametrize('whole_up_to', [1024 * 1024, 1])
 def test_a_replacement_between_look_up_and_read_is_sent_whole(
-    client, config, monkeypatch
+    config, monkeypatch, whole_up_to
 ):
+    # NOTE: With a limit of one byte, the part read first is an open stream,
+    #   closed unsent.
+    config.cache_max_entry = whole_up_to
+    client = falcon.testing.TestClient(create_app(config))
     # NOTE: Never fetched before: no memory of it answers first.
     document = client.simulate_post('/images', body=draw_image((640, 360))).json
     elsewhere = Store(config)
