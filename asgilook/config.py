@@ -15,6 +15,7 @@ from typing import Any
 
 import redis.asyncio
 
+from asgilook.settings import ANY_ORIGIN
 from asgilook.settings import SETTINGS
 
 
@@ -40,6 +41,9 @@ class Config:
     DEFAULT_CACHE_MAX_ENTRY = 1024 * 1024
     DEFAULT_MEMORY_CACHE = 64 * 1024 * 1024
     DEFAULT_EVENTS_KEEPALIVE = 15.0
+    # NOTE: The data is public and deletions take bearer tokens, not
+    #   cookies: any site's page may read it (see asgilook.http.edge).
+    DEFAULT_CORS_ORIGINS: tuple[str, ...] = (ANY_ORIGIN,)
     # NOTE: Seconds for a whole request body, and the least average rate
     #   (bytes a second) it must arrive at after a few seconds' grace; a
     #   phone on a poor 3G link sends 10 KiB a second or more.
@@ -80,6 +84,8 @@ class Config:
     cache_max_entry: int
     memory_cache: int
     events_keepalive: float
+    #: ``('*',)`` for any origin, else the origins that may read.
+    cors_origins: tuple[str, ...]
     storage_url: str | None
     renditions_url: str | None
     encryption_key: str | None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import pathlib
+import urllib.parse
 from collections.abc import Callable
 
 # NOTE: A parser's ValueError says what the value must be: Config's message
@@ -64,6 +65,49 @@ def encryption_keys(raw: str) -> tuple[str, ...]:
     """Comma-separated keys, each as :func:`encryption_key` reads one."""
     keys = (encryption_key(part) for part in raw.split(','))
     return tuple(key for key in keys if key is not None)
+
+
+#: Every origin may read (``ASGI_LOOK_CORS_ORIGINS``).
+ANY_ORIGIN = '*'
+_ORIGINS = '`*`, or comma-separated origins such as https://example.org'
+# NOTE: Browsers leave the scheme's default port out of Origin.
+_DEFAULT_PORTS = {'http': 80, 'https': 443}
+
+
+def origins(raw: str) -> tuple[str, ...]:
+    """``*`` (any origin), or origins (``scheme://host[:port]``), comma-separated.
+
+    Each origin is returned as browsers send it in ``Origin``: lower case,
+    without a trailing slash. Empty: no origin but the service's own.
+    """
+    listed = tuple(part.strip() for part in raw.split(',') if part.strip())
+    if listed == (ANY_ORIGIN,):
+        return listed
+    return tuple(_origin(part) for part in listed)
+
+
+def _origin(raw: str) -> str:
+    try:
+        parts = urllib.parse.urlsplit(raw.lower().removesuffix('/'))
+        port = parts.port
+    except ValueError:
+        raise ValueError(_ORIGINS) from None
+    host = parts.hostname
+    if (
+        parts.scheme not in _DEFAULT_PORTS
+        or not host
+        or port == 0
+        or parts.username is not None
+        or parts.path
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(_ORIGINS)
+    if ':' in host:
+        host = f'[{host}]'
+    if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
+        host = f'{host}:{port}'
+    return f'{parts.scheme}://{host}'
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -233,6 +277,16 @@ SETTINGS: tuple[Setting, ...] = (
         positive_int,
         'memory_cache',
         'DEFAULT_MEMORY_CACHE',
+    ),
+    Setting(
+        'ASGI_LOOK_CORS_ORIGINS',
+        'origins',
+        'The other sites whose pages may read the service (CORS): `*` for '
+        'any, or comma-separated origins such as https://example.org; empty '
+        'for none.',
+        origins,
+        'cors_origins',
+        'DEFAULT_CORS_ORIGINS',
     ),
     Setting(
         'ASGI_LOOK_EVENTS_KEEPALIVE',

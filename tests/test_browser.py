@@ -46,6 +46,9 @@ IMG_ACCEPT = {
     'Accept': 'image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8'
 }
 
+# What Chromium logs when the page's policy refuses something.
+CSP_MESSAGE = re.compile(r'Content Security Policy|Content-Security-Policy', re.I)
+
 # Every tile's picture, scrolled into view until it has loaded (they are lazy).
 LOAD_EVERY_TILE = """
 const waiting = [];
@@ -312,8 +315,11 @@ def rendition_width(url, documents):
 
 
 def assert_quiet_console(driver, allowed=()):
-    """No SEVERE entry in the browser's log but those ``allowed`` patterns match."""
+    """No SEVERE entry in the browser's log but those ``allowed`` patterns match;
+    and none at all, of any level, about the page's Content-Security-Policy."""
     entries = driver.get_log('browser')
+    refused = [entry for entry in entries if CSP_MESSAGE.search(entry['message'])]
+    assert not refused, json.dumps({'Content-Security-Policy': refused}, indent=2)
     severe = [
         entry
         for entry in entries
@@ -540,3 +546,55 @@ def test_a_refused_file_says_why_beside_an_accepted_one(
         driver,
         allowed=[rf'/images - Failed to load resource: .* {refused.status_code}'],
     )
+
+
+# Things the page's Content-Security-Policy must refuse, tried in the page:
+# each is reported, none takes effect.
+TRY_WHAT_THE_POLICY_REFUSES = """
+const done = arguments[arguments.length - 1];
+const seen = [];
+document.addEventListener('securitypolicyviolation', (event) => {
+  seen.push(event.effectiveDirective);
+});
+window.inlineRan = false;
+const script = document.createElement('script');
+script.textContent = 'window.inlineRan = true;';
+document.body.append(script);
+const styled = document.createElement('p');
+styled.setAttribute('style', 'color: rgb(1, 2, 3)');
+document.body.append(styled);
+const outside = new Image();
+outside.src = 'https://example.org/elsewhere.png';
+fetch('https://example.org/data').catch(() => {});
+setTimeout(() => done({
+  seen: [...new Set(seen)].sort(),
+  inlineRan: window.inlineRan,
+  colour: getComputedStyle(styled).color,
+  framed: window.top !== window,
+}), 1000);
+"""
+
+
+def test_the_page_runs_under_its_policy_and_the_policy_holds(
+    browser, http, pictures, screenshot
+):
+    driver = browser(WIDE)
+    wait_for_listing(driver, http)
+    load_every_tile(driver)
+    wait_until_live(driver)
+    # The page itself, its placeholders, thumbnails, listing and live events
+    # included, needs nothing the policy refuses.
+    assert_quiet_console(driver)
+    tried = driver.execute_async_script(TRY_WHAT_THE_POLICY_REFUSES)
+    screenshot(driver, 'policy-held')
+    assert tried['inlineRan'] is False, tried
+    assert tried['colour'] != 'rgb(1, 2, 3)', tried
+    assert tried['seen'] == [
+        'connect-src',
+        'img-src',
+        'script-src-elem',
+        'style-src-attr',
+    ], tried
+    # Each refusal is in the console too, where the other tests look.
+    messages = [entry['message'] for entry in driver.get_log('browser')]
+    assert sum(bool(CSP_MESSAGE.search(message)) for message in messages) >= 3, messages

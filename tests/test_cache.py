@@ -94,7 +94,7 @@ def test_errors_are_not_cached(client):
 
 def test_options_does_not_poison_the_get_entry(client):
     options = client.simulate_options('/images')
-    assert options.status_code == 200
+    assert options.status_code == 204
     assert client.simulate_get('/images').headers['X-ASGILook-Cache'] == 'Miss'
     assert client.simulate_get('/images').json == []
 
@@ -265,8 +265,13 @@ def test_a_hit_has_every_header_of_the_miss(client, png_image):
     assert miss.headers['Link'] == (
         f'</images?limit=1&after={FIRST_IDS[0]}>; rel="next"'
     )
+    assert (miss.headers['Cache-Status'], hit.headers['Cache-Status']) == (
+        'asgilook; fwd=miss',
+        'asgilook; hit',
+    )
     for headers in (miss.headers, hit.headers):
         del headers['X-ASGILook-Cache']
+        del headers['Cache-Status']
     assert hit.headers == miss.headers
     assert (hit.status_code, hit.content) == (miss.status_code, miss.content)
 

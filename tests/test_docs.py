@@ -209,6 +209,8 @@ def default_of(setting):
     if setting.default is None:
         return f'``{setting.shown}``' if setting.shown else '(unset)'
     value = getattr(Config, setting.default)
+    if isinstance(value, tuple) and value:
+        value = ','.join(value)
     return '(unset)' if value in (None, ()) else f'``{value}``'
 
 
@@ -348,13 +350,13 @@ def route_pattern(template):
 
 def test_usage_shows_every_route_with_curl_and_httpie(config):
     info = falcon.inspect.inspect_app(create_app(config))
-    # NOTE: HEAD is GET without the body, on every route that has it: the
-    #   picture's example stands for all of them.
+    # NOTE: HEAD is GET without the body, and OPTIONS lists the methods, on
+    #   every route: the picture's examples stand for all of them.
     routes = {
         (route.path, method.method)
         for route in info.routes
         for method in route.methods
-        if not method.internal and method.method != 'HEAD'
+        if not method.internal and method.method not in ('HEAD', 'OPTIONS')
     }
     patterns = {path: route_pattern(path) for path, _ in routes}
     shown = set()
@@ -372,7 +374,13 @@ def test_usage_shows_every_route_with_curl_and_httpie(config):
     )
     assert missing == [], 'show these requests in docs/usage.rst'
     # And the spellings that the examples explain.
-    for spelling in ('?limit=1', '?v=$VERSION', '?format=webp', 'If-None-Match'):
+    for spelling in (
+        '?limit=1',
+        '?v=$VERSION',
+        '?format=webp',
+        'If-None-Match',
+        'Access-Control-Request-Method',
+    ):
         for client in ('curl ', 'http '):
             assert any(
                 spelling in command and command.startswith(client)

@@ -3,6 +3,7 @@
 import asyncio
 import datetime
 
+import fakeredis
 import falcon
 import falcon.testing
 import pytest
@@ -83,6 +84,7 @@ def test_a_remembered_response_is_replayed_whole():
         b'last-modified': falcon.dt_to_http(MODIFIED).encode(),
         b'cache-control': b'public, max-age=60',
         b'x-asgilook-cache': b'Hit',
+        b'cache-status': b'asgilook; hit',
     }
 
 
@@ -111,6 +113,7 @@ def test_a_conditional_request_gets_a_304_with_its_validators(headers):
         b'last-modified',
         b'cache-control',
         b'x-asgilook-cache',
+        b'cache-status',
     }
 
 
@@ -156,6 +159,22 @@ def test_a_response_too_big_to_keep_is_only_known_as_given():
     assert memory.given('/a', 'a.1.jpeg')
     assert not memory.given('/a', 'a.2.jpeg')
     assert replay(memory) is None
+
+
+def test_it_lacks_a_target_it_does_not_keep_current_and_would_keep():
+    files = Index(a='a.1.jpeg')
+    memory = ResponseMemory(100, files)
+    assert memory.lacks('/a', 100)
+    assert not memory.lacks('/a', 101)
+    memory.remember('/a', response(b'x' * 10))
+    assert not memory.lacks('/a', 10)
+    files.unsure = True
+    assert replay(memory, path='/a') is None
+    assert not memory.lacks('/a', 10)  # not known stale: still kept
+    files.unsure = False
+    files.files['a'] = 'a.2.jpeg'
+    assert replay(memory, path='/a') is None
+    assert memory.lacks('/a', 10)  # found stale, and forgotten
 
 
 def test_memory_stays_within_its_capacity_least_recently_used_first():
@@ -230,6 +249,50 @@ def test_a_change_made_elsewhere_is_seen_at_once(config):
     token = replaced['delete_token']
     other.simulate_delete(uri, headers={'Authorization': f'Bearer {token}'})
     assert worker.simulate_get(uri).status_code == 404
+
+
+def test_a_process_that_did_not_render_the_listing_still_answers_it_from_memory(
+    config, png_image
+):
+    # One Redis for both, as a restarted process or a second worker has: the
+    # listing that Redis holds is rendered once more, for the memory to keep.
+    server = fakeredis.FakeServer()
+    config.redis_from_url = lambda url: fakeredis.FakeAsyncRedis(server=server)
+    first = falcon.testing.TestClient(create_app(config))
+    uploaded = first.simulate_post('/images', body=png_image).json
+    listed = first.simulate_get('/images').json
+    app = create_app(config)
+    counting = Counting()
+    app.add_middleware(counting)
+    second = falcon.testing.TestClient(app)
+
+    def answers(uri='/images'):
+        """The documents of a few GETs; the last ones from memory, before Falcon."""
+        documents = [second.simulate_get(uri).json]
+        handled = counting.requests
+        documents += [second.simulate_get(uri).json for _ in range(3)]
+        assert counting.requests == handled
+        assert all(document == documents[0] for document in documents)
+        return documents[0]
+
+    assert answers() == listed
+    # Another process's changes are seen at once, and remembered again.
+    other = first.simulate_post('/images', body=png_image).json
+    assert [document['id'] for document in answers()] == [
+        uploaded['id'],
+        other['id'],
+    ]
+    token = other['delete_token']
+    first.simulate_delete(other['image'], headers={'Authorization': f'Bearer {token}'})
+    assert [document['id'] for document in answers()] == [uploaded['id']]
+    assert answers('/images?limit=1') == listed
+    # HEAD and other spellings are answered from Redis, not rendered again.
+    first.simulate_get('/images?limit=2')
+    handled = counting.requests
+    for method, query in (('HEAD', 'limit=2'), ('GET', 'limit=2&junk=1')):
+        resp = second.simulate_request(method, '/images', query_string=query)
+        assert resp.headers['X-ASGILook-Cache'] == 'Hit'
+    assert counting.requests == handled + 2
 
 
 def PIL_size(data):

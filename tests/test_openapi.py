@@ -456,6 +456,23 @@ def test_hand_made_cases_answer_as_documented(service, uploads, assets):
         ),
         (200, schema['/healthz']['GET'].Case(headers=msgpack_please)),
         (
+            204,
+            image['OPTIONS'].Case(
+                path_parameters=image_id,
+                headers={
+                    'Origin': 'https://example.org',
+                    'Access-Control-Request-Method': 'DELETE',
+                    'Access-Control-Request-Headers': 'authorization',
+                },
+            ),
+        ),
+        (
+            400,
+            schema['/thumbnails/{image_id}/{width}x{height}.jpeg']['GET'].Case(
+                path_parameters=thumbnail, query={'format': 'junk'}
+            ),
+        ),
+        (
             414,
             listing['GET'].Case(query={'limit': 1, 'junk': 'x' * 5000}),
         ),
@@ -511,11 +528,14 @@ def test_a_wrong_document_fails_the_run(service, uploads, assets):
     assert failures
     assert all('limit=501' in failure for failure in failures), failures
 
-    # The service takes uploads, which this document leaves out.
+    # The service takes uploads, which this document leaves out (and its
+    # OPTIONS lists them).
     wrong = copy.deepcopy(document)
     del wrong['paths']['/images']['post']
     failures = exercise(
-        load(service, uploads, assets, wrong), service.url, only=LISTING
+        load(service, uploads, assets, wrong),
+        service.url,
+        only=(*LISTING, 'OPTIONS /images'),
     )
     assert any('Undocumented methods advertised: POST' in f for f in failures)
     assert any('Unsupported method POST returned' in f for f in failures)

@@ -870,6 +870,33 @@ def test_processes_on_one_database_are_one_service(apps, url):
 
 
 @pytest.mark.e2e
+def test_a_process_that_wrote_nothing_answers_the_listing_from_memory(
+    apps, url, redis_server
+):
+    # As a restarted process, or another machine: Redis has the listing, and
+    # this process still keeps it, once its listener hears, and asks Redis
+    # nothing more.
+    cache = redis.Redis.from_url(redis_server.url)
+    writer = apps(url)
+    document = upload(writer.url)
+    assert listed_ids(writer.url) == [document['id']]
+    reader = apps(url)
+    seen = [document['id']]
+
+    def quiet():
+        before = cache.info('commandstats')['cmdstat_mget']['calls']
+        assert all(listed_ids(reader.url) == seen for _ in range(10))
+        return cache.info('commandstats')['cmdstat_mget']['calls'] == before
+
+    deadline = time.monotonic() + 10
+    while not quiet():
+        assert time.monotonic() < deadline, 'the listing kept asking Redis'
+    document = upload(writer.url)
+    seen.append(document['id'])
+    assert listed_ids(reader.url) == seen
+
+
+@pytest.mark.e2e
 def test_kill_9_of_an_app_mid_uploads_loses_nothing_acknowledged(apps, url):
     victim = apps(url)
     survivor = apps(url)

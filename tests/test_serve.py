@@ -1,5 +1,6 @@
 """`make run` and the private Redis it starts: real processes, real signals."""
 
+import http.client
 import os
 import pathlib
 import re
@@ -151,6 +152,51 @@ def test_make_run_stops_everything(start_devserver, stop):
     process.wait(30)
     assert wait_gone(descendants) == []
     assert not port_open(redis_port)
+
+
+def answers_after_idling(url, seconds):
+    """Whether one connection still answers after ``seconds`` of idling."""
+    host, port = url.removeprefix('http://').split(':')
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request('GET', '/healthz')
+        connection.getresponse().read()
+        time.sleep(seconds)
+        try:
+            connection.request('GET', '/healthz')
+            return connection.getresponse().status == 200
+        except (http.client.RemoteDisconnected, ConnectionError):
+            return False
+    finally:
+        connection.close()
+
+
+def test_uvicorn_outlasts_the_proxys_idle_connections(start_devserver, redis_server):
+    """uvicorn's own 5 s would race the 60 s of nginx's upstream keepalive."""
+    _, url = start_devserver({'ASGI_LOOK_REDIS_URL': redis_server.url})
+    assert answers_after_idling(url, 6)
+    # An option given to serve overrides it: this one closes idle connections.
+    _, url = start_devserver(
+        {'ASGI_LOOK_REDIS_URL': redis_server.url},
+        [sys.executable, '-m', 'asgilook.commands.serve', '--timeout-keep-alive', '1'],
+    )
+    assert not answers_after_idling(url, 3)
+
+
+def test_serve_passes_its_keep_alive_before_the_callers_options(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(serve, '_serve', lambda args, env: ran.append(args) or 0)
+    monkeypatch.setattr(serve, 'die_with_parent', lambda: None)
+    status = serve.serve(
+        storage=tmp_path,
+        redis_url='redis://127.0.0.1:7',
+        uvicorn_args=['--timeout-keep-alive', '9'],
+    )
+    assert status == 0
+    (args,) = ran
+    keep_alive = [i for i, arg in enumerate(args) if arg == '--timeout-keep-alive']
+    assert [args[i + 1] for i in keep_alive] == [str(serve.KEEP_ALIVE), '9']
+    assert serve.KEEP_ALIVE > 60
 
 
 def test_redis_that_cannot_start_says_why():

@@ -58,7 +58,7 @@ def compared(resp):
     return {
         name: value
         for name, value in resp.headers.items()
-        if name not in ('date', 'x-asgilook-cache')
+        if name not in ('date', 'x-asgilook-cache', 'cache-status')
     }
 
 

@@ -266,3 +266,27 @@ def test_a_store_not_yet_opened_is_unsure_of_every_version(store):
     for subject in (None, 'any'):
         with pytest.raises(Unsure):
             store.current(subject)
+
+
+def test_a_new_store_that_wrote_nothing_knows_the_listing_after_its_first(config):
+    # A restarted process, or a worker that never uploads: its first listing
+    # is all it needs to tell the index's state at once, and what another
+    # process changes is still seen.
+    async def scenario():
+        writer = Store(config)
+        _, token = await writer.save('a', draw_image((128, 128)))
+        reader = Store(config)
+        with pytest.raises(Unsure):
+            reader.current(None)
+        _, state = await reader.page()
+        assert reader.current(None) == state
+        assert reader.current(None) == state  # and costs no read to repeat
+        await writer.save('b', draw_image((128, 128)))
+        assert reader.current(None) != state
+        images, state = await reader.page()
+        assert [image.image_id for image in images] == ['a', 'b']
+        assert reader.current(None) == state
+        await writer.delete('a', token)
+        assert reader.current(None) != state
+
+    asyncio.run(scenario())

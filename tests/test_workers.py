@@ -112,6 +112,42 @@ def test_restart_and_kill_9_keep_every_image(storage, servers, redis_server):
             assert httpx.get(f'{third.url}{uri}').status_code == 200
 
 
+def test_every_process_answers_the_cached_listing_from_memory(
+    storage, servers, redis_server
+):
+    """A restarted process, and each of two workers, before an upload or after:
+    once each has rendered the listing, repeats ask Redis nothing."""
+    cache = redis.Redis.from_url(redis_server.url)
+
+    def redis_lookups(url, requests):
+        """The MGETs Redis got while ``requests`` listings, each on a new
+        connection (so that either worker may answer it), were answered."""
+        before = cache.info('commandstats').get('cmdstat_mget', {}).get('calls', 0)
+        seen = [httpx.get(f'{url}/images').json() for _ in range(requests)]
+        assert all(listed == seen[0] for listed in seen)
+        after = cache.info('commandstats')['cmdstat_mget']['calls']
+        return after - before, seen[0]
+
+    first = servers(storage, redis_server.url)
+    uploaded = httpx.post(f'{first.url}/images', content=draw_image()).json()
+    assert redis_lookups(first.url, 10)[0] <= 1
+    first.stop()
+    restarted = servers(storage, redis_server.url)
+    assert redis_lookups(restarted.url, 10)[0] <= 1  # its first listing
+    assert redis_lookups(restarted.url, 20)[0] == 0
+    restarted.stop()
+
+    pool_of_two = servers(storage, redis_server.url, '--workers', '2')
+    # At most one render per worker, whichever answers: never one per request.
+    lookups, listed = redis_lookups(pool_of_two.url, 30)
+    assert lookups <= 2
+    assert [item['id'] for item in listed] == [uploaded['id']]
+    httpx.post(f'{pool_of_two.url}/images', content=draw_image())
+    lookups, listed = redis_lookups(pool_of_two.url, 30)
+    assert lookups <= 2
+    assert len(listed) == 2
+
+
 def big_upload():
     """A noisy picture that takes a while to decode and encode."""
     image = PIL.Image.effect_noise((2400, 2400), 64).convert('RGB')

@@ -8,6 +8,8 @@
 - :mod:`~asgilook.caching.cache`: :class:`~asgilook.caching.cache.RedisCache`,
   the Falcon middleware that keeps responses in Redis (the tutorial's cache,
   ``X-ASGILook-Cache``) and feeds the memory.
+- :mod:`~asgilook.caching.status`: what an answer says of the cache:
+  ``X-ASGILook-Cache`` and ``Cache-Status`` (RFC 9211).
 - :mod:`~asgilook.caching.guard`: time limits and a circuit breaker around
   every Redis call, so that Redis stays an accelerator and never a dependency.
 

@@ -17,6 +17,7 @@ from typing import cast
 import falcon.asgi
 import msgpack
 
+from asgilook.caching import status
 from asgilook.caching.guard import FAILURES
 from asgilook.caching.guard import RedisGuard
 from asgilook.caching.guard import Unavailable
@@ -71,11 +72,16 @@ class RedisCache:
     A response with ``resp.context.versioned`` and a body of at most
     ``config.cache_max_entry`` bytes is also kept whole in this process's
     :class:`~asgilook.caching.memory.ResponseMemory`, which answers repeats without
-    Falcon or Redis while its version is current.
+    Falcon or Redis while its version is current. A listing that Redis has and
+    that memory lacks is rendered again rather than answered from Redis, so
+    that memory keeps it: once per process and change of the index (and
+    again if memory let it go).
 
     Every response says in ``CACHE_HEADER`` whether it came from the cache
     (``Hit``), from the app (``Miss``), or from the app while Redis could not
-    be used (``Bypass``). ``HEAD`` is answered like ``GET`` but never stored.
+    be used (``Bypass``), and the same in ``Cache-Status`` (see
+    :mod:`asgilook.caching.status`). ``HEAD`` is answered like ``GET`` but
+    never stored.
     Entries over ``config.cache_max_entry`` bytes are never stored.
     """
 
@@ -83,10 +89,12 @@ class RedisCache:
     # NOTE: Outside PREFIX, so that a user's SCAN of entries skips it.
     GENERATION_KEY = 'asgilook-generation'
     INVALIDATE_ON = frozenset({'DELETE', 'POST', 'PUT'})
-    CACHE_HEADER = 'X-ASGILook-Cache'
+    CACHE_HEADER = status.HEADER
     TTL = 3600
     # Headers that an entry keeps apart from its list of headers, or never.
-    _SEPARATE = frozenset({'content-type', 'content-length', 'x-asgilook-cache'})
+    _SEPARATE = frozenset(
+        {'content-type', 'content-length', 'x-asgilook-cache', 'cache-status'}
+    )
 
     def __init__(self, config: Config, memory: ResponseMemory | None = None) -> None:
         self._config = config
@@ -119,7 +127,7 @@ class RedisCache:
     async def process_request(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
-        resp.set_header(self.CACHE_HEADER, 'Miss')
+        status.say(resp, status.MISS, req.method)
         resp.context.cache_key = None
         if req.method in self.INVALIDATE_ON:
             resp.context.before_commit = lambda: self._invalidate_for(req, resp)
@@ -137,7 +145,7 @@ class RedisCache:
         key = cache_key(req, params) if cache_key is not None else None
         if key is None:
             return
-        key = f'{self.PREFIX}{key}'
+        target, key = key, f'{self.PREFIX}{key}'
         resp.context.cache_key = key
         resp.context.cache_stamp = None
         try:
@@ -145,13 +153,15 @@ class RedisCache:
                 lambda: self.redis.mget(key, self.GENERATION_KEY)
             )
         except Unavailable:
-            resp.set_header(self.CACHE_HEADER, 'Bypass')
+            status.say(resp, status.BYPASS)
             return
         # The generation the render will be stamped with (empty: there is none
         # yet, and the store makes one).
         resp.context.cache_stamp = stamp or b''
         entry = None if data is None else _decode(key, cast(bytes, data))
         if entry is None or stamp is None or entry.stamp != stamp:
+            return
+        if self._to_remember(req, target, entry):
             return
         resp.content_type = entry.content_type
         resp.data = entry.body
@@ -160,7 +170,28 @@ class RedisCache:
             resp.set_header(name, value)
         resp.complete = True
         resp.context.cache_key = None
-        resp.set_header(self.CACHE_HEADER, 'Hit')
+        status.say(resp, status.HIT)
+
+    def _to_remember(
+        self, req: falcon.asgi.Request, target: str, entry: _Entry
+    ) -> bool:
+        """Whether to render a response that Redis has, for this process's memory.
+
+        NOTE: Redis's entry is never remembered: the version it shows (the
+        index's state it was read in) is not in it, and PostgreSQL's states
+        mean nothing in another process. Only a render is. Without this, a process
+        whose memory lacks a listing that Redis has (one started after the
+        render, or one that another process's change made forget it) answered
+        every repeat through Falcon and Redis, about four times slower than
+        from memory, until it happened to render one itself. It renders it
+        once instead (and stores it again), if its memory would keep it.
+        """
+        return (
+            self._memory is not None
+            and req.method == 'GET'
+            and _target(req) == target
+            and self._memory.lacks(target, len(entry.body))
+        )
 
     async def process_response(
         self,
@@ -224,7 +255,7 @@ class RedisCache:
         #   on disconnect), the invalidation still finishes, or records that
         #   it could not.
         if not await asyncio.shield(self.invalidate(req.path)):
-            resp.set_header(self.CACHE_HEADER, 'Bypass')
+            status.say(resp, status.BYPASS)
 
     async def invalidate(self, path: str | None = None) -> bool:
         """Make every cached whole response stale, and drop ``path``'s own entry.
@@ -275,7 +306,7 @@ class RedisCache:
                 return
             await self.guard.call(lambda: self.redis.set(key, entry, ex=self.TTL))
         except Unavailable:
-            resp.set_header(self.CACHE_HEADER, 'Bypass')
+            status.say(resp, status.BYPASS)
 
     async def _first_generation(self) -> bytes | None:
         """A generation for a render looked up when Redis had none (it was empty).
@@ -305,7 +336,7 @@ class RedisCache:
             and _target(req) == versioned.key
             and self._memory.given(versioned.key + versioned.variant, versioned.version)
         ):
-            resp.set_header(self.CACHE_HEADER, 'Hit')
+            status.say(resp, status.HIT)
             return
         key = f'{self.PREFIX}{versioned.key}{versioned.variant}'
         # NOTE: The entry is the 200 response minus its body; a 304 or a HEAD
@@ -321,10 +352,10 @@ class RedisCache:
             else:
                 before = await self.guard.call(lambda: self.redis.get(key))
         except Unavailable:
-            resp.set_header(self.CACHE_HEADER, 'Bypass')
+            status.say(resp, status.BYPASS)
             return
         if before == entry:
-            resp.set_header(self.CACHE_HEADER, 'Hit')
+            status.say(resp, status.HIT)
 
 
 def _target(req: falcon.asgi.Request) -> str:

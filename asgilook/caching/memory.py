@@ -26,6 +26,7 @@ import falcon
 
 from asgilook.caching import conditional
 from asgilook.caching import ranges
+from asgilook.caching import status
 from asgilook.errors import Unsure
 from asgilook.pictures import renditions
 
@@ -39,10 +40,33 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 #: ``observe(route, method, status, seconds, cache)``: told of every answer.
 Observe = Callable[[str, str, int, float, str], None]
 
+Headers = list[tuple[bytes, bytes]]
+
+#: ``edge(origin, headers)``: an answer's ``headers`` with those that every
+#: answer to a request from ``origin`` gets (None: the request has no
+#: ``Origin``): the app's (see :meth:`asgilook.http.edge.Edge.add`), which
+#: the replay adds as the app does.
+Edge = Callable[[str | None, Headers], Headers]
+
 # Headers a 304 repeats (RFC 9110, section 15.4.5), and the cache's own.
 _NOT_MODIFIED_HEADERS = frozenset(
-    {b'cache-control', b'etag', b'last-modified', b'vary', b'x-asgilook-cache'}
+    {
+        b'cache-control',
+        b'etag',
+        b'last-modified',
+        b'vary',
+        b'x-asgilook-cache',
+        b'cache-status',
+    }
 )
+_HIT = [
+    (status.HEADER.lower().encode(), status.HIT.encode()),
+    (status.STATUS_HEADER.lower().encode(), status.STATUSES[status.HIT].encode()),
+]
+
+
+def _no_edge(origin: str | None, headers: Headers) -> Headers:
+    return headers
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,7 +81,7 @@ class Remembered:
     version: object
     etag: str | None
     last_modified: datetime.datetime | None
-    headers: list[tuple[bytes, bytes]]
+    headers: Headers
     #: None for a response too big to keep: only that it was given is kept.
     body: bytes | None
 
@@ -89,7 +113,7 @@ class Remembered:
                 (name.encode('latin-1'), value.encode('latin-1'))
                 for name, value in headers
             ),
-            (b'x-asgilook-cache', b'Hit'),
+            *_HIT,
         ]
         return cls(
             route,
@@ -110,14 +134,20 @@ class ResponseMemory:
         current: Tells the current version of what a response shows (see
             :data:`Current`).
         observe: Told of every answer given (see :data:`Observe`).
+        edge: The headers every answer gets besides its own (see :data:`Edge`).
     """
 
     def __init__(
-        self, capacity: int, current: Current, observe: Observe | None = None
+        self,
+        capacity: int,
+        current: Current,
+        observe: Observe | None = None,
+        edge: Edge = _no_edge,
     ) -> None:
         self._capacity = capacity
         self._current = current
         self._observe = observe
+        self._edge = edge
         self._entries: collections.OrderedDict[str, Remembered] = (
             collections.OrderedDict()
         )
@@ -138,6 +168,11 @@ class ResponseMemory:
         response = self._entries.get(target)
         return response is not None and response.version == version
 
+    def lacks(self, target: str, cost: int) -> bool:
+        """Whether nothing is kept for ``target`` (or the replay found it stale),
+        and an answer of ``cost`` bytes would be kept."""
+        return target not in self._entries and cost <= self._capacity
+
     def _forget(self, target: str) -> None:
         response = self._entries.pop(target, None)
         if response is not None:
@@ -148,7 +183,8 @@ class ResponseMemory:
 
         Only a GET or HEAD of a remembered request target (its path and query
         string, exactly) whose version is still current is answered;
-        conditional requests get their 304.
+        conditional requests get their 304. Every answer gets the edge's
+        headers for the request's ``Origin`` after its own, as the app's do.
         """
         started = time.perf_counter()
         method = scope['method']
@@ -183,6 +219,7 @@ class ResponseMemory:
         except Unsure:
             return False
         self._entries.move_to_end(target)
+        origin = asked.get(b'origin')
         if (
             if_none_match is not None or if_modified_since is not None
         ) and conditional.not_modified(
@@ -193,13 +230,9 @@ class ResponseMemory:
                 for header in response.headers
                 if header[0] in _NOT_MODIFIED_HEADERS
             ]
-            status = 304
-            await send(
-                {'type': 'http.response.start', 'status': status, 'headers': headers}
-            )
-            await send({'type': 'http.response.body', 'body': b''})
+            code, body = 304, b''
         else:
-            status, headers, body = 200, response.headers, response.body
+            code, headers, body = 200, response.headers, response.body
             if method == 'HEAD':
                 body = b''
             elif b'range' in asked:
@@ -207,32 +240,38 @@ class ResponseMemory:
                 if part is None:
                     # NOTE: Unsatisfiable: the app answers the 416, with its body.
                     return False
-                status, headers, body = part
-            await send(
-                {'type': 'http.response.start', 'status': status, 'headers': headers}
-            )
-            await send({'type': 'http.response.body', 'body': body})
+                code, headers, body = part
+        headers = self._edge(origin, headers)
+        await send({'type': 'http.response.start', 'status': code, 'headers': headers})
+        await send({'type': 'http.response.body', 'body': body})
         if self._observe is not None:
             self._observe(
-                response.route, method, status, time.perf_counter() - started, 'Hit'
+                response.route, method, code, time.perf_counter() - started, status.HIT
             )
         return True
 
 
 # The request headers the replay reads.
 _ASKED = frozenset(
-    {b'if-none-match', b'if-modified-since', b'accept', b'range', b'if-range'}
+    {
+        b'if-none-match',
+        b'if-modified-since',
+        b'accept',
+        b'range',
+        b'if-range',
+        b'origin',
+    }
 )
 
 
-def _asked(headers: list[tuple[bytes, bytes]]) -> dict[bytes, str]:
+def _asked(headers: Headers) -> dict[bytes, str]:
     """The request headers that the replay reads, by name."""
     return {name: value.decode('latin-1') for name, value in headers if name in _ASKED}
 
 
 def _part(
     response: Remembered, asked: dict[bytes, str]
-) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+) -> tuple[int, Headers, bytes] | None:
     """A GET's answer with a ``Range``: the 206 of its part, else the whole 200;
     None if the range is unsatisfiable.
 

@@ -13,6 +13,12 @@ start-up. SIGINT or SIGTERM stops uvicorn first, then that Redis; if this
 process itself is killed, both children are told to stop by the kernel
 (Linux's parent-death signal), so nothing is left behind.
 
+uvicorn keeps an idle connection open for :data:`KEEP_ALIVE` seconds, longer
+than a proxy in front keeps its idle connections to it (nginx's upstream
+``keepalive_timeout``, 60 s in ``deploy/nginx.conf``): the proxy always closes
+an idle connection first, and never sends a request on one that uvicorn is
+closing (which nginx answers ``502``, for an upload too).
+
 Every process that serves one storage directory must share one Redis: a
 private Redis is claimed for the directory (an exclusive lock on
 ``devserver.lock`` in it, naming the Redis), and a second server on the same
@@ -53,6 +59,10 @@ from asgilook.commands.processes import redacted
 # Where uvicorn's workers keep their counts for /metrics (asgilook.http.metrics).
 METRICS_DIRECTORY = 'PROMETHEUS_MULTIPROC_DIR'
 CLAIM = 'devserver.lock'
+#: Seconds uvicorn keeps an idle connection open (its own default is 5):
+#: above the 60 s that a proxy keeps its idle connections to it. An
+#: uvicorn option given to :func:`serve` overrides it.
+KEEP_ALIVE = 75
 _CLAIMED_BY = re.compile(r'\(pid (\d+)\) with its Redis at (\S+)$')
 
 
@@ -183,7 +193,8 @@ def serve(
             uvicorn in ``ASGI_LOOK_STORAGE_PATH``.
         redis_url: The Redis to cache in; None or empty for a private one.
         workers: uvicorn's worker processes; None for uvicorn's default.
-        uvicorn_args: More options for uvicorn.
+        uvicorn_args: More options for uvicorn, after this function's own
+            (``--timeout-keep-alive`` :data:`KEEP_ALIVE`), which they override.
         environ: The environment to run uvicorn in (read, never written):
             its ``ASGI_LOOK_STORAGE_PATH`` and ``ASGI_LOOK_REDIS_URL`` are
             replaced by ``storage`` and the Redis in use.
@@ -201,6 +212,7 @@ def serve(
     if redis_url:
         env['ASGI_LOOK_REDIS_URL'] = redis_url
     options = ['--host', host, '--port', str(port)]
+    options += ['--timeout-keep-alive', str(KEEP_ALIVE)]
     if workers is not None:
         options += ['--workers', str(workers)]
     try:

@@ -25,6 +25,10 @@ from asgilook.errors import UnsupportedImage
 from asgilook.http import advice
 from asgilook.http import formats
 from asgilook.http import uploads
+from asgilook.http.edge import ERROR_CACHE_CONTROL
+from asgilook.http.edge import Edge
+from asgilook.http.edge import Router
+from asgilook.http.edge import adding
 from asgilook.http.events import Events
 from asgilook.http.gallery import Gallery
 from asgilook.http.health import Health
@@ -83,12 +87,16 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
     Falcon builds its request and response objects: the hot path of an image
     service. Any other request gets a :class:`~asgilook.http.uploads.Body` as its
     ``receive``, which keeps the client to a deadline if its body is read.
-    Everything else is Falcon's.
+    Everything else is Falcon's. Every answer, the memory's too, gets the
+    :class:`~asgilook.http.edge.Edge`'s headers after its own.
     """
 
-    def __init__(self, memory: ResponseMemory, config: Config, **kwargs: Any) -> None:
+    def __init__(
+        self, memory: ResponseMemory, config: Config, edge: Edge, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self._memory = memory
+        self._edge = edge
         self._upload_timeout = config.upload_timeout
         self._upload_min_rate = config.upload_min_rate
 
@@ -99,14 +107,14 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
             query = len(scope['query_string'])
             path = len(scope.get('raw_path') or scope['path'])
             if query > MAX_QUERY or query + path > MAX_TARGET:
+                origin = self._edge.origin(_listed(scope))
+                send = adding(send, self._edge, origin)
                 await _refuse(send, _uri_too_long(path, query))
                 return
             if await self._memory.replay(scope, send):
                 return
-            headers = scope['headers']
-            if not isinstance(headers, list):
-                # NOTE: Any iterables, read once (see ResponseMemory.replay).
-                headers = scope['headers'] = [tuple(pair) for pair in headers]
+            headers = _listed(scope)
+            send = adding(send, self._edge, self._edge.origin(headers))
             size = sum(len(name) + len(value) for name, value in headers)
             if size > MAX_HEADERS:
                 await _refuse(send, _headers_too_large(size))
@@ -115,6 +123,18 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
                 receive, self._upload_timeout, self._upload_min_rate
             )
         await super().__call__(scope, receive, send)
+
+
+def _listed(scope: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """The request's headers, as a list of pairs that stays in ``scope``.
+
+    NOTE: ASGI allows any iterables (falcon.testing sends iterators of
+    iterators): they are read once (see ResponseMemory.replay).
+    """
+    headers = scope['headers']
+    if not isinstance(headers, list):
+        headers = scope['headers'] = [tuple(pair) for pair in headers]
+    return headers
 
 
 def _uri_too_long(path: int, query: int) -> falcon.HTTPError:
@@ -154,6 +174,7 @@ async def _refuse(send: Any, error: falcon.HTTPError) -> None:
                 (b'content-type', falcon.MEDIA_JSON.encode()),
                 (b'content-length', str(len(body)).encode()),
                 (b'vary', b'Accept'),
+                (b'cache-control', ERROR_CACHE_CONTROL.encode()),
             ],
         }
     )
@@ -163,12 +184,16 @@ async def _refuse(send: Any, error: falcon.HTTPError) -> None:
 def _serialize_error(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: falcon.HTTPError
 ) -> None:
-    """Every error as JSON (or MessagePack, if preferred), never as XML.
+    """Every error as JSON (or MessagePack, if preferred), never as XML; kept
+    by no cache.
 
     NOTE: Falcon answers XML to a client that prefers it, as browsers do
-    (``Accept: text/html,application/xhtml+xml,application/xml;...``).
+    (``Accept: text/html,application/xhtml+xml,application/xml;...``). An
+    error may follow headers of the answer it replaced (a 416 those of its
+    picture): its Cache-Control is its own.
     """
     resp.context.error_title = ex.title
+    resp.cache_control = [ERROR_CACHE_CONTROL]
     formats.send(req, resp, ex.to_dict())
 
 
@@ -178,7 +203,10 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     store = Store(config)
     metrics = Metrics(store)
     store.on_render = metrics.render
-    memory = ResponseMemory(config.memory_cache, store.current, metrics.observe)
+    edge = Edge(config.cors_origins)
+    memory = ResponseMemory(
+        config.memory_cache, store.current, metrics.observe, edge.add
+    )
     cache = RedisCache(config, memory)
     events = Events(config, cache.redis, cache.guard)
     images = Images(config, store, events)
@@ -188,9 +216,16 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     #   order: the cache first, then the conditional requests, which so see
     #   cached answers too, and the metrics last, which so count the answer
     #   as sent; the events stop reading before the cache closes the Redis
-    #   client.
-    middleware: list[Any] = [metrics, store, ConditionalRequests(), cache, events]
-    app = App(memory, config, middleware=middleware)
+    #   client. The edge refuses unknown methods after the cache has said Miss.
+    middleware: list[Any] = [
+        metrics,
+        store,
+        ConditionalRequests(),
+        cache,
+        edge,
+        events,
+    ]
+    app = App(memory, config, edge, middleware=middleware, router=Router())
     app.resp_options.media_handlers.update(formats.handlers())
     app.set_error_serializer(_serialize_error)
     app.add_route('/', Gallery())

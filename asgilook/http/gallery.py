@@ -6,6 +6,13 @@ asset with a hash of its content (``/static/gallery.js?v=<hash>``), so an
 asset is kept by browsers for good, and a new version of it has a new URL;
 the page itself is revalidated on every visit, which its ``ETag`` makes a
 ``304`` until it changes.
+
+The page keeps delete tokens in ``localStorage``, so it says what it may do:
+a ``Content-Security-Policy`` (:data:`POLICY`) that lets it run its own
+script and style and nothing else, talk to this service only, show this
+service's pictures and the ``data:`` placeholders of its documents, and be
+framed by no site; and ``Referrer-Policy: strict-origin-when-cross-origin``
+(:data:`REFERRER_POLICY`).
 """
 
 from __future__ import annotations
@@ -19,6 +26,30 @@ import falcon.asgi
 
 STATIC = pathlib.Path(__file__).parent / 'static'
 INDEX = 'index.html'
+
+#: What the page may do. It has no inline script or style (its script sets
+#: the placeholders through ``element.style``, which a policy does not
+#: govern); its pictures are this service's, and its placeholders ``data:``
+#: URIs; it fetches the listing, uploads and deletes, and listens to
+#: ``/events`` here; its form posts here.
+POLICY = '; '.join(
+    (
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    )
+)
+#: Other sites learn the origin the page was on, never its path; this
+#: service gets the whole URL. NOTE: Not ``no-referrer``: under it, browsers
+#: send ``Origin: null`` with the page's own uploads and deletions (Fetch
+#: standard, "serializing a request origin"), which a proxy that checks
+#: ``Origin`` refuses.
+REFERRER_POLICY = 'strict-origin-when-cross-origin'
 
 _TYPES = {
     '.css': 'text/css; charset=utf-8',
@@ -64,6 +95,8 @@ class Gallery:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
         self._send(resp, self._page, self.REVALIDATED)
+        resp.set_header('Content-Security-Policy', POLICY)
+        resp.set_header('Referrer-Policy', REFERRER_POLICY)
 
     on_head = on_get
 

@@ -13,11 +13,14 @@ By part of the document:
 - ``parameters``: ``components.parameters`` (path, query and header parameters).
 - ``responses``: ``components.headers`` and ``components.responses``, and the
   table of errors that operations name by status.
-- ``paths``: the table of routes, and the ``414``/``431`` every operation has;
+- ``paths``: the table of routes, each with its ``OPTIONS`` and what other
+  methods get (``x-other-methods``), and the ``414``/``431`` every operation has;
   its operations come from ``paths_images`` (pictures and thumbnails),
   ``paths_gallery`` (the page, its assets and events) and ``paths_service``
   (health, metrics, this document).
-- ``root``: the whole document, with its info, servers and tags.
+- ``root``: the whole document, with its info, servers and tags; and the
+  headers every answer has (``nosniff``, CORS, ``Cache-Status``), added to
+  every response.
 - ``resource``: :class:`OpenAPI`, the resource that serves it.
 """
 

@@ -15,6 +15,7 @@ def parameters() -> Schema:
         **_listing_parameters(),
         **_asset_parameters(),
         **_header_parameters(),
+        **_cors_parameters(),
     }
 
 
@@ -164,6 +165,36 @@ def _header_parameters() -> Schema:
             'name': 'Last-Event-ID',
             'in': 'header',
             'description': 'The last event seen: what followed it is sent first.',
+            'schema': {'type': 'string'},
+        },
+    }
+
+
+def _cors_parameters() -> Schema:
+    """What a browser sends with a CORS preflight (``OPTIONS``)."""
+    return {
+        'Origin': {
+            'name': 'Origin',
+            'in': 'header',
+            'description': (
+                'The origin of the page that asks (`https://example.org`); one '
+                'of `ASGI_LOOK_CORS_ORIGINS`, or any if that is `*`.'
+            ),
+            'schema': {'type': 'string'},
+        },
+        'AccessControlRequestMethod': {
+            'name': 'Access-Control-Request-Method',
+            'in': 'header',
+            'description': (
+                'The method the page means to use: present, this is a CORS '
+                'preflight, answered with `Access-Control-Allow-*`.'
+            ),
+            'schema': {'type': 'string'},
+        },
+        'AccessControlRequestHeaders': {
+            'name': 'Access-Control-Request-Headers',
+            'in': 'header',
+            'description': 'The headers the page means to send.',
             'schema': {'type': 'string'},
         },
     }

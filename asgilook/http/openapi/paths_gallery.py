@@ -23,7 +23,13 @@ def get_gallery() -> Schema:
         'responses': {
             '200': {
                 'description': 'The page.',
-                'headers': header_refs('ETag', 'Cache-Control.no-cache', CACHE),
+                'headers': header_refs(
+                    'ETag',
+                    'Cache-Control.no-cache',
+                    CACHE,
+                    'Content-Security-Policy',
+                    'Referrer-Policy',
+                ),
                 'content': {'text/html': TEXT},
             },
             **not_modified(),

@@ -163,6 +163,6 @@ def get_thumbnail() -> Schema:
             '200': ref('responses', 'ThumbnailFile'),
             '206': ref('responses', 'PartialFile'),
             **not_modified(),
-            **error_refs('404', '416', '500', '503'),
+            **error_refs('400', '404', '416', '500', '503'),
         },
     }

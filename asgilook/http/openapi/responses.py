@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import falcon
 
+from asgilook.caching import status
+from asgilook.http.edge import ALLOWED_HEADERS
+from asgilook.http.edge import ERROR_CACHE_CONTROL
+from asgilook.http.edge import EXPOSED
+from asgilook.http.edge import MAX_AGE
+from asgilook.http.gallery import POLICY
+from asgilook.http.gallery import REFERRER_POLICY
 from asgilook.http.gallery import Gallery
 from asgilook.http.images import IMMUTABLE
 from asgilook.http.images import REVALIDATED
@@ -26,7 +33,8 @@ from asgilook.pictures import renditions
 ERRORS = {
     '400': (
         'BadRequest',
-        'A bad parameter, or an `after` that names no image (`Invalid '
+        'A bad parameter (a `limit` out of bounds, a thumbnail `format` that '
+        'is none of the formats), or an `after` that names no image (`Invalid '
         'Parameter`); or a bad upload: `Invalid Image` (empty, truncated or '
         f'corrupt), `Invalid Form` (no `{IMAGE_FIELD}` field, two, or a malformed '
         'form), `Incomplete Upload` (the body ended before its Content-Length).',
@@ -36,6 +44,11 @@ ERRORS = {
     '404': (
         'NotFound',
         'No such image, version (`?v=`), thumbnail size or asset (`Not Found`).',
+    ),
+    '405': (
+        'MethodNotAllowed',
+        'A method that HTTP defines but this URL does not take (`Method Not '
+        "Allowed`); `Allow` lists the URL's methods, as its `OPTIONS` does.",
     ),
     '408': (
         'RequestTimeout',
@@ -80,6 +93,12 @@ ERRORS = {
         'bodies as it can and this one waited too long for room (`Too Many '
         'Uploads`, with `Retry-After`).',
     ),
+    '501': (
+        'NotImplemented',
+        'A method that HTTP does not define (`PROPFIND`, `PURGE` ...), on any '
+        'URL (`Not Implemented`). (uvicorn itself answers `400` to a method its '
+        'parser does not know, before the app sees it.)',
+    ),
     '507': ('StorageFull', 'The storage volume is full (`Storage Full`).'),
 }
 
@@ -107,14 +126,7 @@ def headers() -> Schema:
             'schema': schema_ref('HttpDate'),
         },
         **_cache_control_headers(),
-        CACHE: {
-            'description': (
-                '`Miss`: the app made the answer; `Hit`: it came from the '
-                'cache; `Bypass`: the app made it while Redis could not be used.'
-            ),
-            'required': True,
-            'schema': {'type': 'string', 'enum': ['Miss', 'Hit', 'Bypass']},
-        },
+        **_cache_headers(),
         'Vary': {
             'description': 'The format depends on `Accept`: JSON or MessagePack.',
             'required': True,
@@ -153,6 +165,98 @@ def headers() -> Schema:
             'required': True,
             'schema': {'type': 'string', 'pattern': '^Bearer'},
         },
+        'Allow': {
+            'description': (
+                "The URL's methods, `OPTIONS` included: the same in its `405` "
+                'and its `OPTIONS` answer.'
+            ),
+            'required': True,
+            'schema': {'type': 'string', 'pattern': '^[A-Z]+(, [A-Z]+)*$'},
+        },
+        **_edge_headers(),
+        **_page_headers(),
+    }
+
+
+def _cache_headers() -> Schema:
+    """What the cache did (see asgilook.caching.status)."""
+    return {
+        CACHE: {
+            'description': (
+                '`Miss`: the app made the answer; `Hit`: it came from the '
+                'cache; `Bypass`: the app made it while Redis could not be used.'
+            ),
+            'required': True,
+            'schema': {'type': 'string', 'enum': ['Miss', 'Hit', 'Bypass']},
+        },
+        'Cache-Status': {
+            'description': (
+                f'`{CACHE}` in the words of RFC 9211: `asgilook; hit`, or '
+                '`asgilook; fwd=` and why the app made it: `miss`, `bypass` '
+                '(Redis could not be used), `method` (never cached).'
+            ),
+            'required': True,
+            'schema': {
+                'type': 'string',
+                'enum': [*status.STATUSES.values(), status.BY_METHOD],
+            },
+        },
+    }
+
+
+def _edge_headers() -> Schema:
+    """The headers of every answer (see asgilook.http.edge), and of a preflight."""
+    return {
+        'X-Content-Type-Options': {
+            'description': 'Every answer is of the type it says.',
+            'required': True,
+            'schema': {'type': 'string', 'enum': ['nosniff']},
+        },
+        'Access-Control-Allow-Origin': {
+            'description': (
+                'Which pages of other sites may read the answer: `*` with '
+                '`ASGI_LOOK_CORS_ORIGINS=*` (the default); with a list of '
+                "origins, the request's `Origin` when it is listed (none "
+                'otherwise), and the answer says `Vary: Origin`.'
+            ),
+            'schema': {'type': 'string'},
+        },
+        'Access-Control-Expose-Headers': {
+            'description': 'The headers those pages may read, with it.',
+            'schema': {'type': 'string', 'enum': [', '.join(EXPOSED)]},
+        },
+        # Of a preflight only.
+        'Access-Control-Allow-Methods': {
+            'description': 'The methods a page may use: those of `Allow`.',
+            'schema': {'type': 'string', 'pattern': '^[A-Z]+(, [A-Z]+)*$'},
+        },
+        'Access-Control-Allow-Headers': {
+            'description': 'The request headers a page may send.',
+            'schema': {'type': 'string', 'enum': [', '.join(ALLOWED_HEADERS)]},
+        },
+        'Access-Control-Max-Age': {
+            'description': "Seconds a browser may keep this preflight's answer.",
+            'schema': {'type': 'integer', 'enum': [MAX_AGE]},
+        },
+    }
+
+
+def _page_headers() -> Schema:
+    """What the gallery page may do (see asgilook.http.gallery)."""
+    return {
+        'Content-Security-Policy': {
+            'description': (
+                'Its own script, style and pictures, `data:` placeholders, '
+                'requests to this service only, no frames around it.'
+            ),
+            'required': True,
+            'schema': {'type': 'string', 'enum': [POLICY]},
+        },
+        'Referrer-Policy': {
+            'description': 'Other sites learn its origin, never its path.',
+            'required': True,
+            'schema': {'type': 'string', 'enum': [REFERRER_POLICY]},
+        },
     }
 
 
@@ -182,7 +286,7 @@ def _cache_control_headers() -> Schema:
             Gallery.IMMUTABLE,
         ),
         'Cache-Control.no-store': _cache_control(
-            'Not to be kept by any cache.', ('no-store',)
+            'Not to be kept by any cache.', (ERROR_CACHE_CONTROL,)
         ),
     }
 
@@ -215,21 +319,36 @@ def responses() -> Schema:
                 },
             },
         },
+        'Options': {
+            'description': (
+                "The URL's methods in `Allow`; for a CORS preflight "
+                '(`Access-Control-Request-Method`), what a page may send too.'
+            ),
+            'headers': header_refs(
+                'Allow',
+                'Access-Control-Allow-Methods',
+                'Access-Control-Allow-Headers',
+                'Access-Control-Max-Age',
+            ),
+        },
         **_file_responses(),
         **{
             name: {
                 'description': description,
-                'headers': header_refs('Vary', *_ERROR_HEADERS.get(status, ())),
+                'headers': header_refs(
+                    'Vary', 'Cache-Control.no-store', *_ERROR_HEADERS.get(code, ())
+                ),
                 'content': data(schema_ref('Error')),
             }
-            for status, (name, description) in ERRORS.items()
+            for code, (name, description) in ERRORS.items()
         },
     }
 
 
-# The headers that an error response has besides Vary.
+# The headers that an error response has besides Vary and Cache-Control.
 _ERROR_HEADERS = {
     '401': ('WWW-Authenticate',),
+    '405': ('Allow',),
     '416': ('Content-Range.unsatisfiable',),
     '503': ('Retry-After',),
 }

@@ -5,16 +5,50 @@ from __future__ import annotations
 import importlib.metadata
 
 from asgilook.config import Config
+from asgilook.http.openapi.common import CACHE
 from asgilook.http.openapi.common import Schema
+from asgilook.http.openapi.common import header_refs
 from asgilook.http.openapi.parameters import parameters
 from asgilook.http.openapi.paths import paths
 from asgilook.http.openapi.responses import headers
 from asgilook.http.openapi.responses import responses
 from asgilook.http.openapi.schemas import schemas
 
+#: The headers of every answer (see asgilook.http.edge).
+EDGE_HEADERS = (
+    'X-Content-Type-Options',
+    'Access-Control-Allow-Origin',
+    'Access-Control-Expose-Headers',
+)
+
 
 def document(config: Config) -> Schema:
     """The OpenAPI 3.1 document of an app made with ``config``."""
+    whole = _document(config)
+    _add_edge_headers(whole)
+    return whole
+
+
+def _add_edge_headers(whole: Schema) -> None:
+    """Every response gets the edge's headers; one that says ``CACHE``, its
+    ``Cache-Status`` too."""
+    responses = [
+        response
+        for item in whole['paths'].values()
+        for method, operation in item.items()
+        if not method.startswith('x-')
+        for response in operation['responses'].values()
+        if '$ref' not in response
+    ]
+    responses += whole['components']['responses'].values()
+    for response in responses:
+        headers = response.setdefault('headers', {})
+        if CACHE in headers:
+            headers.update(header_refs('Cache-Status'))
+        headers.update(header_refs(*EDGE_HEADERS))
+
+
+def _document(config: Config) -> Schema:
     return {
         'openapi': '3.1.0',
         'info': {
@@ -25,7 +59,10 @@ def document(config: Config) -> Schema:
                 'it, fetch it and its thumbnails, delete it, watch changes '
                 'live. Every answer that is data (image documents, listings, '
                 'errors, health) is JSON, or MessagePack for `Accept: '
-                'application/msgpack`.'
+                'application/msgpack`. Each path answers `OPTIONS` (and CORS '
+                'preflights) with its methods; a method it does not list is a '
+                '`405`, and one that HTTP does not define a `501` '
+                '(`x-other-methods`).'
             ),
             'license': {'name': 'Apache-2.0', 'identifier': 'Apache-2.0'},
         },
