@@ -1,7 +1,10 @@
 """GET /metrics: Prometheus text that counts every answer, across workers too."""
 
+import json
+import multiprocessing
 import shutil
 import signal
+import types
 
 import falcon.testing
 import httpx
@@ -9,6 +12,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from asgilook.http import metrics
 from asgilook.http.app import create_app
 from tests.helpers import FIRST_IDS
 from tests.helpers import draw_image
@@ -171,3 +175,124 @@ def test_several_workers_lose_no_count(tmp_path, redis_server):
     # Both workers answered, and wrote counts of their own.
     writers = [path for path in counts.iterdir() if path.name.startswith('counter_')]
     assert len(writers) == 2
+
+
+def refused(resp):
+    """Whether ``resp`` is the 503 of a worker that counts alone, saying how."""
+    assert resp.status_code == 503
+    assert resp.headers['Content-Type'].startswith('application/json')
+    error = json.loads(resp.text)
+    assert error['title'] == 'Counted Per Worker'
+    assert 'PROMETHEUS_MULTIPROC_DIR' in error['description']
+    assert 'asgilook serve --workers N' in error['description']
+    return True
+
+
+@pytest.fixture
+def a_child(monkeypatch):
+    """Make this process look started by multiprocessing, with ``kwargs``."""
+
+    def started_with(**kwargs):
+        parent = types.SimpleNamespace(pid=1)
+        child = types.SimpleNamespace(_kwargs=kwargs)
+        monkeypatch.setattr(metrics.multiprocessing, 'parent_process', lambda: parent)
+        monkeypatch.setattr(metrics.multiprocessing, 'current_process', lambda: child)
+
+    monkeypatch.delenv(metrics.MULTIPROCESS, raising=False)
+    return started_with
+
+
+def test_a_single_process_is_not_one_of_several_workers():
+    assert multiprocessing.parent_process() is None
+    assert not metrics.one_of_several_workers()
+
+
+@pytest.mark.parametrize(
+    'kwargs',
+    [
+        {'config': types.SimpleNamespace(should_reload=False, workers=2)},
+        {},  # started by something other than uvicorn: refused, to be safe
+    ],
+    ids=['uvicorn workers', 'unknown parent'],
+)
+def test_one_of_several_workers_refuses_to_count_alone(client, a_child, kwargs):
+    a_child(**kwargs)
+    assert metrics.one_of_several_workers()
+    assert refused(client.simulate_get('/metrics'))
+
+
+def test_uvicorn_reload_runs_one_process_that_counts_everything(client, a_child):
+    a_child(config=types.SimpleNamespace(should_reload=True, workers=1))
+    client.simulate_post('/images', body=b'')
+    assert not metrics.one_of_several_workers()
+    resp = client.simulate_get('/metrics')
+    assert resp.status_code == 200
+    assert (
+        value(
+            samples(resp.text), 'asgilook_uploads_refused_total', reason='Invalid Image'
+        )
+        == 1
+    )
+
+
+def test_workers_sharing_a_directory_answer(client, a_child, tmp_path, monkeypatch):
+    a_child(config=types.SimpleNamespace(should_reload=False, workers=2))
+    monkeypatch.setenv(metrics.MULTIPROCESS, str(tmp_path))
+    resp = client.simulate_get('/metrics')
+    assert resp.status_code == 200
+    assert value(samples(resp.text), 'asgilook_images') == 0
+
+
+@pytest.mark.e2e
+def test_workers_without_a_shared_directory_refuse_metrics(
+    tmp_path, redis_server, monkeypatch
+):
+    monkeypatch.delenv(metrics.MULTIPROCESS, raising=False)
+    service = Uvicorn(tmp_path / 'storage', redis_server.url, '--workers', '2')
+    try:
+        # NOTE: A new connection for every request, so both workers answer.
+        with httpx.Client(
+            base_url=service.url,
+            timeout=30,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        ) as http:
+            for _ in range(10):
+                assert http.get('/healthz').status_code == 200
+                assert refused(http.get('/metrics'))
+    finally:
+        assert service.stop() in (0, -signal.SIGTERM)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize('reload', [False, True], ids=['one process', 'reload'])
+def test_one_uvicorn_process_counts_without_a_directory(
+    tmp_path, redis_server, monkeypatch, reload
+):
+    monkeypatch.delenv(metrics.MULTIPROCESS, raising=False)
+    watched = tmp_path / 'watched'
+    watched.mkdir()
+    args = ('--reload', '--reload-dir', str(watched)) if reload else ()
+    service = Uvicorn(tmp_path / 'storage', redis_server.url, *args)
+    try:
+        with httpx.Client(
+            base_url=service.url,
+            timeout=30,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        ) as http:
+            for _ in range(5):
+                assert http.get('/healthz').status_code == 200
+            resp = http.get('/metrics')
+    finally:
+        assert service.stop() in (0, -signal.SIGTERM)
+    assert resp.status_code == 200
+    found = samples(resp.text)
+    assert (
+        value(
+            found,
+            'asgilook_requests_total',
+            route='/healthz',
+            method='GET',
+            status='200',
+        )
+        == 5
+    )

@@ -10,11 +10,15 @@ With several uvicorn workers, each is a process of its own: set
 ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory before they start (``asgilook
 serve`` and ``make run`` do), and every worker writes its counts there, and
 any worker's ``/metrics`` adds up all of them (the official client's
-multiprocess mode). Without it, ``/metrics`` counts what its own process did.
+multiprocess mode). Without it, ``/metrics`` counts what its own process did:
+right for a single process, but one worker's share when there are several,
+so that one of several workers refuses it (``503``, saying how to count
+right) rather than answer it wrong (see :func:`one_of_several_workers`).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from collections.abc import Iterator
@@ -35,6 +39,15 @@ CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 # Requests that match no route share one label: a client cannot make new
 # time series by asking for new URLs.
 UNMATCHED = '(no route)'
+
+#: Why one of several workers refuses /metrics, and how to count right.
+PER_WORKER = (
+    'This process is one of several workers, and each counts only what it '
+    'answered itself. Set PROMETHEUS_MULTIPROC_DIR to an empty directory that '
+    'every worker shares before they start (each writes its counts there, and '
+    'any worker adds them all up), or run `asgilook serve --workers N`, which '
+    'does it.'
+)
 
 _SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 _BYTES = tuple(2**power for power in range(14, 26))
@@ -155,10 +168,15 @@ class Metrics:
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
+        multiprocess = bool(os.environ.get(MULTIPROCESS))
+        if not multiprocess and one_of_several_workers():
+            raise falcon.HTTPServiceUnavailable(
+                title='Counted Per Worker', description=PER_WORKER
+            )
         images = prometheus_client.CollectorRegistry()
         images.register(_Images(await self._store.count()))
         counted = self.registry
-        if os.environ.get(MULTIPROCESS):
+        if multiprocess:
             counted = prometheus_client.CollectorRegistry()
             prometheus_client.multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
                 counted
@@ -168,6 +186,26 @@ class Metrics:
         ) + prometheus_client.generate_latest(images)
         resp.content_type = CONTENT_TYPE
         resp.cache_control = ['no-store']
+
+
+def one_of_several_workers() -> bool:
+    """Whether this process is one of several workers of one server.
+
+    uvicorn's ``--workers`` (and ``WEB_CONCURRENCY``) start each worker as a
+    child process with :mod:`multiprocessing`; a single uvicorn process has
+    no such parent. uvicorn's ``--reload`` runs the app in one such child too,
+    but only one: the uvicorn configuration the child was started with says
+    so. Where that configuration cannot be read, a child counts as one of
+    several: refused, never silently wrong. (A server that forks its workers
+    without :mod:`multiprocessing`, as gunicorn does, is not told apart.)
+    """
+    if multiprocessing.parent_process() is None:
+        return False
+    # NOTE: The arguments of the child's target, uvicorn's Config among them,
+    #   are kept on the child's own Process object while the target runs.
+    started_with = getattr(multiprocessing.current_process(), '_kwargs', {})
+    config = started_with.get('config')
+    return not getattr(config, 'should_reload', False)
 
 
 class _Images(Collector):

@@ -45,7 +45,10 @@ def get_health() -> Schema:
 def get_metrics() -> Schema:
     return {
         'summary': 'Metrics',
-        'description': "Prometheus's text format.",
+        'description': (
+            "Prometheus's text format, counted across workers; `503` from one "
+            'of several workers that would count alone.'
+        ),
         'tags': ['operations'],
         'operationId': 'getMetrics',
         'responses': {
@@ -53,7 +56,20 @@ def get_metrics() -> Schema:
                 'description': 'The metrics of every worker.',
                 'headers': header_refs('Cache-Control.no-store', CACHE),
                 'content': {PROMETHEUS: TEXT},
-            }
+            },
+            '503': {
+                'description': (
+                    'This process is one of several workers (uvicorn '
+                    '`--workers N`) without `PROMETHEUS_MULTIPROC_DIR`: it '
+                    'counts only what it answered itself, so it refuses rather '
+                    'than answer a share (`Counted Per Worker`); the description '
+                    'says how to count right: that variable, naming an empty '
+                    'directory that every worker shares, or `asgilook serve '
+                    '--workers N`, which sets it.'
+                ),
+                'headers': header_refs('Vary', 'Cache-Control.no-store', CACHE),
+                'content': data(schema_ref('Error')),
+            },
         },
     }
 
