@@ -61,6 +61,10 @@ class Config:
     DEFAULT_RENDITIONS_URL: str | None = None
     DEFAULT_ENCRYPTION_KEY: str | None = None
     DEFAULT_ENCRYPTION_OLD_KEYS: tuple[str, ...] = ()
+    # NOTE: No purge by default: shared caches forget a picture when its
+    #   lifetime ends (see asgilook.http.purge).
+    DEFAULT_PURGE_URL: str | None = None
+    DEFAULT_PURGE_METHOD = 'PURGE'
     #: The standard variables of S3 clients, which an s3:// storage URL uses.
     AWS_VARIABLES = (
         'AWS_ACCESS_KEY_ID',
@@ -90,6 +94,9 @@ class Config:
     renditions_url: str | None
     encryption_key: str | None
     encryption_old_keys: tuple[str, ...]
+    #: Where a purge of a deleted or replaced picture's keys goes, if anywhere.
+    purge_url: str | None
+    purge_method: str
     #: The AWS_* variables of the environment the config was read from.
     aws: dict[str, str]
 

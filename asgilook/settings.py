@@ -110,6 +110,29 @@ def _origin(raw: str) -> str:
     return f'{parts.scheme}://{host}'
 
 
+_PURGE_URL = 'an http:// or https:// URL, or empty'
+_METHOD = 'an HTTP method, such as PURGE, BAN or POST'
+
+
+def purge_url(raw: str) -> str | None:
+    """An ``http://`` or ``https://`` URL with a host; empty leaves it unset."""
+    url = raw.strip()
+    if not url:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(_PURGE_URL)
+    return url
+
+
+def method(raw: str) -> str:
+    """An HTTP method (a token of letters, dashes and digits), in upper case."""
+    name = raw.strip().upper()
+    if not name or not name.replace('-', '').isalnum() or not name.isascii():
+        raise ValueError(_METHOD)
+    return name
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Setting:
     """One environment variable: what it sets, how it is read, what it means."""
@@ -287,6 +310,23 @@ SETTINGS: tuple[Setting, ...] = (
         origins,
         'cors_origins',
         'DEFAULT_CORS_ORIGINS',
+    ),
+    Setting(
+        'ASGI_LOOK_PURGE_URL',
+        'URL',
+        'Where to send a purge of the surrogate keys of a deleted or replaced '
+        'picture (a Varnish or a CDN); unset, none is sent.',
+        purge_url,
+        'purge_url',
+        'DEFAULT_PURGE_URL',
+    ),
+    Setting(
+        'ASGI_LOOK_PURGE_METHOD',
+        'method',
+        'The method of that purge request; the keys go in its Surrogate-Key header.',
+        method,
+        'purge_method',
+        'DEFAULT_PURGE_METHOD',
     ),
     Setting(
         'ASGI_LOOK_EVENTS_KEEPALIVE',

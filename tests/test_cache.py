@@ -40,6 +40,8 @@ def test_an_entry_is_the_whole_response_in_msgpack_with_a_ttl(inspectable, fake_
         'etag': listing.headers['ETag'],
         'cache-control': 'no-cache',
         'vary': 'Accept',
+        'surrogate-key': 'asgilook-listing',
+        'cache-tag': 'asgilook-listing',
     }
     assert stamp == redis.get(RedisCache.GENERATION_KEY)
     assert 3590 < redis.ttl('asgilook:/images') <= 3600

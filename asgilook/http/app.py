@@ -39,6 +39,7 @@ from asgilook.http.limits import MAX_QUERY
 from asgilook.http.limits import MAX_TARGET
 from asgilook.http.metrics import Metrics
 from asgilook.http.openapi import OpenAPI
+from asgilook.http.purge import Purger
 from asgilook.storage.store import Store
 
 #: Seconds a client is told to wait before it tries a store that is away again.
@@ -209,7 +210,8 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     )
     cache = RedisCache(config, memory)
     events = Events(config, cache.redis, cache.guard)
-    images = Images(config, store, events)
+    purger = Purger(config.purge_url, config.purge_method)
+    images = Images(config, store, events, purger)
     thumbnails = Thumbnails(store)
 
     # NOTE: Falcon runs process_response (and process_shutdown) in reverse
@@ -224,6 +226,7 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
         cache,
         edge,
         events,
+        purger,
     ]
     app = App(memory, config, edge, middleware=middleware, router=Router())
     app.resp_options.media_handlers.update(formats.handlers())

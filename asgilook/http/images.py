@@ -15,10 +15,17 @@ from asgilook.caching import conditional
 from asgilook.caching import ranges
 from asgilook.caching.cache import Versioned
 from asgilook.config import Config
+from asgilook.errors import ImageNotFound
+from asgilook.errors import Unsure
 from asgilook.http import formats
 from asgilook.http.events import CREATED
 from asgilook.http.events import DELETED
 from asgilook.http.events import Events
+from asgilook.http.purge import Purger
+from asgilook.http.purge import image_keys
+from asgilook.http.purge import listing_keys
+from asgilook.http.purge import purged_keys
+from asgilook.http.purge import set_keys
 from asgilook.http.uploads import upload
 from asgilook.pictures import Size
 from asgilook.pictures import renditions
@@ -161,6 +168,7 @@ class _ImageFiles:
         resp.set_header('Accept-Ranges', ranges.ACCEPT_RANGES)
         resp.last_modified = image.modified
         resp.content_type = renditions.MEDIA_TYPES[served]
+        set_keys(resp, image_keys(image.image_id))
         if size is not None:
             resp.vary = ['Accept']
         resp.context.versioned = None
@@ -248,11 +256,16 @@ class Images:
     NEWEST = 'newest'
 
     def __init__(
-        self, config: Config, store: Store, events: Events | None = None
+        self,
+        config: Config,
+        store: Store,
+        events: Events | None = None,
+        purger: Purger | None = None,
     ) -> None:
         self._config = config
         self._store = store
         self._events = events
+        self._purger = purger or Purger(None, config.purge_method)
         self._files = _ImageFiles(config, store)
 
     def _page(self, req: falcon.asgi.Request) -> Page:
@@ -312,6 +325,7 @@ class Images:
         body = formats.send(req, resp, [image.serialize() for image in images])
         resp.set_header('ETag', conditional.etag_of(body))
         resp.cache_control = list(REVALIDATED)
+        set_keys(resp, listing_keys(image.image_id for image in images))
         # NOTE: A page changes only when the index does: it stays right for
         #   as long as the index is in the state it was read in.
         key = self._url(page) + formats.variant(req)
@@ -345,6 +359,7 @@ class Images:
         async with upload(req, self._config.max_upload_bytes) as data:
             req.context.upload_bytes = len(data)
             image_id = str(self._config.uuid_generator())
+            replacing = await self._present(image_id)
             image, delete_token = await self._store.save(
                 image_id, data, _before_commit(resp)
             )
@@ -354,8 +369,23 @@ class Images:
         #   store keeps only its hash.
         formats.send(req, resp, {**document, 'delete_token': delete_token})
         resp.status = falcon.HTTP_201
+        if replacing:
+            self._purger.forget(purged_keys(image_id))
         if self._events is not None:
             await self._events.publish(CREATED, document)
+
+    async def _present(self, image_id: str) -> bool:
+        """Whether an upload under ``image_id`` replaces a picture: asked of
+        the index without waiting, if it can tell."""
+        try:
+            return self._store.current(image_id) is not None
+        except Unsure:
+            pass
+        try:
+            await self._store.get(image_id)
+        except ImageNotFound:
+            return False
+        return True
 
     async def on_delete_image(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: uuid.UUID
@@ -372,6 +402,7 @@ class Images:
             )
         image = await self._store.delete(str(image_id), token, _before_commit(resp))
         resp.status = falcon.HTTP_204
+        self._purger.forget(purged_keys(image.image_id))
         if self._events is not None:
             await self._events.publish(DELETED, image.serialize())
 

@@ -34,7 +34,13 @@ def get_images() -> Schema:
             '200': {
                 'description': 'A page.',
                 'headers': header_refs(
-                    'ETag', 'Cache-Control.no-cache', 'Link', 'Vary', CACHE
+                    'ETag',
+                    'Cache-Control.no-cache',
+                    'Link',
+                    'Vary',
+                    CACHE,
+                    'Surrogate-Key.listing',
+                    'Cache-Tag.listing',
                 ),
                 'content': data(schema_ref('Listing')),
             },
@@ -126,7 +132,11 @@ def get_animation() -> Schema:
 def delete_image() -> Schema:
     return {
         'summary': 'Delete a picture',
-        'description': 'The picture, its thumbnails and its cached answers go.',
+        'description': (
+            'The picture, its thumbnails and its cached answers go; with '
+            '`ASGI_LOOK_PURGE_URL`, a purge of its surrogate key is sent to the '
+            'caches in front.'
+        ),
         'tags': ['images'],
         'operationId': 'deleteImage',
         'parameters': parameter_refs('ImageId'),

@@ -26,6 +26,10 @@ from asgilook.http.openapi.common import data
 from asgilook.http.openapi.common import header_refs
 from asgilook.http.openapi.common import ref
 from asgilook.http.openapi.common import schema_ref
+from asgilook.http.purge import IMAGES_KEY
+from asgilook.http.purge import LISTING_KEY
+from asgilook.http.purge import MAX_KEYS_LENGTH
+from asgilook.http.purge import image_key
 from asgilook.http.uploads import IMAGE_FIELD
 from asgilook.pictures import renditions
 
@@ -175,6 +179,43 @@ def headers() -> Schema:
         },
         **_edge_headers(),
         **_page_headers(),
+        **_key_headers(),
+    }
+
+
+def _key_headers() -> Schema:
+    """The surrogate keys of an answer (see asgilook.http.purge)."""
+    key = image_key(UUID_PATTERN)
+    listed = f'{LISTING_KEY}( {key})*'
+    return {
+        'Surrogate-Key': {
+            'description': (
+                'The keys a cache in front may purge this answer by, separated '
+                f'by spaces: `{image_key("<id>")} {IMAGES_KEY}`. A deletion or '
+                'a replacement purges the first (with `ASGI_LOOK_PURGE_URL`).'
+            ),
+            'required': True,
+            'schema': {'type': 'string', 'pattern': f'^{key} {IMAGES_KEY}$'},
+        },
+        'Cache-Tag': {
+            'description': 'The same keys, separated by commas (Cloudflare).',
+            'required': True,
+            'schema': {'type': 'string', 'pattern': f'^{key},{IMAGES_KEY}$'},
+        },
+        'Surrogate-Key.listing': {
+            'description': (
+                f'`{LISTING_KEY}` and the key of each picture the page shows, '
+                f'separated by spaces; `{LISTING_KEY}` alone when they would '
+                f'take over {MAX_KEYS_LENGTH:,} bytes.'
+            ),
+            'required': True,
+            'schema': {'type': 'string', 'pattern': f'^{listed}$'},
+        },
+        'Cache-Tag.listing': {
+            'description': 'The same keys, separated by commas (Cloudflare).',
+            'required': True,
+            'schema': {'type': 'string', 'pattern': f'^{listed.replace(" ", ",")}$'},
+        },
     }
 
 
@@ -317,6 +358,16 @@ def responses() -> Schema:
                     'required': True,
                     'schema': {'type': 'string'},
                 },
+                **{
+                    name: {
+                        'description': (
+                            'As the `200` says it, when the app answers (a '
+                            "`304` from the process's memory leaves it out)."
+                        ),
+                        'schema': {'type': 'string'},
+                    }
+                    for name in ('Surrogate-Key', 'Cache-Tag')
+                },
             },
         },
         'Options': {
@@ -354,20 +405,34 @@ _ERROR_HEADERS = {
 }
 
 
+# The surrogate keys of a picture's files.
+_KEYS = ('Surrogate-Key', 'Cache-Tag')
+
+
 def _file_responses() -> Schema:
     """The picture, its animation and its thumbnails."""
     return {
         'ImageFile': {
             'description': 'The JPEG.',
             'headers': header_refs(
-                'ETag', 'Last-Modified', 'Cache-Control.image', 'Accept-Ranges', CACHE
+                'ETag',
+                'Last-Modified',
+                'Cache-Control.image',
+                'Accept-Ranges',
+                CACHE,
+                *_KEYS,
             ),
             'content': {falcon.MEDIA_JPEG: BINARY},
         },
         'AnimationFile': {
             'description': 'The animated WebP.',
             'headers': header_refs(
-                'ETag', 'Last-Modified', 'Cache-Control.image', 'Accept-Ranges', CACHE
+                'ETag',
+                'Last-Modified',
+                'Cache-Control.image',
+                'Accept-Ranges',
+                CACHE,
+                *_KEYS,
             ),
             'content': {'image/webp': BINARY},
         },
@@ -384,6 +449,7 @@ def _file_responses() -> Schema:
                 'Vary',
                 'Accept-Ranges',
                 CACHE,
+                *_KEYS,
             ),
             'content': {
                 renditions.MEDIA_TYPES[name]: BINARY for name in renditions.FORMATS
@@ -392,7 +458,12 @@ def _file_responses() -> Schema:
         'PartialFile': {
             'description': 'The bytes of the file that `Range` asked for.',
             'headers': header_refs(
-                'ETag', 'Last-Modified', 'Content-Range', 'Accept-Ranges', CACHE
+                'ETag',
+                'Last-Modified',
+                'Content-Range',
+                'Accept-Ranges',
+                CACHE,
+                *_KEYS,
             ),
             'content': {
                 media_type: BINARY
