@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench bench-index clean
+.PHONY: run test test-quick lint bench bench-index clean
 
 # One venv, filled as far as the command needs: `make run` installs what
 # serving needs; the test, lint and bench tools go in when those commands
@@ -35,6 +35,12 @@ run: $(VENV)/.installed
 test: $(VENV)/.test
 	bash scripts/system-packages.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# A minute or two, while working: every test that starts no server process
+# (no Redis, uvicorn, PostgreSQL, SeaweedFS or Chromium), without coverage.
+# `make test` runs them all, as CI does.
+test-quick: $(VENV)/.test
+	$(BIN)/python -m pytest -q --no-cov -m 'not e2e and not postgres and not s3' $(PYTEST_ARGS)
 
 # ruff, strict mypy, and the layers and cycles of import-linter's contracts
 # (pyproject.toml, [tool.importlinter]).

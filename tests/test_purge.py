@@ -13,12 +13,10 @@ import httpx
 import pytest
 
 from asgilook.config import Config
-from asgilook.errors import Unsure
 from asgilook.http import purge
 from asgilook.http.app import create_app
 from asgilook.settings import method
 from asgilook.settings import purge_url
-from asgilook.storage.store import Store
 from tests.helpers import FIRST_IDS
 from tests.helpers import draw_image
 from tests.servers import Uvicorn
@@ -187,23 +185,6 @@ def test_a_replacement_purges_its_keys(config, endpoint, png_image):
     assert endpoint.requests == []
     upload(client, png_image)
     assert endpoint.requests == [('BAN', '/purge', PURGED)]
-
-
-def test_an_index_that_cannot_tell_at_once_is_asked(
-    config, endpoint, png_image, monkeypatch
-):
-    config.purge_url = endpoint.url
-    config.uuid_generator = lambda: uuid.UUID(IMAGE_ID)
-
-    def unsure(self, subject):
-        raise Unsure
-
-    monkeypatch.setattr(Store, 'current', unsure)
-    client = falcon.testing.TestClient(create_app(config))
-    upload(client, png_image)
-    assert endpoint.requests == []
-    upload(client, png_image)
-    assert endpoint.requests == [('PURGE', '/purge', PURGED)]
 
 
 def test_a_failing_purge_is_logged_once_per_outage(caplog):

@@ -15,8 +15,6 @@ from asgilook.caching import conditional
 from asgilook.caching import ranges
 from asgilook.caching.cache import Versioned
 from asgilook.config import Config
-from asgilook.errors import ImageNotFound
-from asgilook.errors import Unsure
 from asgilook.http import formats
 from asgilook.http.events import CREATED
 from asgilook.http.events import DELETED
@@ -359,7 +357,6 @@ class Images:
         async with upload(req, self._config.max_upload_bytes) as data:
             req.context.upload_bytes = len(data)
             image_id = str(self._config.uuid_generator())
-            replacing = await self._present(image_id)
             image, delete_token = await self._store.save(
                 image_id, data, _before_commit(resp)
             )
@@ -369,23 +366,10 @@ class Images:
         #   store keeps only its hash.
         formats.send(req, resp, {**document, 'delete_token': delete_token})
         resp.status = falcon.HTTP_201
-        if replacing:
+        if image.replaced:
             self._purger.forget(purged_keys(image_id))
         if self._events is not None:
             await self._events.publish(CREATED, document)
-
-    async def _present(self, image_id: str) -> bool:
-        """Whether an upload under ``image_id`` replaces a picture: asked of
-        the index without waiting, if it can tell."""
-        try:
-            return self._store.current(image_id) is not None
-        except Unsure:
-            pass
-        try:
-            await self._store.get(image_id)
-        except ImageNotFound:
-            return False
-        return True
 
     async def on_delete_image(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: uuid.UUID

@@ -41,6 +41,9 @@ class Image:
         self.placeholder = placeholder
         #: Whether there is an animated rendition (:attr:`animation_path`).
         self.animated = animated
+        #: Whether storing this version replaced another of the same id (as
+        #: :meth:`asgilook.storage.store.Store.save` tells).
+        self.replaced = False
         # NOTE: Each version of an image has a file of its own (see Store), so
         #   the path comes from the index; the default is for images made by
         #   hand.

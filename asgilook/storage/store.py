@@ -263,7 +263,7 @@ class Store:
         except BaseException:
             await self._objects.discard_version(name)
             raise
-        entry = await self._commit(
+        entry, replaced = await self._commit(
             name,
             index.put(
                 image_id,
@@ -274,11 +274,13 @@ class Store:
                 animated=animated,
             ),
         )
-        return self._image(entry), token
+        image = self._image(entry)
+        image.replaced = replaced is not None
+        return image, token
 
     async def _commit(
         self, name: str, put: Coroutine[Any, Any, tuple[Entry, Entry | None]]
-    ) -> Entry:
+    ) -> tuple[Entry, Entry | None]:
         """Await ``put``, the change that lists the new version ``name``.
 
         Then the files of the version it replaced, if any, are discarded; if
@@ -299,7 +301,7 @@ class Store:
             raise
         if replaced is not None:
             await self._objects.discard_version(replaced.file)
-        return entry
+        return entry, replaced
 
     def _rendered(self, thumbnails: int, started: float) -> None:
         """Tell :attr:`on_render` of a thumbnail series rendered."""
