@@ -422,15 +422,20 @@ class Decryptor:
             DamagedObject: A segment fails authentication, or bytes follow
                 the last segment of the span.
         """
-        if self._pending:
-            # NOTE: Appending keeps tiny chunks linear; a part of a segment
-            #   stays pending until the rest of it arrives.
-            self._pending += chunk
-            data: Buffer = self._pending
-        else:
-            data = chunk
-        view = memoryview(data)
+        view = memoryview(chunk)
         pieces = []
+        if self._pending:
+            # NOTE: Only what completes the pending segment is copied: the
+            #   rest of the chunk is decrypted where it lies.
+            size = self._cipher_size(self._next)
+            taken = view[: size - len(self._pending)]
+            self._pending += taken
+            view = view[len(taken) :]
+            if len(self._pending) < size:
+                return b''
+            pieces.append(self._open_segment(memoryview(self._pending)))
+            self._next += 1
+            self._pending = bytearray()
         used = 0
         while self._next < self._stop:
             size = self._cipher_size(self._next)
@@ -441,7 +446,7 @@ class Decryptor:
             self._next += 1
         if self._next == self._stop and len(view) > used:
             raise _damaged(self._header.name, 'bytes follow its last segment')
-        if used or data is not self._pending:
+        if len(view) > used:
             self._pending = bytearray(view[used:])
         return b''.join(pieces)
 
