@@ -21,7 +21,7 @@ from bench.serving_setup import Target
 
 VALIDATORS = ('ETag', 'Last-Modified', 'Cache-Control')
 # Headers that may differ between a GET and the HEAD after it.
-HEAD_IGNORED = frozenset({'date', CACHE_HEADER.lower()})
+HEAD_IGNORED = frozenset({'date', CACHE_HEADER.lower(), 'cache-status'})
 THUMBNAIL_SIZE = re.compile(r'/(\d+)x(\d+)\.jpeg$')
 
 
