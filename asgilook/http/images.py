@@ -221,7 +221,9 @@ async def _send(
         if req.method == 'HEAD':
             await body.close()
         else:
-            resp.stream = body
+            # NOTE: Falcon sends each chunk as it is; a decrypted one is a
+            #   bytearray, which the servers write as they write bytes.
+            resp.stream = body  # type: ignore[assignment]
     else:
         resp.data = body
 

@@ -268,7 +268,7 @@ class Header:
     wrapped_key: bytes
 
     @classmethod
-    def parse(cls, prefix: bytes, name: str) -> Header:
+    def parse(cls, prefix: Buffer, name: str) -> Header:
         """The header at the start of a sealed object.
 
         Args:
@@ -414,26 +414,35 @@ class Decryptor:
         self._start = start
         self._end = end
         self._pending = bytearray()
+        # NOTE: Worked out once: feed() runs for every chunk of every read.
+        self._count = header.segment_count
+        self._cipher = header.segment_size + TAG_SIZE
+        self._last_cipher = header._offset(self._count) - header._offset(
+            self._count - 1
+        )
 
-    def feed(self, chunk: Buffer) -> bytes:
+    def feed(self, chunk: Buffer) -> bytes | bytearray:
         """The plaintext of the segments that ``chunk`` completes.
+
+        The segments are decrypted straight into the buffer returned, with no
+        copy but the pending segment's; only a range's first and last
+        segments are cut (a copy of the part wanted).
 
         Raises:
             DamagedObject: A segment fails authentication, or bytes follow
                 the last segment of the span.
         """
         view = memoryview(chunk)
-        pieces = []
+        segments: list[memoryview] = []
+        first = self._next
         if self._pending:
-            # NOTE: Only what completes the pending segment is copied: the
-            #   rest of the chunk is decrypted where it lies.
             size = self._cipher_size(self._next)
             taken = view[: size - len(self._pending)]
             self._pending += taken
             view = view[len(taken) :]
             if len(self._pending) < size:
                 return b''
-            pieces.append(self._open_segment(memoryview(self._pending)))
+            segments.append(memoryview(self._pending))
             self._next += 1
             self._pending = bytearray()
         used = 0
@@ -441,14 +450,14 @@ class Decryptor:
             size = self._cipher_size(self._next)
             if len(view) - used < size:
                 break
-            pieces.append(self._open_segment(view[used : used + size]))
+            segments.append(view[used : used + size])
             used += size
             self._next += 1
         if self._next == self._stop and len(view) > used:
             raise _damaged(self._header.name, 'bytes follow its last segment')
         if len(view) > used:
             self._pending = bytearray(view[used:])
-        return b''.join(pieces)
+        return self._open(first, segments) if segments else b''
 
     def finish(self) -> None:
         """Check that every segment of the span arrived.
@@ -459,32 +468,43 @@ class Decryptor:
         if self._pending or self._next < self._stop:
             raise _damaged(
                 self._header.name,
-                f'it is truncated at segment {self._next} of '
-                f'{self._header.segment_count}',
+                f'it is truncated at segment {self._next} of {self._count}',
             )
 
     def _cipher_size(self, index: int) -> int:
-        header = self._header
-        return header._offset(index + 1) - header._offset(index)
+        return self._last_cipher if index == self._count - 1 else self._cipher
 
-    def _open_segment(self, segment: memoryview) -> bytes:
-        header, index = self._header, self._next
-        last = index == header.segment_count - 1
-        try:
-            plain = self._aead.decrypt(_nonce(index, last), segment, header.fixed)
-        except InvalidTag:
-            raise _damaged(
-                header.name,
-                f'segment {index} of {header.segment_count} fails authentication',
-            ) from None
+    def _open(self, first: int, segments: list[memoryview]) -> bytes | bytearray:
+        """Decrypt segments ``first``, ``first + 1``... into one buffer."""
+        header, fixed = self._header, self._header.fixed
+        plain = bytearray(
+            sum(len(segment) for segment in segments) - TAG_SIZE * len(segments)
+        )
+        out = memoryview(plain)
+        at = 0
+        for index, segment in enumerate(segments, first):
+            size = len(segment) - TAG_SIZE
+            try:
+                self._aead.decrypt_into(
+                    _nonce(index, index == self._count - 1),
+                    segment,
+                    fixed,
+                    out[at : at + size],
+                )
+            except InvalidTag:
+                raise _damaged(
+                    header.name,
+                    f'segment {index} of {self._count} fails authentication',
+                ) from None
+            at += size
         # NOTE: Only the first and last segments of a range are cut.
-        position = index * header.segment_size
+        position = first * header.segment_size
         low = max(self._start - position, 0)
         high = min(self._end - position, len(plain))
-        return plain[low:high] if low or high < len(plain) else plain
+        return bytes(out[low:high]) if low or high < len(plain) else plain
 
 
-def is_sealed(prefix: bytes) -> bool:
+def is_sealed(prefix: Buffer) -> bool:
     """Whether an object starting with ``prefix`` is sealed, not plain.
 
     A prefix of the magic shorter than it counts as sealed: it is a truncated
@@ -536,7 +556,8 @@ def unseal(keyring: Keyring | None, name: str, sealed: bytes) -> bytes:
     decryptor = Decryptor(header, header.open(keyring))
     plain = decryptor.feed(memoryview(sealed)[HEADER_SIZE:])
     decryptor.finish()
-    return plain
+    # NOTE: Whole objects are kept (memory, Redis) as bytes: one copy.
+    return bytes(plain)
 
 
 def unseal_range(
@@ -551,7 +572,7 @@ def unseal_range(
     decryptor = Decryptor(header, header.open(keyring), start, end)
     plain = decryptor.feed(ciphertext)
     decryptor.finish()
-    return plain
+    return bytes(plain)
 
 
 def needs_rewrap(keyring: Keyring, header: Header) -> bool:
