@@ -415,18 +415,15 @@ class Decryptor:
         self._end = end
         self._pending = bytearray()
         # NOTE: Worked out once: feed() runs for every chunk of every read.
-        self._count = header.segment_count
+        self._count = count = header.segment_count
         self._cipher = header.segment_size + TAG_SIZE
-        self._last_cipher = header._offset(self._count) - header._offset(
-            self._count - 1
-        )
+        self._last_cipher = header._offset(count) - header._offset(count - 1)
 
     def feed(self, chunk: Buffer) -> bytes | bytearray:
         """The plaintext of the segments that ``chunk`` completes.
 
-        The segments are decrypted straight into the buffer returned, with no
-        copy but the pending segment's; only a range's first and last
-        segments are cut (a copy of the part wanted).
+        Segments are decrypted straight into the buffer returned; only the
+        first and last of a range are cut (a copy of the part wanted).
 
         Raises:
             DamagedObject: A segment fails authentication, or bytes follow
@@ -477,20 +474,13 @@ class Decryptor:
     def _open(self, first: int, segments: list[memoryview]) -> bytes | bytearray:
         """Decrypt segments ``first``, ``first + 1``... into one buffer."""
         header, fixed = self._header, self._header.fixed
-        plain = bytearray(
-            sum(len(segment) for segment in segments) - TAG_SIZE * len(segments)
-        )
-        out = memoryview(plain)
-        at = 0
+        plain = bytearray(sum(map(len, segments)) - TAG_SIZE * len(segments))
+        out, at = memoryview(plain), 0
         for index, segment in enumerate(segments, first):
             size = len(segment) - TAG_SIZE
+            nonce = _nonce(index, index == self._count - 1)
             try:
-                self._aead.decrypt_into(
-                    _nonce(index, index == self._count - 1),
-                    segment,
-                    fixed,
-                    out[at : at + size],
-                )
+                self._aead.decrypt_into(nonce, segment, fixed, out[at : at + size])
             except InvalidTag:
                 raise _damaged(
                     header.name,
