@@ -26,8 +26,9 @@ upscaled to 20 MP with Pillow, and the report says so):
    has: it was just written);
 3. cached thumbnail (``wrk``): one thumbnail URL, answered from the
    process's memory;
-4. the original (``wrk``), over the memory's 1 MB entry limit, so streamed
-   from the backend each time; and a 1 MB range of it
+4. the original (``wrk``), bigger than the largest body the process's memory
+   keeps (2 MiB here: ``ASGI_LOOK_MEMORY_CACHE`` of 16 MiB, an eighth of it),
+   so streamed from the backend each time; and a 1 MB range of it
    (``Range: bytes=1000000-1999999``, a 206);
 5. the store alone: the service's own backends called from this process
    (PUT, streamed GET, ranged GET of the photo's bytes; seal and unseal).
@@ -55,6 +56,7 @@ from typing import Any
 # NOTE: The project's root, which bench/ is imported from.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from asgilook.caching import memory
 from bench.common import CACHE_HEADER
 from bench.common import PHOTOS
 from bench.common import BenchError
@@ -83,6 +85,7 @@ from bench.storage_measure import throughput
 from bench.storage_report import Line
 from bench.storage_report import Results
 from bench.storage_report import report
+from bench.storage_setup import MEMORY_CACHE
 from bench.storage_setup import Deployment
 from bench.storage_setup import Deployments
 from bench.storage_setup import Photo
@@ -92,8 +95,8 @@ from tests.seaweed import binary
 
 DEFAULTS = {'repeat': 7, 'runs': 3, 'duration': 5}
 QUICK = {'repeat': 3, 'runs': 2, 'duration': 2}
-#: The memory's limit per entry (ASGI_LOOK_CACHE_MAX_ENTRY's default).
-MEMORY_ENTRY = 1024 * 1024
+#: The largest body the deployments' memory keeps (see MEMORY_CACHE).
+MEMORY_ENTRY = memory.largest(MEMORY_CACHE)
 
 
 def _same(bodies: Mapping[str, bytes], what: str) -> None:

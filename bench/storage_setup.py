@@ -97,6 +97,10 @@ def find_photo(folder: pathlib.Path) -> Photo | None:
     return Photo(f'{path.stem}-upscaled.jpg', out.getvalue(), *UPSCALED, note)
 
 
+#: ASGI_LOOK_MEMORY_CACHE of every deployment: it keeps bodies of up to 2 MiB.
+MEMORY_CACHE = 16 * 1024 * 1024
+
+
 class BenchSeaweed(SeaweedServer):
     """tests/seaweed.py's server, allowed more volumes."""
 
@@ -164,6 +168,11 @@ class Deployments:
         settings = {
             'ASGI_LOOK_STORAGE_PATH': storage,
             'ASGI_LOOK_REDIS_URL': redis_server.url,
+            # NOTE: The process's memory keeps a body of up to an eighth of
+            #   it (8 MB by default, the photo too): here 2 MB, so that the
+            #   original is read from the store for every request, as one
+            #   bigger than the memory keeps is.
+            'ASGI_LOOK_MEMORY_CACHE': str(MEMORY_CACHE),
         }
         if name != LOCAL:
             settings['ASGI_LOOK_STORAGE_URL'] = f'{self.weed.url}/{name}'

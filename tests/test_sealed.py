@@ -221,6 +221,38 @@ def test_whole_reads_give_the_plaintext_small_and_streamed(inner, length):
     assert streamed == (length, data, length == 0)
 
 
+def test_big_streamed_chunks_are_decrypted_off_the_loop_and_sent_as_bytes(
+    monkeypatch,
+):
+    chunk = sealed_module.THREAD_CHUNK
+    inner = MemoryBlobs(chunk=chunk)
+    blobs = SealedBlobs(inner, Keyring(KEY))
+    data = plaintext(2 * chunk + 5000)
+    run(blobs.put(NAME, data))
+    threads = []
+    feed = sealed_module.Decryptor.feed
+
+    def noting(decryptor, given):
+        threads.append((len(given), threading.get_ident()))
+        return feed(decryptor, given)
+
+    monkeypatch.setattr(sealed_module.Decryptor, 'feed', noting)
+
+    async def scenario():
+        loop = threading.get_ident()
+        found = await blobs.open(NAME, 0)
+        return loop, [piece async for piece in found.body]
+
+    loop, pieces = run(scenario())
+    assert b''.join(pieces) == data
+    # NOTE: ASGI servers take a body of bytes only (falcon.testing checks).
+    assert {type(piece) for piece in pieces} == {bytes}
+    for size, thread in threads:
+        assert (thread != loop) == (size >= chunk), threads
+    assert any(thread != loop for _, thread in threads)
+    assert any(thread == loop for _, thread in threads)
+
+
 def test_a_whole_read_is_one_inner_read_of_the_object_and_its_overhead():
     inner = MemoryBlobs()
     blobs = SealedBlobs(inner, Keyring(KEY))

@@ -419,11 +419,11 @@ class Decryptor:
         self._cipher = header.segment_size + TAG_SIZE
         self._last_cipher = header._offset(count) - header._offset(count - 1)
 
-    def feed(self, chunk: Buffer) -> bytes | bytearray:
+    def feed(self, chunk: Buffer) -> bytes:
         """The plaintext of the segments that ``chunk`` completes.
 
-        Segments are decrypted straight into the buffer returned; only the
-        first and last of a range are cut (a copy of the part wanted).
+        Segments are decrypted into one buffer; only the first and last of a
+        range are cut.
 
         Raises:
             DamagedObject: A segment fails authentication, or bytes follow
@@ -471,7 +471,7 @@ class Decryptor:
     def _cipher_size(self, index: int) -> int:
         return self._last_cipher if index == self._count - 1 else self._cipher
 
-    def _open(self, first: int, segments: list[memoryview]) -> bytes | bytearray:
+    def _open(self, first: int, segments: list[memoryview]) -> bytes:
         """Decrypt segments ``first``, ``first + 1``... into one buffer."""
         header, fixed = self._header, self._header.fixed
         plain = bytearray(sum(map(len, segments)) - TAG_SIZE * len(segments))
@@ -491,7 +491,8 @@ class Decryptor:
         position = first * header.segment_size
         low = max(self._start - position, 0)
         high = min(self._end - position, len(plain))
-        return bytes(out[low:high]) if low or high < len(plain) else plain
+        # NOTE: Bytes, as ASGI wants a body: the one copy of the plaintext.
+        return bytes(out[low:high])
 
 
 def is_sealed(prefix: Buffer) -> bool:
@@ -546,8 +547,7 @@ def unseal(keyring: Keyring | None, name: str, sealed: bytes) -> bytes:
     decryptor = Decryptor(header, header.open(keyring))
     plain = decryptor.feed(memoryview(sealed)[HEADER_SIZE:])
     decryptor.finish()
-    # NOTE: Whole objects are kept (memory, Redis) as bytes: one copy.
-    return bytes(plain)
+    return plain
 
 
 def unseal_range(
@@ -562,7 +562,7 @@ def unseal_range(
     decryptor = Decryptor(header, header.open(keyring), start, end)
     plain = decryptor.feed(ciphertext)
     decryptor.finish()
-    return bytes(plain)
+    return plain
 
 
 def needs_rewrap(keyring: Keyring, header: Header) -> bool:

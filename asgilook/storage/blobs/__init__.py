@@ -44,11 +44,6 @@ from asgilook.errors import StorageUnavailable
 FULL = 'The image store is out of space; try again later.'
 
 
-#: A chunk of a :class:`Reader`: decrypted chunks are bytearrays, made where
-#: their segments were decrypted (never copied into bytes).
-Chunk = bytes | bytearray
-
-
 class Reader(abc.ABC):
     """Bytes of an object, read in chunks as they are sent.
 
@@ -63,7 +58,7 @@ class Reader(abc.ABC):
         return self
 
     @abc.abstractmethod
-    async def __anext__(self) -> Chunk:
+    async def __anext__(self) -> bytes:
         """The next chunk; StopAsyncIteration (and closed) after the last."""
 
     @abc.abstractmethod

@@ -39,7 +39,6 @@ from typing import TypeVar
 from asgilook.errors import DamagedObject
 from asgilook.storage.blobs import Blobs
 from asgilook.storage.blobs import Body
-from asgilook.storage.blobs import Chunk
 from asgilook.storage.blobs import Found
 from asgilook.storage.blobs import Listed
 from asgilook.storage.blobs import Reader
@@ -115,7 +114,7 @@ async def _shaped(body: Body, whole_up_to: int) -> Body:
     return await _bytes(body) if body.length <= whole_up_to else body
 
 
-async def _prefix(reader: Reader) -> Chunk:
+async def _prefix(reader: Reader) -> bytes:
     """The first chunks of a Reader, until HEADER_SIZE bytes (or its end).
 
     NOTE: Most often the first chunk alone (a MiB): it is not copied.
@@ -135,7 +134,7 @@ async def _prefix(reader: Reader) -> Chunk:
 def _decrypt(decryptor: Decryptor, ciphertext: bytes) -> bytes:
     plain = decryptor.feed(ciphertext)
     decryptor.finish()
-    return bytes(plain)
+    return plain
 
 
 class _Whole(Reader):
@@ -171,17 +170,17 @@ class _Plaintext(Reader):
         inner: Reader,
         key: str,
         length: int,
-        first: Chunk = b'',
+        first: bytes = b'',
         decryptor: Decryptor | None = None,
     ) -> None:
         self.length = length
         self._inner = inner
         self._key = key
-        self._first: Chunk | None = first
+        self._first: bytes | None = first
         self._decryptor = decryptor
         self._done = False
 
-    async def __anext__(self) -> Chunk:
+    async def __anext__(self) -> bytes:
         try:
             return await self._next()
         except DamagedObject as error:
@@ -191,7 +190,7 @@ class _Plaintext(Reader):
             await self.close()
             raise
 
-    async def _next(self) -> Chunk:
+    async def _next(self) -> bytes:
         while not self._done:
             if self._first is not None:
                 chunk, self._first = self._first, None
@@ -210,7 +209,7 @@ class _Plaintext(Reader):
                 return plain
         raise StopAsyncIteration
 
-    async def _plain(self, chunk: Chunk) -> Chunk:
+    async def _plain(self, chunk: bytes) -> bytes:
         decryptor = self._decryptor
         if decryptor is None:
             return chunk
