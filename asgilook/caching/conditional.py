@@ -6,6 +6,12 @@ image, ``Last-Modified``); a GET or HEAD whose ``If-None-Match`` or
 Modified`` (RFC 9110, sections 13.1 and 13.2). Functions here take header
 values as strings, so the ASGI fast path (:mod:`asgilook.caching.memory`) and the
 Falcon resources decide alike.
+
+A compressed answer is another representation, so it has an ETag of its own
+(:func:`coded`): the identity's, with ``-br`` or ``-gzip`` inside the quotes.
+Caches keep the two apart by it. ``If-None-Match`` compares weakly, and the
+representations differ only in their content coding, so a tag of either is
+current while the identity's is (:func:`not_modified`).
 """
 
 from __future__ import annotations
@@ -17,10 +23,33 @@ from typing import Any
 import falcon
 import falcon.asgi
 
+#: The content codings whose ETags :func:`coded` makes, and
+#: :func:`not_modified` takes for the identity's.
+CODINGS = ('br', 'gzip')
+_CODED_SUFFIXES = tuple(f'-{coding}"' for coding in CODINGS)
+
 
 def etag_of(body: bytes) -> str:
     """A strong entity tag for a body that has no version of its own."""
     return f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
+
+
+def coded(etag: str, coding: str) -> str:
+    """The ETag of the representation of ``etag`` in ``coding``.
+
+    ``"<tag>"`` becomes ``"<tag>-<coding>"`` (``W/`` stays): another strong
+    validator, as RFC 9110 asks of another representation.
+    """
+    return f'{etag[:-1]}-{coding}"'
+
+
+def uncoded(tag: str) -> str:
+    """The ETag of the identity representation that ``tag`` names, without
+    ``W/``: ``tag`` itself unless :func:`coded` made it."""
+    tag = tag.strip().removeprefix('W/')
+    if tag.endswith(_CODED_SUFFIXES):
+        return tag[: tag.rindex('-')] + '"'
+    return tag
 
 
 def not_modified(
@@ -31,13 +60,14 @@ def not_modified(
 ) -> bool:
     """Whether a GET or HEAD with these preconditions gets a 304.
 
-    ``If-None-Match`` is compared weakly, as RFC 9110 says, and when it is
-    present ``If-Modified-Since`` is ignored. A date that cannot be parsed
+    ``If-None-Match`` is compared weakly, as RFC 9110 says, and a tag of a
+    compressed representation (see :func:`coded`) as the identity's; when it
+    is present ``If-Modified-Since`` is ignored. A date that cannot be parsed
     is ignored too.
     """
     if if_none_match is not None:
-        tags = {tag.strip().removeprefix('W/') for tag in if_none_match.split(',')}
-        return etag is not None and ('*' in tags or etag.removeprefix('W/') in tags)
+        tags = {uncoded(tag) for tag in if_none_match.split(',')}
+        return etag is not None and ('*' in tags or uncoded(etag) in tags)
     if if_modified_since is None or last_modified is None:
         return False
     try:

@@ -120,7 +120,11 @@ def not_modified() -> Schema:
 def headers() -> Schema:
     return {
         'ETag': {
-            'description': 'A strong validator, for `If-None-Match`.',
+            'description': (
+                'A strong validator, for `If-None-Match`. A compressed answer '
+                'has its own, which names its coding (`"<tag>-br"`, '
+                '`"<tag>-gzip"`); `If-None-Match` takes either for the other.'
+            ),
             'required': True,
             'schema': {'type': 'string', 'pattern': '^"[^"]+"$'},
         },
@@ -132,7 +136,11 @@ def headers() -> Schema:
         **_cache_control_headers(),
         **_cache_headers(),
         'Vary': {
-            'description': 'The format depends on `Accept`: JSON or MessagePack.',
+            'description': (
+                'The format depends on `Accept`: JSON or MessagePack. A `200` '
+                'of JSON or MessagePack depends on `Accept-Encoding` too: it is '
+                'compressed (`br`, else `gzip`) for a client that takes it.'
+            ),
             'required': True,
             'schema': {'type': 'string', 'pattern': 'Accept'},
         },
