@@ -8,6 +8,10 @@
 #                       downloads nothing
 #   postgresql          the PostgreSQL index's tests start a private server from
 #                       its binaries (/usr/lib/postgresql/<version>/bin)
+#   nginx               tests/test_prefix.py and the browser tests put it
+#                       (/usr/sbin/nginx, run unprivileged) in front of uvicorn,
+#                       under a path prefix; Debian 12's nginx-light is only a
+#                       transitional package for it
 # Redis and everything else come from pip wheels (pyproject.toml).
 #
 # As root, missing packages are installed with apt-get; otherwise this says
@@ -22,6 +26,7 @@ missing=()
 [ -x "$root/usr/bin/chromium" ] || missing+=(chromium)
 [ -x "$root/usr/bin/chromedriver" ] || missing+=(chromium-driver)
 compgen -G "$root/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+[ -x "$root/usr/sbin/nginx" ] || missing+=(nginx)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

@@ -28,6 +28,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.nginx import PREFIX
+from tests.nginx import STRIPS
+from tests.nginx import Nginx
 from tests.servers import Uvicorn
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -114,9 +117,9 @@ return [...document.querySelectorAll('#uploads li.upload')].map((row) => {
 def server(tmp_path_factory, redis_server):
     with redis.Redis.from_url(redis_server.url) as client:
         client.flushall()
-    uvicorn = Uvicorn(
-        tmp_path_factory.mktemp('browser'), redis_server.url, '--workers', '2'
-    )
+    storage = tmp_path_factory.mktemp('browser')
+    uvicorn = Uvicorn(storage, redis_server.url, '--workers', '2')
+    uvicorn.storage = storage
     yield uvicorn
     assert uvicorn.stop() in (0, -signal.SIGTERM)
 
@@ -150,11 +153,11 @@ def screenshot(artifacts):
 
 
 @pytest.fixture
-def browser(server, tmp_path_factory):
-    """Open a headless Chromium on the gallery, ``size`` its window's (w, h)."""
+def chromium(tmp_path_factory):
+    """Open a headless Chromium on ``url``, ``size`` its window's (w, h)."""
     drivers = []
 
-    def open_gallery(size):
+    def open_page(url, size):
         width, height = size
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
@@ -191,16 +194,26 @@ def browser(server, tmp_path_factory):
             'Emulation.setDeviceMetricsOverride',
             {'width': width, 'height': height, 'deviceScaleFactor': 1, 'mobile': False},
         )
-        driver.get(server.url + '/')
+        driver.get(url)
         assert driver.execute_script('return [innerWidth, innerHeight];') == [
             width,
             height,
         ]
         return driver
 
-    yield open_gallery
+    yield open_page
     for driver in drivers:
         driver.quit()
+
+
+@pytest.fixture
+def browser(server, chromium):
+    """Open a headless Chromium on the gallery, ``size`` its window's (w, h)."""
+
+    def open_gallery(size):
+        return chromium(server.url + '/', size)
+
+    return open_gallery
 
 
 def picture(colour, size=(2048, 1536)):
@@ -598,3 +611,82 @@ def test_the_page_runs_under_its_policy_and_the_policy_holds(
     # Each refusal is in the console too, where the other tests look.
     messages = [entry['message'] for entry in driver.get_log('browser')]
     assert sum(bool(CSP_MESSAGE.search(message)) for message in messages) >= 3, messages
+
+
+@pytest.fixture(scope='module')
+def proxied(server, redis_server):
+    """The same service under /gallery/: another uvicorn on its storage and
+    Redis, with ``--root-path /gallery``, behind nginx stripping the prefix."""
+    uvicorn = Uvicorn(
+        server.storage, redis_server.url, '--workers', '2', '--root-path', PREFIX
+    )
+    nginx = Nginx(STRIPS, uvicorn.port)
+    yield nginx
+    assert nginx.stop() == 0
+    assert uvicorn.stop() in (0, -signal.SIGTERM)
+
+
+def test_the_gallery_works_under_a_path_prefix_behind_nginx(
+    chromium, proxied, http, pictures, screenshot, tmp_path
+):
+    gallery = f'{proxied.url}{PREFIX}/'
+    uploader = chromium(gallery, WIDE)
+    watcher = chromium(gallery, NARROW)
+    for driver in (uploader, watcher):
+        wait_for_listing(driver, http)
+        wait_until_live(driver)
+        driver.execute_script(WATCH_STATUS)
+    before = tile_ids(uploader)
+    path = tmp_path / 'prefixed.jpg'
+    path.write_bytes(picture('#1abc9c', (1200, 900)))
+
+    choose_files(uploader, [str(path)])
+    wait_for(
+        uploader,
+        lambda driver: (
+            [row['classes'] for row in upload_rows(driver)] == [['upload', 'done']]
+        ),
+        lambda driver: (
+            f'#uploads li.upload: expected one "done", seen {upload_rows(driver)}'
+        ),
+    )
+    new = newest_first(http)[0]
+    for driver in (uploader, watcher):
+        # The watcher hears of it through /gallery/events.
+        wait_for(
+            driver,
+            lambda driver: tile_ids(driver) == [new, *before],
+            lambda driver: (
+                f'.tile[data-id]: expected {[new, *before]}, seen {tile_ids(driver)}'
+            ),
+        )
+        for tile in load_every_tile(driver):
+            assert tile['href'].startswith(f'{PREFIX}/images/'), tile
+            assert all(
+                candidate.startswith(f'{PREFIX}/')
+                for candidate in tile['srcset'].split(', ')
+            ), tile
+            assert httpx.URL(tile['currentSrc']).path.startswith(f'{PREFIX}/'), tile
+            assert tile['naturalWidth'] > 0, tile
+    screenshot(uploader, 'prefixed-wide-uploaded')
+    screenshot(watcher, 'prefixed-narrow-watcher-uploaded')
+
+    uploader.find_element(
+        By.CSS_SELECTOR, f'.tile[data-id="{new}"] button.delete'
+    ).click()
+    WebDriverWait(uploader, TIMEOUT).until(expected_conditions.alert_is_present())
+    uploader.switch_to.alert.accept()
+    for driver in (uploader, watcher):
+        wait_for(
+            driver,
+            lambda driver: tile_ids(driver) == before,
+            lambda driver: (
+                f'.tile[data-id="{new}"]: expected gone, seen {tile_ids(driver)}'
+            ),
+        )
+        assert driver.execute_script('return window.statusChanges;') == [], (
+            '#status: expected to stay "live", no reload'
+        )
+        assert_quiet_console(driver)
+    assert http.get(f'/images/{new}.jpeg').status_code == 404
+    screenshot(watcher, 'prefixed-narrow-watcher-deleted')

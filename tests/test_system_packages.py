@@ -8,7 +8,7 @@ import tempfile
 import pytest
 
 SCRIPT = pathlib.Path(__file__).parent.parent / 'scripts' / 'system-packages.sh'
-PACKAGES = ['curl', 'chromium', 'chromium-driver', 'postgresql']
+PACKAGES = ['curl', 'chromium', 'chromium-driver', 'postgresql', 'nginx']
 
 
 @pytest.fixture
@@ -54,6 +54,10 @@ def test_with_every_package_there_it_does_nothing(tmp_path):
     initdb = tmp_path / 'usr' / 'lib' / 'postgresql' / '15' / 'bin' / 'initdb'
     initdb.parent.mkdir(parents=True)
     initdb.write_text('')
+    nginx = tmp_path / 'usr' / 'sbin' / 'nginx'
+    nginx.parent.mkdir(parents=True)
+    nginx.write_text('')
+    nginx.chmod(0o755)
 
     done = run(tmp_path)
 

@@ -5,6 +5,8 @@
   front door, which answers ``414`` and ``431`` and replays remembered images
   before Falcon routes anything.
 - ``limits``: the request head's limits (target, query string, headers).
+- ``mount``: the app under a path prefix (the ASGI ``root_path``): the app's
+  own paths for every layer, and the prefix on the URLs of the headers sent.
 - ``edge``: what every answer says at the edge (``nosniff``, CORS), the
   ``501`` of unknown methods, and one ``Allow`` (``OPTIONS``) on every route.
 - ``images``: the resources of the image collection, single images and

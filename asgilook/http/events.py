@@ -31,6 +31,7 @@ import falcon.asgi
 from asgilook.caching.guard import RedisGuard
 from asgilook.caching.guard import Unavailable
 from asgilook.config import Config
+from asgilook.http.mount import rooted
 
 CREATED = 'image-created'
 DELETED = 'image-deleted'
@@ -52,10 +53,18 @@ class Event:
         """The stream id as numbers: what comes after what."""
         return _order(self.event_id)
 
-    def sse(self) -> falcon.asgi.SSEvent:
-        return falcon.asgi.SSEvent(
-            event=self.kind, text=self.data, event_id=self.event_id
-        )
+    def sse(self, root_path: str = '') -> falcon.asgi.SSEvent:
+        """The event as sent to a page of the service under ``root_path``.
+
+        NOTE: The stream keeps documents below the root, shared by every
+        process whatever its prefix; each subscriber gets its own URLs.
+        """
+        text = self.data
+        if root_path:
+            text = json.dumps(
+                rooted(json.loads(text), root_path), separators=(',', ':')
+            )
+        return falcon.asgi.SSEvent(event=self.kind, text=text, event_id=self.event_id)
 
 
 # What Redis takes as a stream id: two unsigned 64-bit numbers.
@@ -147,12 +156,13 @@ class Events:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
         resp.cache_control = ['no-store']
-        resp.sse = self.stream(req.get_header('Last-Event-ID'))
+        resp.sse = self.stream(req.get_header('Last-Event-ID'), req.root_path)
 
     async def stream(
-        self, last_event_id: str | None = None
+        self, last_event_id: str | None = None, root_path: str = ''
     ) -> AsyncIterator[falcon.asgi.SSEvent]:
-        """The events from now on, after those since ``last_event_id``."""
+        """The events from now on, after those since ``last_event_id``; their
+        documents' URLs under ``root_path``."""
         subscriber = _Subscriber(self.BACKLOG)
         self._subscribers.add(subscriber)
         self._ensure_reader()
@@ -167,7 +177,7 @@ class Events:
                     return
                 for event in missed:
                     sent = event.order
-                    yield event.sse()
+                    yield event.sse(root_path)
             while not (subscriber.ending and subscriber.queue.empty()):
                 try:
                     news = await asyncio.wait_for(
@@ -179,7 +189,7 @@ class Events:
                 # NOTE: What was sent from the stream's past is not sent again.
                 if news is not None and news.order > sent:
                     sent = news.order
-                    yield news.sse()
+                    yield news.sse(root_path)
             if subscriber.ending == UNAVAILABLE:
                 yield _unavailable()
         finally:

@@ -7,6 +7,13 @@ asset is kept by browsers for good, and a new version of it has a new URL;
 the page itself is revalidated on every visit, which its ``ETag`` makes a
 ``304`` until it changes.
 
+Under a path prefix (the request's root path, see :mod:`asgilook.http.mount`)
+the page names its assets and its form's target under it
+(``/gallery/static/gallery.js?v=<hash>``), and its script finds the service's
+root from its own URL: the listing, uploads, deletions, events and the
+documents' pictures are all fetched below it. Without one, the page is the
+file as it is.
+
 The page keeps delete tokens in ``localStorage``, so it says what it may do:
 a ``Content-Security-Policy`` (:data:`POLICY`) that lets it run its own
 script and style and nothing else, talk to this service only, show this
@@ -20,9 +27,12 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import pathlib
+import re
 
 import falcon
 import falcon.asgi
+
+from asgilook.http.mount import quoted
 
 STATIC = pathlib.Path(__file__).parent / 'static'
 INDEX = 'index.html'
@@ -50,6 +60,9 @@ POLICY = '; '.join(
 #: standard, "serializing a request origin"), which a proxy that checks
 #: ``Origin`` refuses.
 REFERRER_POLICY = 'strict-origin-when-cross-origin'
+
+# The page's own URLs: the paths in its href, src and action attributes.
+_PATHS = re.compile(r'( (?:href|src|action)=")/(?!/)')
 
 _TYPES = {
     '.css': 'text/css; charset=utf-8',
@@ -89,12 +102,25 @@ class Gallery:
             page = page.replace(
                 f'"/static/{name}"', f'"/static/{name}?v={asset.version}"'
             )
+        self._template = page
         self._page = _Asset(INDEX, page.encode())
+        # NOTE: By root path, the server's setting, not the client's: one or
+        #   two in a process.
+        self._pages = {'': self._page}
+
+    def page(self, root_path: str = '') -> _Asset:
+        """The page, its URLs below ``root_path``."""
+        page = self._pages.get(root_path)
+        if page is None:
+            prefix = quoted(root_path)
+            text = _PATHS.sub(lambda path: f'{path[1]}{prefix}/', self._template)
+            page = self._pages[root_path] = _Asset(INDEX, text.encode())
+        return page
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
-        self._send(resp, self._page, self.REVALIDATED)
+        self._send(resp, self.page(req.root_path), self.REVALIDATED)
         resp.set_header('Content-Security-Policy', POLICY)
         resp.set_header('Referrer-Policy', REFERRER_POLICY)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 
 from asgilook.config import Config
+from asgilook.http.mount import quoted
 from asgilook.http.openapi.common import CACHE
 from asgilook.http.openapi.common import Schema
 from asgilook.http.openapi.common import header_refs
@@ -27,6 +28,17 @@ def document(config: Config) -> Schema:
     whole = _document(config)
     _add_edge_headers(whole)
     return whole
+
+
+def mounted(whole: Schema, root_path: str) -> Schema:
+    """The document of the app served below ``root_path`` (a path prefix):
+    its ``servers`` say so, and every path of the document is below it."""
+    return {**whole, 'servers': servers(root_path)}
+
+
+def servers(root_path: str = '') -> list[Schema]:
+    """Where the paths are: below the root path, or ``/``."""
+    return [{'url': quoted(root_path) or '/'}]
 
 
 def _add_edge_headers(whole: Schema) -> None:
@@ -66,7 +78,7 @@ def _document(config: Config) -> Schema:
             ),
             'license': {'name': 'Apache-2.0', 'identifier': 'Apache-2.0'},
         },
-        'servers': [{'url': '/'}],
+        'servers': servers(),
         'tags': [
             {'name': 'images', 'description': 'Upload, list, fetch and delete.'},
             {'name': 'thumbnails', 'description': 'The fixed series of sizes.'},

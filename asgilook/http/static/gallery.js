@@ -3,8 +3,14 @@
 (() => {
   'use strict';
 
+  // The service's root: '/', or its path prefix ('/gallery/') behind a
+  // proxy. The page loads this script from <root>static/, wherever it is.
+  const ROOT = new URL('..', document.currentScript.src).pathname;
+  /** The URL of a path of the service: 'events', or a document's '/images/…'. */
+  const at = (path) => ROOT + path.replace(/^\//, '');
+
   const PAGE_SIZE = 30;
-  const FIRST_PAGE = `/images?order=newest&limit=${PAGE_SIZE}`;
+  const FIRST_PAGE = at(`images?order=newest&limit=${PAGE_SIZE}`);
   const POLL_MS = 10_000;
   const RETRY_LIVE_MS = 30_000;
   // One or two at a time: the server decodes only a few pictures at once,
@@ -49,7 +55,9 @@
     return node;
   }
 
+  // A document names its pictures by their paths, the root included.
   const versioned = (doc, uri) => `${uri}?v=${doc.version}`;
+  const srcset = (doc) => doc.srcset;
 
   function describe(doc) {
     const [width, height] = doc.size;
@@ -102,7 +110,7 @@
       width: doc.size[0],
       height: doc.size[1],
       sizes: SIZES,
-      srcset: doc.srcset,
+      srcset: srcset(doc),
       src: versioned(doc, doc.thumbnails.at(-1) ?? doc.image),
       alt: describe(doc),
     });
@@ -286,7 +294,7 @@
 
   function connect() {
     clearTimeout(retryTimer);
-    const source = new EventSource('/events');
+    const source = new EventSource(at('events'));
     events = source;
     source.addEventListener('open', () => {
       setStatus('live', 'live');
@@ -376,7 +384,7 @@
       };
       const xhr = new XMLHttpRequest();
       xhr.addEventListener('loadend', () => resolve());
-      xhr.open('POST', '/images');
+      xhr.open('POST', at('images'));
       xhr.responseType = 'json';
       xhr.setRequestHeader('Accept', 'application/json');
       // fetch() cannot report upload progress; XMLHttpRequest can.
