@@ -1,4 +1,4 @@
-"""What the benchmarks share: paths, progress, errors, uvicorn, tables, JSON.
+"""What the benchmarks share: paths, progress, errors, servers, tables, JSON.
 
 The scripts of ``bench/`` run as ``python bench/NAME.py``: each puts the
 project's root on ``sys.path`` first and imports this module, and its own
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
+from typing import Self
 
 from asgilook.commands.processes import die_with_parent
 from asgilook.commands.processes import free_port
@@ -56,8 +57,8 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-class Uvicorn:
-    """``python -m uvicorn APP *FLAGS --port PORT *EXTRA`` on a free loopback port.
+class Server:
+    """A process serving HTTP on ``port`` of loopback: ``args``, run in ``cwd``.
 
     Its output is appended to ``log_path``; ``start()`` (or ``with``) returns
     once the port accepts connections, ``stop()`` stops it.
@@ -66,22 +67,18 @@ class Uvicorn:
     def __init__(
         self,
         name: str,
-        app: str,
-        flags: Sequence[str],
+        args: Sequence[str],
+        port: int,
         env: dict[str, str],
         log_path: pathlib.Path,
-        extra: Sequence[str] = (),
         *,
         cwd: pathlib.Path = ROOT,
         startup_timeout: float = 60.0,
     ) -> None:
         self.name = name
-        self.port = free_port()
+        self.port = port
         self.url = f'http://127.0.0.1:{self.port}'
-        self.args = [
-            sys.executable, '-m', 'uvicorn', app,
-            *flags, '--port', str(self.port), *extra,
-        ]  # fmt: skip
+        self.args = list(args)
         self._env = env
         self._cwd = cwd
         self._log_path = log_path
@@ -94,7 +91,7 @@ class Uvicorn:
         return self.process.pid
 
     def start(self) -> None:
-        """Start uvicorn and wait until its port accepts connections.
+        """Start the process and wait until its port accepts connections.
 
         Raises:
             BenchError: it exited, or its port did not open in time; the
@@ -102,7 +99,7 @@ class Uvicorn:
         """
         with open(self._log_path, 'ab') as log:
             # NOTE: A session of its own keeps a Ctrl-C in the terminal away
-            #   from uvicorn, so that it is stopped in order, by stop(); the
+            #   from the server, so that it is stopped in order, by stop(); the
             #   parent-death signal stops it if this process is killed.
             self.process = subprocess.Popen(
                 self.args,
@@ -119,8 +116,9 @@ class Uvicorn:
         if not ready:
             self.stop()
             log_text = self._log_path.read_text(errors='replace').strip()
+            program = pathlib.Path(self.args[0]).name
             raise BenchError(
-                f'{self.name}: uvicorn did not start on port {self.port}.\n'
+                f'{self.name}: {program} did not start on port {self.port}.\n'
                 f'Command: {" ".join(self.args)}\nIts log:\n{log_text[-LOG_CHARS:]}'
             )
 
@@ -130,19 +128,50 @@ class Uvicorn:
             self.process = None
 
     def log_tail(self, lines: int = 30) -> str:
-        """The end of what uvicorn and the app logged, for an error message."""
+        """The end of what the server logged, for an error message."""
         try:
             text = self._log_path.read_text(errors='replace')
         except OSError:
             return ''
         return '\n'.join(text.strip().splitlines()[-lines:])
 
-    def __enter__(self) -> Uvicorn:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class Uvicorn(Server):
+    """``python -m uvicorn APP *FLAGS --port PORT *EXTRA`` on a free loopback port."""
+
+    def __init__(
+        self,
+        name: str,
+        app: str,
+        flags: Sequence[str],
+        env: dict[str, str],
+        log_path: pathlib.Path,
+        extra: Sequence[str] = (),
+        *,
+        cwd: pathlib.Path = ROOT,
+        startup_timeout: float = 60.0,
+    ) -> None:
+        port = free_port()
+        args = [
+            sys.executable, '-m', 'uvicorn', app,
+            *flags, '--port', str(port), *extra,
+        ]  # fmt: skip
+        super().__init__(
+            name,
+            args,
+            port,
+            env,
+            log_path,
+            cwd=cwd,
+            startup_timeout=startup_timeout,
+        )
 
 
 def child_json(args: Sequence[str], **kwargs: Any) -> Any:

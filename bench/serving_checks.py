@@ -20,8 +20,9 @@ from bench.serving_setup import CHECK_PHOTOS
 from bench.serving_setup import Target
 
 VALIDATORS = ('ETag', 'Last-Modified', 'Cache-Control')
-# Headers that may differ between a GET and the HEAD after it.
-HEAD_IGNORED = frozenset({'date', CACHE_HEADER.lower(), 'cache-status'})
+# Headers that may differ between a GET and the HEAD after it (each request
+# has an id of its own).
+HEAD_IGNORED = frozenset({'date', CACHE_HEADER.lower(), 'cache-status', 'x-request-id'})
 THUMBNAIL_SIZE = re.compile(r'/(\d+)x(\d+)\.jpeg$')
 
 

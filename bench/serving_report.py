@@ -1,4 +1,4 @@
-"""The serving benchmark's report: the table, the cache flood, notes and checks."""
+"""The serving benchmark's report: the tables, the cache flood, notes and checks."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from typing import Any
 
 from bench.common import table
 from bench.serving_checks import Check
+from bench.serving_edge import BARE_NAME
+from bench.serving_edge import NGINX_NAME
+from bench.serving_edge import EdgeRow
 from bench.serving_measure import FLOOD_REQUESTS
 from bench.serving_measure import JUNK_LENGTH
 from bench.serving_measure import Row
@@ -20,6 +23,7 @@ class Results:
     """Everything one run found, for the table and the JSON."""
 
     rows: list[Row] = dataclasses.field(default_factory=list)
+    edge: list[EdgeRow] = dataclasses.field(default_factory=list)
     flooding: dict[str, dict[str, dict[str, Any]]] = dataclasses.field(
         default_factory=dict
     )
@@ -47,6 +51,33 @@ def print_table(rows: Sequence[Row]) -> None:
          row.baseline.text(_digits(row.unit)), f'{row.ratio:.2f}')
         for row in rows
     ]  # fmt: skip
+    print(table(lines))
+
+
+def _ratio(ratio: float | None) -> str:
+    return '-' if ratio is None else f'{ratio:.2f}'
+
+
+def print_edge(rows: Sequence[EdgeRow]) -> None:
+    """One line per path and asgilook process: its rate, the ceilings', the
+    ratios, and whether the target is met."""
+    print(
+        '\nAt the edge: asgilook against the ceilings, the same bytes (req/s; '
+        'a/n = asgilook / nginx, a/b = asgilook / bare app, of the medians)'
+    )
+    header = ('path', 'process', 'asgilook', NGINX_NAME, 'a/n', BARE_NAME, 'a/b',
+              'target', 'met')  # fmt: skip
+    lines: list[tuple[str, ...]] = [header]
+    for row in rows:
+        nginx = row.baselines.get(NGINX_NAME)
+        verdict = {None: '-', True: 'yes', False: 'NO'}[row.met]
+        short_name = 'a/n' if row.ceiling == NGINX_NAME else 'a/b'
+        lines.append(
+            (row.label, row.process, row.ours.text(0),
+             '-' if nginx is None else nginx.text(0), _ratio(row.ratio(NGINX_NAME)),
+             row.baselines[BARE_NAME].text(0), _ratio(row.ratio(BARE_NAME)),
+             f'{short_name} >= {row.target:.1f}', verdict)
+        )  # fmt: skip
     print(table(lines))
 
 
@@ -102,23 +133,39 @@ def report(
         f'{settings["python"]}, falcon {versions["falcon"]}, uvicorn '
         f'{versions["uvicorn"]}, Pillow {versions["pillow"]}, {settings["cpus"]} CPUs'
     )
+    loads = [
+        ' '.join(f'{load:.2f}' for load in settings[key])
+        for key in ('load_before', 'load_after')
+    ]
+    print(f'Load average (1, 5, 15 min): {loads[0]} before, {loads[1]} after')
     print(f'uvicorn flags, every app: {settings["uvicorn_flags"]} --port <free port>')
     print('  asgilook: asgilook.asgi:app')
+    if settings['tutorial_source']:
+        print(
+            '  tutorial: tutorial:make --factory (bench/tutorial.py; Falcon '
+            f'{versions["falcon"]} examples/asgilook, unchanged, as '
+            'asgilook_tutorial)'
+        )
     print(
-        '  tutorial: tutorial:make --factory (bench/tutorial.py; Falcon '
-        f'{versions["falcon"]} examples/asgilook, unchanged, as asgilook_tutorial)'
+        '  bare:     bare:app (bench/bare.py, the bytes and headers asgilook '
+        'answered, from memory)'
     )
-    print('  ceiling:  bare:app (bench/bare.py, serving the bytes asgilook served)')
+    nginx = settings['nginx'] or 'not installed'
+    print(f'  nginx:    {nginx}, one worker, sendfile on (bench/serving_setup.py)')
     print(
         f'Latency: {args.repeat} requests each, one at a time, keep-alive. '
         f'Throughput: {args.runs} runs each of {settings["wrk"]}.\n'
         'The apps take turns within each repetition. a/b = asgilook / baseline, '
         'of the medians (ms: lower is better; req/s: higher is better).\n'
     )
-    print_table(results.rows)
+    if results.rows:
+        print_table(results.rows)
     for footnote in results.footnotes:
         print(f'* {footnote}')
-    print_flood(results.flooding)
+    if results.edge:
+        print_edge(results.edge)
+    if results.flooding:
+        print_flood(results.flooding)
     print('\nNotes')
     for note in results.notes:
         print(f'  {note}')

@@ -2,15 +2,17 @@
 
 Every app runs as a real process on loopback, stopped when the run ends: a
 ``Lab`` starts asgilook and Falcon's tutorial app, each with a fresh storage
-directory and a ``redis-server`` of its own, and the ceiling of
-``bench/bare.py``. Before that: the photos, ``wrk``, and the tutorial's
-source, downloaded once from PyPI.
+directory and a ``redis-server`` of its own, asgilook again on the storage and
+Redis of the first (a restart), the ceiling of ``bench/bare.py``, and Debian's
+nginx, unprivileged, serving files with ``sendfile``. Before that: the
+photos, ``wrk``, and the tutorial's source, downloaded once from PyPI.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import pathlib
 import shutil
@@ -24,10 +26,12 @@ import httpx
 import redis
 
 from asgilook.commands.processes import RedisServer
+from asgilook.commands.processes import free_port
 from bench.common import BENCH
 from bench.common import HTTP_TIMEOUT
 from bench.common import UVICORN_FLAGS as COMMON_FLAGS
 from bench.common import BenchError
+from bench.common import Server
 from bench.common import Uvicorn
 from bench.common import progress
 
@@ -39,16 +43,21 @@ CHECK_PHOTOS = ('sunset.jpg', 'dragonfly.jpg')
 #   worker's memory, so a second worker would not know the first one's images.
 UVICORN_FLAGS = ('--workers', '1', *COMMON_FLAGS)
 STARTUP_TIMEOUT = 30.0
+#: Debian's nginx, the ceiling for a file sent as it is stored.
+NGINX = pathlib.Path('/usr/sbin/nginx')
 
 
 @dataclasses.dataclass
 class Target:
-    """An app under test: its uvicorn, an HTTP client, and its Redis if any."""
+    """An app under test: its server, an HTTP client, and its Redis if any."""
 
     name: str
-    server: Uvicorn
+    server: Server
     client: httpx.Client
     redis: redis.Redis | None = None
+    #: asgilook's: where its storage is, and its Redis; what a restart reuses.
+    storage: str = ''
+    redis_url: str = ''
 
     def flush(self) -> None:
         assert self.redis is not None, f'{self.name} has no Redis'
@@ -84,22 +93,35 @@ class Lab:
     """Every process of one run, each stopped when ``stack`` closes.
 
     Each app gets a fresh storage directory under ``tmp`` and, but for the
-    ceiling, a ``redis-server`` of its own, so that no two share any state.
+    ceilings, a ``redis-server`` of its own, so that no two share any state;
+    only a restart (:meth:`restart`) shares another's.
     """
 
     def __init__(self, stack: contextlib.ExitStack, tmp: pathlib.Path) -> None:
         self._stack = stack
         self._tmp = tmp
-        self.servers: list[Uvicorn] = []
+        self.servers: list[Server] = []
 
     def asgilook(self, name: str) -> Target:
         """asgilook, ``asgilook.asgi:app``."""
         redis_server = self._stack.enter_context(RedisServer())
+        return self._asgilook(name, self._storage(name), redis_server.url)
+
+    def restart(self, target: Target, name: str) -> Target:
+        """Another asgilook on ``target``'s storage and Redis, started now.
+
+        What a restart is, with ``target`` still up: a process that has
+        uploaded nothing and has read nothing yet.
+        """
+        return self._asgilook(name, target.storage, target.redis_url)
+
+    def _asgilook(self, name: str, storage: str, redis_url: str) -> Target:
         env = _environment(
-            ASGI_LOOK_STORAGE_PATH=self._storage(name),
-            ASGI_LOOK_REDIS_URL=redis_server.url,
+            ASGI_LOOK_STORAGE_PATH=storage, ASGI_LOOK_REDIS_URL=redis_url
         )
-        return self._launch(name, 'asgilook.asgi:app', env, redis_url=redis_server.url)
+        target = self._launch(name, 'asgilook.asgi:app', env, redis_url=redis_url)
+        target.storage, target.redis_url = storage, redis_url
+        return target
 
     def tutorial(self, source: pathlib.Path) -> Target:
         """Falcon's tutorial app, importable from ``source``, via bench/tutorial.py."""
@@ -113,12 +135,32 @@ class Lab:
             'tutorial', 'tutorial:make', env, ['--factory'], redis_server.url
         )
 
-    def ceiling(self, body: bytes) -> Target:
-        """The bare ASGI app of bench/bare.py, serving ``body`` to every GET."""
-        body_path = self._tmp / 'ceiling-body.jpeg'
-        body_path.write_bytes(body)
-        env = _environment([BENCH], BENCH_BODY_PATH=str(body_path))
-        return self._launch('ceiling', 'bare:app', env)
+    def bare(self, answers: dict[str, tuple[list[tuple[str, str]], bytes]]) -> Target:
+        """The bare ASGI app of bench/bare.py, giving each path's headers and body."""
+        folder = pathlib.Path(tempfile.mkdtemp(prefix='bare-', dir=self._tmp))
+        manifest = {}
+        for number, (path, (headers, body)) in enumerate(answers.items()):
+            body_path = folder / f'{number}.body'
+            body_path.write_bytes(body)
+            manifest[path] = {'body': str(body_path), 'headers': headers}
+        (folder / 'manifest.json').write_text(json.dumps(manifest))
+        env = _environment([BENCH], BENCH_BARE_MANIFEST=str(folder / 'manifest.json'))
+        return self._launch('bare', 'bare:app', env)
+
+    def nginx(self, files: dict[str, bytes]) -> Target:
+        """Debian's nginx, serving each of ``files`` (bytes by path) as a file."""
+        # NOTE: Not under the run's folder, which only its owner may enter:
+        #   nginx started by root serves as nobody, who must read the files.
+        prefix = pathlib.Path(tempfile.mkdtemp(prefix='asgilook-bench-nginx-'))
+        self._stack.callback(shutil.rmtree, prefix, ignore_errors=True)
+        prefix.chmod(0o755)
+        root = prefix / 'root'
+        for path, data in files.items():
+            file = root / path.lstrip('/')
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_bytes(data)
+        server = Nginx('nginx', prefix, root)
+        return self._serve(server)
 
     def logs(self) -> str:
         """The end of every app's log, for an error message."""
@@ -148,16 +190,80 @@ class Lab:
             extra,
             startup_timeout=STARTUP_TIMEOUT,
         )
-        self.servers.append(server)
-        self._stack.enter_context(server)
-        client = httpx.Client(base_url=server.url, timeout=HTTP_TIMEOUT)
-        target = Target(name, server, self._stack.enter_context(client))
+        target = self._serve(server)
         if redis_url is not None:
             target.redis = redis.Redis.from_url(redis_url)
             self._stack.callback(target.redis.close)
-        assert server.process is not None
-        progress(f'  {name}: {server.url} (pid {server.process.pid})')
         return target
+
+    def _serve(self, server: Server) -> Target:
+        self.servers.append(server)
+        self._stack.enter_context(server)
+        client = httpx.Client(base_url=server.url, timeout=HTTP_TIMEOUT)
+        target = Target(server.name, server, self._stack.enter_context(client))
+        progress(f'  {server.name}: {server.url} (pid {server.pid})')
+        return target
+
+
+class Nginx(Server):
+    """Debian's nginx, unprivileged, serving the files under ``root``.
+
+    One worker, as every app here has one uvicorn worker; ``sendfile`` on,
+    no access log, keep-alive for as many requests as a client sends (as
+    uvicorn's), and ``open_file_cache``: nginx as it is set up to serve
+    static files, the ceiling for a file sent as it is stored. Everything
+    it writes (the pid, logs, temporary files) goes under ``prefix``.
+    """
+
+    def __init__(self, name: str, prefix: pathlib.Path, root: pathlib.Path) -> None:
+        port = free_port()
+        config = prefix / 'nginx.conf'
+        config.write_text(_nginx_config(prefix, root, port))
+        args = [
+            str(NGINX), '-p', str(prefix), '-c', str(config),
+            '-e', str(prefix / 'error.log'),
+        ]  # fmt: skip
+        super().__init__(
+            name,
+            args,
+            port,
+            _environment(),
+            # Its own log, where its output goes too.
+            prefix / 'error.log',
+            startup_timeout=STARTUP_TIMEOUT,
+        )
+
+
+def _nginx_config(prefix: pathlib.Path, root: pathlib.Path, port: int) -> str:
+    temporary = '\n'.join(
+        f'    {kind}_temp_path {prefix / kind};'
+        for kind in ('client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi')
+    )
+    return f"""daemon off;
+worker_processes 1;
+pid {prefix / 'nginx.pid'};
+error_log {prefix / 'error.log'} warn;
+events {{
+    worker_connections 1024;
+}}
+http {{
+{temporary}
+    types {{
+        image/jpeg jpeg jpg;
+    }}
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    open_file_cache max=64 inactive=60s;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+"""
 
 
 # Setup: photos, wrk, the tutorial's source

@@ -17,6 +17,8 @@ from tests.helpers import FIRST_IDS
 from tests.helpers import draw_image
 
 MODIFIED = datetime.datetime(2026, 11, 22, 12, 0, 0, tzinfo=datetime.UTC)
+#: Bodies of at most this many bytes are kept from their first answer.
+AT_ONCE = 1000
 
 
 class Index:
@@ -25,8 +27,10 @@ class Index:
     def __init__(self, **files):
         self.files = files
         self.unsure = False
+        self.asked = 0
 
     def __call__(self, image_id):
+        self.asked += 1
         if self.unsure:
             raise Unsure
         return self.files.get(image_id)
@@ -74,7 +78,7 @@ def replay(memory, **kwargs):
 
 def test_a_remembered_response_is_replayed_whole():
     memory = ResponseMemory(1000, Index(a='a.1.jpeg'))
-    memory.remember('/a', response())
+    memory.remember('/a', response(), AT_ONCE)
     status, headers, body = replay(memory)
     assert (status, body) == (200, b'picture')
     assert headers == {
@@ -88,9 +92,24 @@ def test_a_remembered_response_is_replayed_whole():
     }
 
 
+def test_headers_of_any_iterable_are_read_once_and_left_as_a_list():
+    memory = ResponseMemory(1000, Index(a='a.1.jpeg'))
+    memory.remember('/a', response(), AT_ONCE)
+    asked = scope(headers=[('if-none-match', '"1"')])
+    asked['headers'] = iter([iter(pair) for pair in asked['headers']])
+    sent = []
+
+    async def send(event):
+        sent.append(event)
+
+    assert asyncio.run(memory.replay(asked, send))
+    assert sent[0]['status'] == 304
+    assert asked['headers'] == [(b'if-none-match', b'"1"')]
+
+
 def test_head_gets_the_headers_and_no_body():
     memory = ResponseMemory(1000, Index(a='a.1.jpeg'))
-    memory.remember('/a', response())
+    memory.remember('/a', response(), AT_ONCE)
     status, headers, body = replay(memory, method='HEAD')
     assert (status, headers[b'content-length'], body) == (200, b'7', b'')
 
@@ -105,7 +124,7 @@ def test_head_gets_the_headers_and_no_body():
 )
 def test_a_conditional_request_gets_a_304_with_its_validators(headers):
     memory = ResponseMemory(1000, Index(a='a.1.jpeg'))
-    memory.remember('/a', response())
+    memory.remember('/a', response(), AT_ONCE)
     status, sent, body = replay(memory, headers=headers)
     assert (status, body) == (304, b'')
     assert set(sent) == {
@@ -119,7 +138,7 @@ def test_a_conditional_request_gets_a_304_with_its_validators(headers):
 
 def test_a_stale_validator_gets_the_picture():
     memory = ResponseMemory(1000, Index(a='a.1.jpeg'))
-    memory.remember('/a', response())
+    memory.remember('/a', response(), AT_ONCE)
     status, _, body = replay(memory, headers=[('if-none-match', '"0"')])
     assert (status, body) == (200, b'picture')
 
@@ -127,8 +146,8 @@ def test_a_stale_validator_gets_the_picture():
 def test_only_remembered_targets_and_versions_are_replayed():
     index = Index(a='a.1.jpeg')
     memory = ResponseMemory(1000, index)
-    memory.remember('/a', response())
-    memory.remember('/a?v=1', response())
+    memory.remember('/a', response(), AT_ONCE)
+    memory.remember('/a?v=1', response(), AT_ONCE)
     assert replay(memory, query=b'v=1')[0] == 200
     for kwargs in (
         {'path': '/b'},
@@ -153,20 +172,78 @@ def test_only_remembered_targets_and_versions_are_replayed():
     assert replay(memory) is None
 
 
+def test_the_index_is_asked_once_per_turn_of_the_event_loop():
+    index = Index(a='a.1.jpeg', b='b.1.jpeg')
+    memory = ResponseMemory(1000, index)
+    memory.remember('/a', response(), AT_ONCE)
+    memory.remember('/b', response(file='b.1.jpeg', image_id='b'), AT_ONCE)
+    sent = []
+
+    async def send(event):
+        sent.append(event)
+
+    async def turns():
+        # Tasks started together take their first steps in one turn: as the
+        # requests a server read together.
+        together = [memory.replay(scope(path), send) for path in ('/a', '/a', '/b')]
+        assert await asyncio.gather(*together) == [True] * 3
+        assert index.asked == 2
+        # A change seen in a later turn; the index is asked again.
+        index.files['a'] = 'a.2.jpeg'
+        assert not await memory.replay(scope(), send)
+        assert index.asked == 3
+        await asyncio.sleep(0)
+        index.files['a'] = 'a.1.jpeg'
+        assert await memory.replay(scope(path='/b'), send)
+        assert index.asked == 4
+
+    asyncio.run(turns())
+    # A new event loop asks again, whatever the last one left.
+    assert replay(memory, path='/b')[0] == 200
+    assert index.asked == 5
+
+
 def test_a_response_too_big_to_keep_is_only_known_as_given():
     memory = ResponseMemory(1000, Index(a='a.1.jpeg'))
-    memory.remember('/a', response(body=None))
+    memory.remember('/a', response(body=None), AT_ONCE)
     assert memory.given('/a', 'a.1.jpeg')
     assert not memory.given('/a', 'a.2.jpeg')
     assert replay(memory) is None
 
 
+def test_no_body_takes_more_than_an_eighth_of_the_capacity():
+    memory = ResponseMemory(8000, Index(a='a.1.jpeg', b='b.1.jpeg'))
+    for _ in range(2):
+        memory.remember('/a', response(b'x' * 1001), 2000)
+        memory.remember('/b', response(b'x' * 1000, 'b.1.jpeg', 'b'), 2000)
+    assert replay(memory) is None
+    assert memory.given('/a', 'a.1.jpeg')
+    assert replay(memory, path='/b')[2] == b'x' * 1000
+
+
+def test_a_body_over_at_once_is_kept_from_its_second_answer():
+    index = Index(a='a.1.jpeg')
+    memory = ResponseMemory(80_000, index)
+    memory.remember('/a', response(b'x' * (AT_ONCE + 1)), AT_ONCE)
+    assert replay(memory) is None
+    assert memory.given('/a', 'a.1.jpeg')
+    memory.remember('/a', response(b'x' * (AT_ONCE + 1)), AT_ONCE)
+    assert replay(memory)[2] == b'x' * (AT_ONCE + 1)
+
+    # A new version is a new first answer.
+    index.files['a'] = 'a.2.jpeg'
+    memory.remember('/a', response(b'y' * (AT_ONCE + 1), 'a.2.jpeg'), AT_ONCE)
+    assert replay(memory) is None
+    memory.remember('/a', response(b'y' * (AT_ONCE + 1), 'a.2.jpeg'), AT_ONCE)
+    assert replay(memory)[2] == b'y' * (AT_ONCE + 1)
+
+
 def test_it_lacks_a_target_it_does_not_keep_current_and_would_keep():
     files = Index(a='a.1.jpeg')
-    memory = ResponseMemory(100, files)
+    memory = ResponseMemory(800, files)
     assert memory.lacks('/a', 100)
     assert not memory.lacks('/a', 101)
-    memory.remember('/a', response(b'x' * 10))
+    memory.remember('/a', response(b'x' * 10), AT_ONCE)
     assert not memory.lacks('/a', 10)
     files.unsure = True
     assert replay(memory, path='/a') is None
@@ -178,23 +255,34 @@ def test_it_lacks_a_target_it_does_not_keep_current_and_would_keep():
 
 
 def test_memory_stays_within_its_capacity_least_recently_used_first():
-    memory = ResponseMemory(25, Index(a='1', b='2', c='3', d='4'))
-    memory.remember('/huge', response(b'x' * 26))
-    assert not memory.given('/huge', 'a.1.jpeg')
-    for name, file in (('a', '1'), ('b', '2')):
-        memory.remember(f'/{name}', response(b'x' * 10, file, name))
+    # Room for eight bodies of 25 bytes, the most one may have.
+    names = 'abcdefghij'
+    memory = ResponseMemory(200, Index(**{name: name for name in names}))
+
+    def remember(name, body=b'x' * 25):
+        memory.remember(f'/{name}', response(body, name, name), AT_ONCE)
+
+    for name in names[:8]:
+        remember(name)
     assert replay(memory, path='/a')[0] == 200  # /a is now the most recent.
-    memory.remember('/c', response(b'x' * 10, '3', 'c'))
-    assert [memory.given(f'/{name}', file) for name, file in 'a1 b2 c3'.split()] == [
+    remember('i')
+    assert [memory.given(f'/{name}', name) for name in 'abci'] == [
         True,
         False,
         True,
+        True,
     ]
     # Remembering a target again replaces it.
-    memory.remember('/c', response(b'y' * 10, '3', 'c'))
-    assert replay(memory, path='/c')[2] == b'y' * 10
-    memory.remember('/d', response(b'x' * 5, '4', 'd'))
-    assert all(memory.given(f'/{name}', file) for name, file in 'a1 c3 d4'.split())
+    remember('i', b'y' * 25)
+    assert replay(memory, path='/i')[2] == b'y' * 25
+    remember('j', b'x' * 5)
+    assert [memory.given(f'/{name}', name) for name in 'acdij'] == [
+        True,
+        False,
+        True,
+        True,
+        True,
+    ]
 
 
 # Through the app
@@ -305,6 +393,8 @@ def PIL_size(data):
 
 def test_a_big_original_is_streamed_in_chunks_and_known_as_given(config, monkeypatch):
     config.cache_max_entry = 1000
+    # Memory keeps no body over 1000 bytes either.
+    config.memory_cache = 8000
     monkeypatch.setattr(LocalBlobs, 'CHUNK', 4096)
     client = falcon.testing.TestClient(create_app(config))
     document = client.simulate_post('/images', body=draw_image((400, 300))).json
@@ -322,6 +412,36 @@ def test_a_big_original_is_streamed_in_chunks_and_known_as_given(config, monkeyp
         'Hit',
         'Hit',
     ]
+
+
+def test_a_big_original_is_answered_from_memory_from_its_third_get(config):
+    config.cache_max_entry = 1000
+    app = create_app(config)
+    counting = Counting()
+    app.add_middleware(counting)
+    client = falcon.testing.TestClient(app)
+    document = client.simulate_post('/images', body=draw_image((400, 300))).json
+    uri = document['image']
+
+    answers = [client.simulate_get(uri) for _ in range(2)]
+    assert counting.requests == 3
+    answers += [client.simulate_get(uri) for _ in range(3)]
+    head = client.simulate_head(uri)
+    ranged = client.simulate_get(uri, headers={'Range': 'bytes=10-19'})
+    assert counting.requests == 3
+    assert len(answers[0].content) > 1000
+    assert {resp.content for resp in answers} == {answers[0].content}
+    assert [resp.headers['X-ASGILook-Cache'] for resp in answers] == [
+        'Miss',
+        *['Hit'] * 4,
+    ]
+    assert head.headers['Content-Length'] == str(len(answers[0].content))
+    assert (ranged.status_code, ranged.content) == (206, answers[0].content[10:20])
+    # Another spelling goes the long way, in chunks, and is kept by nobody.
+    upper = uri.replace(FIRST_IDS[0], FIRST_IDS[0].upper())
+    assert client.simulate_get(upper).content == answers[0].content
+    assert client.simulate_get(upper).content == answers[0].content
+    assert counting.requests == 5
 
 
 def test_a_file_that_shrank_ends_its_stream(tmp_path, monkeypatch):

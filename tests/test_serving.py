@@ -1,6 +1,7 @@
 """The serving path as users meet it: uvicorn with two workers, a real Redis."""
 
 import io
+import os
 import signal
 import uuid
 
@@ -53,12 +54,21 @@ def photo():
     return output.getvalue()
 
 
+def noise(size=(1200, 900)):
+    """A JPEG of random pixels: over a megabyte, as a camera's original is."""
+    image = PIL.Image.frombytes('RGB', size, os.urandom(size[0] * size[1] * 3))
+    output = io.BytesIO()
+    image.save(output, 'JPEG', quality=95)
+    return output.getvalue()
+
+
 def compared(resp):
-    """The headers a HEAD must share with its GET: all but the date and cache's."""
+    """The headers a HEAD must share with its GET: all but the date, the
+    cache's, and the request's own id."""
     return {
         name: value
         for name, value in resp.headers.items()
-        if name not in ('date', 'x-asgilook-cache', 'cache-status')
+        if name not in ('date', 'x-asgilook-cache', 'cache-status', 'x-request-id')
     }
 
 
@@ -96,6 +106,26 @@ def test_the_first_get_is_a_miss_and_every_repeat_a_hit_in_any_worker(http):
         states = [resp.headers['x-asgilook-cache'] for resp in answers]
         assert states == ['Miss'] + ['Hit'] * (ROUNDS - 1), uri
         assert {resp.content for resp in answers} == {answers[0].content}
+
+
+def test_an_original_over_a_megabyte_is_answered_whole_and_in_parts_by_any_worker(
+    http,
+):
+    # NOTE: Bigger than Redis keeps: each worker's memory keeps it from its
+    #   second GET there, and sends it in one piece from then on.
+    document = http.post('/images', content=noise()).json()
+    uri = document['image']
+    answers = [http.get(uri) for _ in range(ROUNDS)]
+    whole = answers[0].content
+    assert len(whole) > 1024 * 1024
+    assert {resp.content for resp in answers} == {whole}
+    states = [resp.headers['x-asgilook-cache'] for resp in answers]
+    assert states == ['Miss'] + ['Hit'] * (ROUNDS - 1)
+    for _ in range(ROUNDS // 2):
+        part = http.get(uri, headers={'Range': 'bytes=1048570-1048579'})
+        assert (part.status_code, part.content) == (206, whole[1048570:1048580])
+        head = http.head(uri)
+        assert (head.headers['content-length'], head.content) == (str(len(whole)), b'')
 
 
 def test_junk_queries_and_spellings_do_not_grow_redis(http, redis_server):

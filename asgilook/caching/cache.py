@@ -69,10 +69,10 @@ class RedisCache:
       and says ``Miss``, a GET that finds the same entry says ``Hit``. A GET
       that finds another version's entry replaces it and says ``Miss``.
 
-    A response with ``resp.context.versioned`` and a body of at most
-    ``config.cache_max_entry`` bytes is also kept whole in this process's
-    :class:`~asgilook.caching.memory.ResponseMemory`, which answers repeats without
-    Falcon or Redis while its version is current. A listing that Redis has and
+    A response with ``resp.context.versioned`` is also given to this
+    process's :class:`~asgilook.caching.memory.ResponseMemory`, which keeps it
+    whole if it fits its rules, and answers repeats without Falcon or Redis
+    while its version is current. A listing that Redis has and
     that memory lacks is rendered again rather than answered from Redis, so
     that memory keeps it: once per process and change of the index (and
     again if memory let it go).
@@ -145,7 +145,9 @@ class RedisCache:
         key = cache_key(req, params) if cache_key is not None else None
         if key is None:
             return
-        target, key = key, f'{self.PREFIX}{key}'
+        # NOTE: Under a path prefix, answers are kept apart from those of
+        #   other prefixes: a listing's documents name the prefix.
+        target, key = key, f'{self.PREFIX}{req.root_path}{key}'
         resp.context.cache_key = key
         resp.context.cache_stamp = None
         try:
@@ -190,7 +192,7 @@ class RedisCache:
             self._memory is not None
             and req.method == 'GET'
             and _target(req) == target
-            and self._memory.lacks(target, len(entry.body))
+            and self._memory.lacks(req.root_path + target, len(entry.body))
         )
 
     async def process_response(
@@ -226,10 +228,10 @@ class RedisCache:
             return
         body = resp.data
         length = len(body) if body is not None else int(resp.content_length or 0)
-        if length > self._config.cache_max_entry:
-            body = None
+        # NOTE: The memory decides which bodies it keeps, and when: a body
+        #   bigger than Redis keeps, from its second answer.
         self._memory.remember(
-            versioned.key + versioned.variant,
+            req.root_path + versioned.key + versioned.variant,
             Remembered.of(
                 req.uri_template or '',
                 versioned.subject,
@@ -239,6 +241,7 @@ class RedisCache:
                 body,
                 length,
             ),
+            self._config.cache_max_entry,
         )
 
     async def _invalidate_for(
@@ -334,11 +337,13 @@ class RedisCache:
         if (
             self._memory is not None
             and _target(req) == versioned.key
-            and self._memory.given(versioned.key + versioned.variant, versioned.version)
+            and self._memory.given(
+                req.root_path + versioned.key + versioned.variant, versioned.version
+            )
         ):
             status.say(resp, status.HIT)
             return
-        key = f'{self.PREFIX}{versioned.key}{versioned.variant}'
+        key = f'{self.PREFIX}{req.root_path}{versioned.key}{versioned.variant}'
         # NOTE: The entry is the 200 response minus its body; a 304 or a HEAD
         #   only asks whether it is there.
         entry = msgpack.packb(

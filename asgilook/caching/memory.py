@@ -10,10 +10,19 @@ index's state. This is the fast path of the service: :class:`ResponseMemory`
 answers such requests at the ASGI level, before Falcon builds a request
 object, after asking the index, without waiting, which version is current
 (see :meth:`asgilook.storage.index.Index.peek`).
+
+What it keeps is bounded by its capacity, least recently used out first; no
+one body takes more than an eighth of it (:data:`SHARE`). A small body (a
+thumbnail, a listing, a small original: at most ``ASGI_LOOK_CACHE_MAX_ENTRY``
+bytes) is kept from its first answer; a bigger one (an original of a few
+megabytes) from its second, so that a single pass over many pictures (a
+crawler, a backup) does not push out what is asked for again and again. Until
+then, and for a body too big to keep, only that it was given is kept.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import datetime
@@ -41,6 +50,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Observe = Callable[[str, str, int, float, str], None]
 
 Headers = list[tuple[bytes, bytes]]
+
+#: The largest part of the capacity one body may take: one in eight.
+SHARE = 8
 
 #: ``edge(origin, headers)``: an answer's ``headers`` with those that every
 #: answer to a request from ``origin`` gets (None: the request has no
@@ -145,38 +157,78 @@ class ResponseMemory:
         edge: Edge = _no_edge,
     ) -> None:
         self._capacity = capacity
+        self._largest = largest(capacity)
         self._current = current
+        # The versions told in this turn of the event loop (see _version).
+        self._versions: dict[str | None, object] = {}
+        self._turn: asyncio.AbstractEventLoop | None = None
         self._observe = observe
         self._edge = edge
-        self._entries: collections.OrderedDict[str, Remembered] = (
-            collections.OrderedDict()
-        )
+        self._entries: collections.OrderedDict[str, _Kept] = collections.OrderedDict()
         self._size = 0
 
-    def remember(self, target: str, response: Remembered) -> None:
-        """Keep ``response`` as the answer to a GET or HEAD of ``target``."""
+    def remember(self, target: str, response: Remembered, at_once: int) -> None:
+        """Keep ``response`` as the answer to a GET or HEAD of ``target``.
+
+        Its body is kept if it fits: at once if it has at most ``at_once``
+        bytes, else if it was given before (see the module's docstring); if
+        not, only that it was given is kept.
+        """
+        body = response.body
+        if body is not None and (
+            len(body) > self._largest
+            or (len(body) > at_once and not self.given(target, response.version))
+        ):
+            response = dataclasses.replace(response, body=None)
         if response.cost > self._capacity:
             return
         self._forget(target)
-        self._entries[target] = response
+        self._entries[target] = _Kept(response, self._edge(None, response.headers))
         self._size += response.cost
         while self._size > self._capacity:
             self._forget(next(iter(self._entries)))
 
     def given(self, target: str, version: object) -> bool:
         """Whether this process answered ``target`` with that version before."""
-        response = self._entries.get(target)
-        return response is not None and response.version == version
+        kept = self._entries.get(target)
+        return kept is not None and kept.response.version == version
 
     def lacks(self, target: str, cost: int) -> bool:
         """Whether nothing is kept for ``target`` (or the replay found it stale),
-        and an answer of ``cost`` bytes would be kept."""
-        return target not in self._entries and cost <= self._capacity
+        and a body of ``cost`` bytes would fit."""
+        return target not in self._entries and cost <= self._largest
 
     def _forget(self, target: str) -> None:
-        response = self._entries.pop(target, None)
-        if response is not None:
-            self._size -= response.cost
+        kept = self._entries.pop(target, None)
+        if kept is not None:
+            self._size -= kept.response.cost
+
+    def _version(self, subject: str | None) -> object:
+        """The current version of ``subject``, told once per turn of the loop.
+
+        NOTE: Asking the index costs more than the rest of a replay (SQLite
+        locks and reads its shared memory, two system calls). One answer
+        serves every replay of a turn, and is as fresh for each as its own:
+        a request is read from its socket before its task is scheduled, so
+        every replay that runs before the callback scheduled here (the ready
+        queue is first in, first out) is of a request read before the index
+        was asked; any request read later is answered after it, and asks
+        again.
+        """
+        loop = asyncio.get_running_loop()
+        if self._turn is not loop:
+            self._turn = loop
+            self._versions.clear()
+            loop.call_soon(self._next_turn)
+        versions = self._versions
+        if subject in versions:
+            return versions[subject]
+        version = versions[subject] = self._current(subject)
+        return version
+
+    def _next_turn(self) -> None:
+        self._turn = None
+        self._versions.clear()
 
     async def replay(self, scope: dict[str, Any], send: Send) -> bool:
         """Answer an ASGI HTTP request from memory, if it can be; say whether it was.
@@ -193,6 +245,8 @@ class ResponseMemory:
         query: bytes = scope['query_string']
         path: str = scope['path']
         target = f'{path}?{query.decode("latin-1")}' if query else path
+        # NOTE: Kept by prefix too (see RedisCache): mount() left the root.
+        target = scope.get('root_path', '') + target
         headers = scope['headers']
         if not isinstance(headers, list):
             # NOTE: ASGI allows any iterables here (falcon.testing sends
@@ -200,48 +254,38 @@ class ResponseMemory:
             #   for Falcon.
             headers = scope['headers'] = [tuple(pair) for pair in headers]
         asked = _asked(headers)
-        if_none_match = asked.get(b'if-none-match')
-        if_modified_since = asked.get(b'if-modified-since')
         accept = asked.get(b'accept')
-        if path.startswith('/thumbnails/'):
+        if accept is None:
+            # Nothing to negotiate: a thumbnail is a JPEG, kept by its path.
+            pass
+        elif path.startswith('/thumbnails/'):
             # NOTE: A thumbnail's format is negotiated: each is kept apart.
             target += renditions.variant(renditions.negotiate(accept))
-        elif accept is not None and 'msgpack' in accept:
+        elif 'msgpack' in accept:
             # NOTE: Only JSON is remembered; Falcon negotiates the rest.
             return False
-        response = self._entries.get(target)
-        if response is None or response.body is None:
+        kept = self._entries.get(target)
+        if kept is None or kept.response.body is None:
             return False
+        response = kept.response
         try:
-            if self._current(response.subject) != response.version:
+            if self._version(response.subject) != response.version:
                 self._forget(target)
                 return False
         except Unsure:
             return False
         self._entries.move_to_end(target)
+        answer = _answer(response, method, asked)
+        if answer is None:
+            # NOTE: Unsatisfiable: the app answers the 416, with its body.
+            return False
+        code, headers, body = answer
         origin = asked.get(b'origin')
-        if (
-            if_none_match is not None or if_modified_since is not None
-        ) and conditional.not_modified(
-            if_none_match, if_modified_since, response.etag, response.last_modified
-        ):
-            headers = [
-                header
-                for header in response.headers
-                if header[0] in _NOT_MODIFIED_HEADERS
-            ]
-            code, body = 304, b''
+        if origin is None and headers is response.headers:
+            # The most common answer by far: its headers were made once.
+            headers = kept.sent
         else:
-            code, headers, body = 200, response.headers, response.body
-            if method == 'HEAD':
-                body = b''
-            elif b'range' in asked:
-                part = _part(response, asked)
-                if part is None:
-                    # NOTE: Unsatisfiable: the app answers the 416, with its body.
-                    return False
-                code, headers, body = part
-        headers = self._edge(origin, headers)
+            headers = self._edge(origin, headers)
         await send({'type': 'http.response.start', 'status': code, 'headers': headers})
         await send({'type': 'http.response.body', 'body': body})
         if self._observe is not None:
@@ -249,6 +293,24 @@ class ResponseMemory:
                 response.route, method, code, time.perf_counter() - started, status.HIT
             )
         return True
+
+
+def largest(capacity: int) -> int:
+    """The bytes of the largest response a memory of ``capacity`` keeps."""
+    return capacity // SHARE
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Kept:
+    """A response kept, and the headers of its whole answer to a request
+    without ``Origin``, the edge's included: made once, sent many times.
+
+    NOTE: The same list goes out with every such answer: a layer that adds
+    a header to it makes a new list, as the ASGI servers do.
+    """
+
+    response: Remembered
+    sent: Headers
 
 
 # The request headers the replay reads.
@@ -267,6 +329,31 @@ _ASKED = frozenset(
 def _asked(headers: Headers) -> dict[bytes, str]:
     """The request headers that the replay reads, by name."""
     return {name: value.decode('latin-1') for name, value in headers if name in _ASKED}
+
+
+def _answer(
+    response: Remembered, method: str, asked: dict[bytes, str]
+) -> tuple[int, Headers, bytes] | None:
+    """The status, headers (but the edge's) and body with which to replay
+    ``response``; None if the app is to answer (an unsatisfiable range)."""
+    if_none_match = asked.get(b'if-none-match')
+    if_modified_since = asked.get(b'if-modified-since')
+    if (
+        if_none_match is not None or if_modified_since is not None
+    ) and conditional.not_modified(
+        if_none_match, if_modified_since, response.etag, response.last_modified
+    ):
+        headers = [
+            header for header in response.headers if header[0] in _NOT_MODIFIED_HEADERS
+        ]
+        return 304, headers, b''
+    if method == 'HEAD':
+        return 200, response.headers, b''
+    if b'range' in asked:
+        return _part(response, asked)
+    body = response.body
+    assert body is not None
+    return 200, response.headers, body
 
 
 def _part(

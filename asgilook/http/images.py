@@ -12,6 +12,7 @@ import falcon
 import falcon.asgi
 
 from asgilook.caching import conditional
+from asgilook.caching import memory
 from asgilook.caching import ranges
 from asgilook.caching.cache import Versioned
 from asgilook.config import Config
@@ -19,6 +20,7 @@ from asgilook.http import formats
 from asgilook.http.events import CREATED
 from asgilook.http.events import DELETED
 from asgilook.http.events import Events
+from asgilook.http.mount import rooted
 from asgilook.http.purge import Purger
 from asgilook.http.purge import image_keys
 from asgilook.http.purge import listing_keys
@@ -72,8 +74,8 @@ class _ImageFiles:
     """Answers a GET or HEAD with one file of an image version.
 
     Shared by the original and the thumbnails: validators from the index, a
-    304 without touching the file, small files whole (so the cache can keep
-    them), big ones in chunks.
+    304 without touching the file, files that the response memory keeps
+    whole, bigger ones in chunks.
     """
 
     def __init__(self, config: Config, store: Store) -> None:
@@ -114,7 +116,7 @@ class _ImageFiles:
         ):
             conditional.not_modified_response(resp)
             return
-        whole_up_to = self._config.cache_max_entry
+        whole_up_to = self._whole_up_to(req, f'{uri}?v={version}' if version else uri)
         window = _window(req, image.etag(size, served), image.modified)
         content: Content | None = None
         if animation:
@@ -145,6 +147,21 @@ class _ImageFiles:
                         current, size, whole_up_to
                     )
         await _send(req, resp, content)
+
+    def _whole_up_to(self, req: falcon.asgi.Request, key: str) -> int:
+        """The most bytes of a file read whole rather than sent in chunks.
+
+        NOTE: A GET of a file's own URL (``key``, as the cache keys it) reads
+        as much as this process's memory keeps of one answer, so that the
+        memory can keep it and answer its repeats before Falcon (see
+        :mod:`asgilook.caching.memory`); any other spelling, as much as the
+        Redis cache keeps. The memory a request holds is so bounded either way.
+        """
+        whole_up_to = self._config.cache_max_entry
+        target = f'{req.path}?{req.query_string}' if req.query_string else req.path
+        if req.method == 'GET' and target == key:
+            return max(whole_up_to, memory.largest(self._config.memory_cache))
+        return whole_up_to
 
     @staticmethod
     def _describe(
@@ -221,9 +238,7 @@ async def _send(
         if req.method == 'HEAD':
             await body.close()
         else:
-            # NOTE: Falcon sends each chunk as it is; a decrypted one is a
-            #   bytearray, which the servers write as they write bytes.
-            resp.stream = body  # type: ignore[assignment]
+            resp.stream = body
     else:
         resp.data = body
 
@@ -322,7 +337,10 @@ class Images:
             images = images[: page.limit]
             next_page = self._url(page, images[-1].image_id, full=True)
             resp.set_header('Link', f'<{next_page}>; rel="next"')
-        body = formats.send(req, resp, [image.serialize() for image in images])
+        root = req.root_path
+        body = formats.send(
+            req, resp, [rooted(image.serialize(), root) for image in images]
+        )
         resp.set_header('ETag', conditional.etag_of(body))
         resp.cache_control = list(REVALIDATED)
         set_keys(resp, listing_keys(image.image_id for image in images))
@@ -365,8 +383,10 @@ class Images:
         document = image.serialize()
         resp.location = image.uri
         # NOTE: The delete token is shown here once and never again: the
-        #   store keeps only its hash.
-        formats.send(req, resp, {**document, 'delete_token': delete_token})
+        #   store keeps only its hash. The events get the document below the
+        #   root, for each page to get it under its own.
+        answer = rooted(document, req.root_path)
+        formats.send(req, resp, {**answer, 'delete_token': delete_token})
         resp.status = falcon.HTTP_201
         if image.replaced:
             self._purger.forget(purged_keys(image_id))

@@ -112,22 +112,23 @@ class Metrics:
             registry=registry,
         )
         # NOTE: Label children are looked up once: this runs on every request.
-        self._children: dict[tuple[str, str, int], Any] = {}
+        self._children: dict[tuple[str, str, int, str], Any] = {}
 
     def observe(
         self, route: str, method: str, status: int, seconds: float, cache: str
     ) -> None:
         """Count one answered request."""
-        key = (route, method, status)
+        key = (route, method, status, cache)
         children = self._children.get(key)
         if children is None:
             children = self._children[key] = (
                 self.requests.labels(route, method, str(status)),
                 self.latency.labels(route),
+                self.cache.labels(cache),
             )
         children[0].inc()
         children[1].observe(seconds)
-        self.cache.labels(cache).inc()
+        children[2].inc()
 
     def render(self, thumbnails: int, seconds: float) -> None:
         """Count a thumbnail series rendered."""
