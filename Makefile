@@ -40,7 +40,7 @@ test: $(VENV)/.test
 # (no Redis, uvicorn, PostgreSQL, SeaweedFS or Chromium), without coverage.
 # `make test` runs them all, as CI does.
 test-quick: $(VENV)/.test
-	$(BIN)/python -m pytest -q --no-cov -m 'not e2e and not postgres and not s3' $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --no-cov -m 'not e2e and not postgres and not s3 and not slow' $(PYTEST_ARGS)
 
 # ruff, strict mypy, and the layers and cycles of import-linter's contracts
 # (pyproject.toml, [tool.importlinter]).

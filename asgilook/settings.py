@@ -133,6 +133,18 @@ def method(raw: str) -> str:
     return name
 
 
+#: The formats of the log (``ASGI_LOOK_LOG_FORMAT``), the default first.
+LOG_FORMATS = ('plain', 'json')
+
+
+def log_format(raw: str) -> str:
+    """``plain`` or ``json``, in any case; empty is ``plain``."""
+    name = raw.strip().lower() or LOG_FORMATS[0]
+    if name not in LOG_FORMATS:
+        raise ValueError(' or '.join(LOG_FORMATS))
+    return name
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Setting:
     """One environment variable: what it sets, how it is read, what it means."""
@@ -335,5 +347,13 @@ SETTINGS: tuple[Setting, ...] = (
         positive_float,
         'events_keepalive',
         'DEFAULT_EVENTS_KEEPALIVE',
+    ),
+    Setting(
+        'ASGI_LOOK_LOG_FORMAT',
+        'plain or json',
+        "The format of `asgilook serve`'s log: `plain` lines, or `json`, one "
+        'JSON object per request and per event (see docs/deployment.rst).',
+        log_format,
+        shown='plain',
     ),
 )

@@ -32,11 +32,11 @@ def http_date(moment):
 
 
 def visible(headers):
-    """The headers a client compares: all but the cache's own."""
+    """The headers a client compares: all but the cache's own and the request's id."""
     return {
         name.lower(): value
         for name, value in headers.items()
-        if name.lower() != 'x-asgilook-cache'
+        if name.lower() not in ('x-asgilook-cache', 'x-request-id')
     }
 
 

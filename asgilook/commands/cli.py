@@ -19,6 +19,7 @@ import argparse
 import importlib.metadata
 import os
 import pathlib
+import re
 import urllib.parse
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -38,6 +39,9 @@ from asgilook.commands.defaults import default_storage
 #: returns the exit status.
 _Command = Callable[[argparse.Namespace, Mapping[str, str]], int]
 _RAW = argparse.RawDescriptionHelpFormatter
+#: What ``--root-path`` takes: a URL path of plain segments (none of them
+#: . or ..), nothing to quote; empty or / for none.
+_ROOT_PATH = re.compile(r'(/(?!\.\.?(/|$))[\w.~-]+)*/?', re.ASCII)
 
 _DESCRIPTION = 'asgilook, a self-hosted image-sharing service.'
 _EPILOG = """\
@@ -56,6 +60,11 @@ are stored and which Redis is in use is said at start-up. Ctrl-C or SIGTERM
 stops uvicorn, then that Redis. A second `asgilook serve` with a private Redis
 on the same storage directory refuses to start: two caches of one directory
 would each go on serving what the other deleted.
+
+The log goes to stderr: a line per request (with its time, latency and
+request id) instead of uvicorn's access log, and uvicorn's and the service's
+messages, as plain lines, or with ASGI_LOOK_LOG_FORMAT=json as one JSON object
+a line (what serve itself says, too).
 """
 _SERVE_EPILOG = """\
 examples:
@@ -63,14 +72,18 @@ examples:
       http://127.0.0.1:8000, the images in ~/.local/share/asgilook
   asgilook serve --host 0.0.0.0 --port 8080 --workers 4
   asgilook serve --storage /srv/asgilook --redis-url redis://cache:6379/0
+  asgilook serve --root-path /gallery
+      behind a proxy that serves it at /gallery/, stripping the prefix or not
   asgilook serve -- --log-level debug --proxy-headers
       options after -- are uvicorn's
+  ASGI_LOOK_LOG_FORMAT=json asgilook serve --workers 4
+      the log as JSON lines, for a log shipper
 
 exit status:
   0  stopped by Ctrl-C or SIGTERM
-  1  could not start: the storage directory cannot be used, another
-     `asgilook serve` with a private Redis serves it, or the private
-     Redis did not start
+  1  could not start: ASGI_LOOK_LOG_FORMAT is neither plain nor json, the
+     storage directory cannot be used, another `asgilook serve` with a
+     private Redis serves it, or the private Redis did not start
   2  usage error
   other statuses are uvicorn's own (it cannot listen on the port, say)
 """
@@ -239,6 +252,14 @@ def _add_serve(
         help='the Redis to cache in: $ASGI_LOOK_REDIS_URL, else a private one',
     )
     parser.add_argument(
+        '--root-path',
+        type=_root_path,
+        default='',
+        metavar='PREFIX',
+        help='the path prefix a proxy serves it under (/gallery), which every '
+        "URL it hands out then starts with (uvicorn's --root-path)",
+    )
+    parser.add_argument(
         'uvicorn_args',
         nargs='*',
         metavar='-- UVICORN_OPTION',
@@ -355,6 +376,15 @@ def _seconds(text: str) -> int:
     return int(text)
 
 
+def _root_path(text: str) -> str:
+    if not _ROOT_PATH.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not a path prefix, such as /gallery or /photos/2024: '
+            'letters, digits, "-", "_", "." and "~" after each /'
+        )
+    return text.rstrip('/')
+
+
 def _existing(text: str) -> pathlib.Path:
     path = pathlib.Path(text)
     if not path.exists():
@@ -386,6 +416,7 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         storage=args.storage,
         redis_url=args.redis_url,
         workers=args.workers,
+        root_path=args.root_path,
         uvicorn_args=args.uvicorn_args,
         environ=environ,
     )

@@ -19,6 +19,12 @@ than a proxy in front keeps its idle connections to it (nginx's upstream
 an idle connection first, and never sends a request on one that uvicorn is
 closing (which nginx answers ``502``, for an upload too).
 
+The log, uvicorn's and the app's, goes to stderr in the format of
+``ASGI_LOOK_LOG_FORMAT`` (see :mod:`asgilook.logs`): uvicorn is given a
+logging configuration for it, made for the run, and its own access log is
+off, as the app's (:mod:`asgilook.http.access`) says more. In the JSON
+format, what this command says itself is a JSON object a line too.
+
 Every process that serves one storage directory must share one Redis: a
 private Redis is claimed for the directory (an exclusive lock on
 ``devserver.lock`` in it, naming the Redis), and a second server on the same
@@ -30,6 +36,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import json
+import logging
 import os
 import pathlib
 import re
@@ -44,6 +52,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import TextIO
 
+from asgilook import logs
 from asgilook.commands.defaults import DEFAULT_HOST
 from asgilook.commands.defaults import DEFAULT_PORT
 from asgilook.commands.defaults import default_storage
@@ -52,12 +61,14 @@ from asgilook.commands.processes import RedisDidNotStart
 from asgilook.commands.processes import RedisServer
 from asgilook.commands.processes import die_with_parent
 from asgilook.commands.processes import redacted
+from asgilook.settings import log_format
 
 # NOTE: This module imports nothing of the app, so that
 #   ``python -m asgilook.commands.serve`` starts fast and stays small.
 
 # Where uvicorn's workers keep their counts for /metrics (asgilook.http.metrics).
 METRICS_DIRECTORY = 'PROMETHEUS_MULTIPROC_DIR'
+LOG_FORMAT = 'ASGI_LOOK_LOG_FORMAT'
 CLAIM = 'devserver.lock'
 #: Seconds uvicorn keeps an idle connection open (its own default is 5):
 #: above the 60 s that a proxy keeps its idle connections to it. An
@@ -150,12 +161,54 @@ def private_redis(env: dict[str, str]) -> Iterator[RedisServer | None]:
     with _claim(storage) as name, RedisServer(maxmemory=maxmemory) as server:
         name(server.url)
         env['ASGI_LOOK_REDIS_URL'] = server.url
-        print(
-            f'asgilook: started a private Redis at {server.url} '
+        _say(
+            env,
+            f'started a private Redis at {server.url} '
             f'(maxmemory {maxmemory}) for the images in {storage}',
-            flush=True,
         )
         yield server
+
+
+def _read_log_format(env: dict[str, str]) -> bool:
+    """Read ``env``'s log format into it; if it is none, say so and return False."""
+    try:
+        env[LOG_FORMAT] = log_format(env.get(LOG_FORMAT, ''))
+    except ValueError as ex:
+        _say({}, f'{LOG_FORMAT} must be {ex}, not {env[LOG_FORMAT]!r}', error=True)
+        return False
+    return True
+
+
+def _say(env: Mapping[str, str], text: str, *, error: bool = False) -> None:
+    """Tell the user ``text``: ``asgilook: text``, or a JSON object for a JSON log."""
+    stream = sys.stderr if error else sys.stdout
+    if env.get(LOG_FORMAT) == 'json':
+        record = logging.makeLogRecord(
+            {
+                'name': __name__,
+                'levelno': logging.ERROR if error else logging.INFO,
+                'levelname': 'ERROR' if error else 'INFO',
+                'msg': text,
+            }
+        )
+        print(logs.JSONFormatter().format(record), file=stream, flush=True)
+    else:
+        print(f'asgilook: {text}', file=stream, flush=True)
+
+
+@contextlib.contextmanager
+def _log_config(env: Mapping[str, str]) -> Iterator[list[str]]:
+    """uvicorn's options for the log of ``env``'s format, in a file made for the run.
+
+    NOTE: uvicorn's access log is off: the app's own (asgilook.http.access)
+    says more, in the same format as the rest.
+    """
+    with tempfile.NamedTemporaryFile(
+        'w', prefix='asgilook-logging-', suffix='.json'
+    ) as file:
+        json.dump(logs.config(env[LOG_FORMAT]), file)
+        file.flush()
+        yield ['--no-access-log', '--log-config', file.name]
 
 
 @contextlib.contextmanager
@@ -181,6 +234,7 @@ def serve(
     storage: pathlib.Path,
     redis_url: str | None = None,
     workers: int | None = None,
+    root_path: str = '',
     uvicorn_args: Sequence[str] = (),
     environ: Mapping[str, str] = os.environ,
 ) -> int:
@@ -193,20 +247,28 @@ def serve(
             uvicorn in ``ASGI_LOOK_STORAGE_PATH``.
         redis_url: The Redis to cache in; None or empty for a private one.
         workers: uvicorn's worker processes; None for uvicorn's default.
+        root_path: The path prefix a proxy serves the app under
+            (``/gallery``), as uvicorn's ``--root-path``; '' for none. Every
+            URL the app hands out starts with it; the proxy may strip it or
+            pass it on (see :mod:`asgilook.http.mount`).
         uvicorn_args: More options for uvicorn, after this function's own
-            (``--timeout-keep-alive`` :data:`KEEP_ALIVE`), which they override.
+            (``--timeout-keep-alive`` :data:`KEEP_ALIVE`, ``--no-access-log``
+            and a ``--log-config``), which they override.
         environ: The environment to run uvicorn in (read, never written):
             its ``ASGI_LOOK_STORAGE_PATH`` and ``ASGI_LOOK_REDIS_URL`` are
-            replaced by ``storage`` and the Redis in use.
+            replaced by ``storage`` and the Redis in use. Its
+            ``ASGI_LOOK_LOG_FORMAT`` is the format of every log line.
 
     Returns:
         The exit status: 0 once stopped by SIGINT or SIGTERM; 1 if it could
-        not start (the storage directory cannot be used, or another server's
-        private Redis caches it, or the private Redis did not start); else
-        uvicorn's own.
+        not start (no such log format, the storage directory cannot be used,
+        another server's private Redis caches it, or the private Redis did
+        not start); else uvicorn's own.
     """
     die_with_parent()
     env = dict(environ)
+    if not _read_log_format(env):
+        return 1
     env['ASGI_LOOK_STORAGE_PATH'] = str(storage)
     env.pop('ASGI_LOOK_REDIS_URL', None)
     if redis_url:
@@ -215,6 +277,8 @@ def serve(
     options += ['--timeout-keep-alive', str(KEEP_ALIVE)]
     if workers is not None:
         options += ['--workers', str(workers)]
+    if root_path:
+        options += ['--root-path', root_path]
     try:
         storage.mkdir(parents=True, exist_ok=True)
         # NOTE: Tried now, so that a directory that cannot be written is
@@ -222,23 +286,24 @@ def serve(
         with tempfile.TemporaryFile(dir=storage):
             pass
     except OSError as ex:
-        print(
-            f'asgilook: cannot keep the images in {storage}: {ex.strerror or ex}',
-            file=sys.stderr,
-            flush=True,
-        )
+        why = ex.strerror or ex
+        _say(env, f'cannot keep the images in {storage}: {why}', error=True)
         return 1
     try:
-        with private_redis(env) as server, _metrics_directory(env):
+        with (
+            private_redis(env) as server,
+            _metrics_directory(env),
+            _log_config(env) as logging_options,
+        ):
             if server is None:
-                print(
-                    f'asgilook: serving the images in {storage}, cached in the '
+                _say(
+                    env,
+                    f'serving the images in {storage}, cached in the '
                     f'Redis at {redacted(env["ASGI_LOOK_REDIS_URL"])}',
-                    flush=True,
                 )
-            return _serve([*options, *uvicorn_args], env)
+            return _serve([*options, *logging_options, *uvicorn_args], env)
     except (StorageInUse, RedisDidNotStart) as ex:
-        print(f'asgilook: {ex}', file=sys.stderr, flush=True)
+        _say(env, str(ex), error=True)
         return 1
 
 

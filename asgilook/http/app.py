@@ -25,6 +25,10 @@ from asgilook.errors import UnsupportedImage
 from asgilook.http import advice
 from asgilook.http import formats
 from asgilook.http import uploads
+from asgilook.http.access import ANSWER
+from asgilook.http.access import AccessLog
+from asgilook.http.compression import Compression
+from asgilook.http.compression import Unknown
 from asgilook.http.edge import ERROR_CACHE_CONTROL
 from asgilook.http.edge import Edge
 from asgilook.http.edge import Router
@@ -38,6 +42,8 @@ from asgilook.http.limits import MAX_HEADERS
 from asgilook.http.limits import MAX_QUERY
 from asgilook.http.limits import MAX_TARGET
 from asgilook.http.metrics import Metrics
+from asgilook.http.mount import mount
+from asgilook.http.mount import prefixing
 from asgilook.http.openapi import OpenAPI
 from asgilook.http.purge import Purger
 from asgilook.storage.store import Store
@@ -89,15 +95,26 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
     service. Any other request gets a :class:`~asgilook.http.uploads.Body` as its
     ``receive``, which keeps the client to a deadline if its body is read.
     Everything else is Falcon's. Every answer, the memory's too, gets the
-    :class:`~asgilook.http.edge.Edge`'s headers after its own.
+    :class:`~asgilook.http.edge.Edge`'s headers after its own, and is then
+    compressed if it should be (see :mod:`asgilook.http.compression`). Around
+    all of it, the :class:`~asgilook.http.access.AccessLog` gives the request
+    its id, sends it back, and logs the answer.
     """
 
     def __init__(
-        self, memory: ResponseMemory, config: Config, edge: Edge, **kwargs: Any
+        self,
+        memory: ResponseMemory,
+        config: Config,
+        edge: Edge,
+        compression: Compression,
+        access: AccessLog,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self._access = access
         self._memory = memory
         self._edge = edge
+        self._compression = compression
         self._upload_timeout = config.upload_timeout
         self._upload_min_rate = config.upload_min_rate
 
@@ -105,6 +122,11 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
         self, scope: dict[str, Any], receive: Any, send: Any
     ) -> None:
         if scope['type'] == 'http':
+            # NOTE: Called again by the access log, which so sees every
+            #   answer, the refusals and replays below included.
+            if ANSWER not in scope:
+                await self._access(scope, receive, send, self)
+                return
             query = len(scope['query_string'])
             path = len(scope.get('raw_path') or scope['path'])
             if query > MAX_QUERY or query + path > MAX_TARGET:
@@ -112,8 +134,13 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
                 send = adding(send, self._edge, origin)
                 await _refuse(send, _uri_too_long(path, query))
                 return
-            if await self._memory.replay(scope, send):
+            # NOTE: Under a path prefix, every layer below sees the app's own
+            #   paths, and the URLs sent get the prefix (see asgilook.http.mount).
+            if scope.get('root_path') and mount(scope, self._router):
+                send = prefixing(send, scope['root_path'])
+            if await self._replay(scope, send):
                 return
+            send = self._compression.wrap(scope, send)
             headers = _listed(scope)
             send = adding(send, self._edge, self._edge.origin(headers))
             size = sum(len(name) + len(value) for name, value in headers)
@@ -125,16 +152,29 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
             )
         await super().__call__(scope, receive, send)
 
+    async def _replay(self, scope: dict[str, Any], send: Any) -> bool:
+        """Answer from memory, compressed as Falcon's answers are, if it can.
+
+        NOTE: A HEAD whose compressed length is not known here (its GET's
+        answer was not compressed in that coding, or was forgotten) is
+        Falcon's to answer, with the body it would send: so that a HEAD says
+        all that its GET does.
+        """
+        try:
+            return await self._memory.replay(
+                scope, self._compression.wrap(scope, send, replaying=True)
+            )
+        except Unknown:
+            return False
+
 
 def _listed(scope: dict[str, Any]) -> list[tuple[bytes, bytes]]:
-    """The request's headers, as a list of pairs that stays in ``scope``.
+    """The request's headers, as a list of pairs.
 
     NOTE: ASGI allows any iterables (falcon.testing sends iterators of
-    iterators): they are read once (see ResponseMemory.replay).
+    iterators): the access log, which reads them first, leaves a list.
     """
-    headers = scope['headers']
-    if not isinstance(headers, list):
-        headers = scope['headers'] = [tuple(pair) for pair in headers]
+    headers: list[tuple[bytes, bytes]] = scope['headers']
     return headers
 
 
@@ -205,8 +245,9 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     metrics = Metrics(store)
     store.on_render = metrics.render
     edge = Edge(config.cors_origins)
+    access = AccessLog()
     memory = ResponseMemory(
-        config.memory_cache, store.current, metrics.observe, edge.add
+        config.memory_cache, store.current, access.observing(metrics.observe), edge.add
     )
     cache = RedisCache(config, memory)
     events = Events(config, cache.redis, cache.guard)
@@ -216,10 +257,15 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
 
     # NOTE: Falcon runs process_response (and process_shutdown) in reverse
     #   order: the cache first, then the conditional requests, which so see
-    #   cached answers too, and the metrics last, which so count the answer
-    #   as sent; the events stop reading before the cache closes the Redis
+    #   cached answers too, and the metrics after them, which so count the
+    #   answer as sent; the events stop reading before the cache closes the Redis
     #   client. The edge refuses unknown methods after the cache has said Miss.
+    #   The compression, last of all, keeps the body of a HEAD's final answer,
+    #   for its compressed length. The access log notes the route that answered.
+    compression = Compression()
     middleware: list[Any] = [
+        access,
+        compression,
         metrics,
         store,
         ConditionalRequests(),
@@ -228,7 +274,15 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
         events,
         purger,
     ]
-    app = App(memory, config, edge, middleware=middleware, router=Router())
+    app = App(
+        memory,
+        config,
+        edge,
+        compression,
+        access,
+        middleware=middleware,
+        router=Router(),
+    )
     app.resp_options.media_handlers.update(formats.handlers())
     app.set_error_serializer(_serialize_error)
     app.add_route('/', Gallery())

@@ -63,6 +63,7 @@ EXPOSED = (
     'Retry-After',
     'WWW-Authenticate',
     'X-ASGILook-Cache',
+    'X-Request-ID',
 )
 #: The request headers that a page of another site may send after a preflight.
 ALLOWED_HEADERS = (
@@ -74,6 +75,7 @@ ALLOWED_HEADERS = (
     'If-Range',
     'Last-Event-ID',
     'Range',
+    'X-Request-ID',
 )
 #: The ``Cache-Control`` of every error: an error costs little to give again,
 #: and one kept by a cache (a ``404``, for a shared cache's default 120 s)
