@@ -182,8 +182,9 @@ def test_a_replacement_between_look_up_and_read_is_sent_whole(
     config, monkeypatch, whole_up_to
 ):
     # NOTE: With a limit of one byte, the part read first is an open stream,
-    #   closed unsent.
+    #   closed unsent. (The memory keeps bodies of up to an eighth of it.)
     config.cache_max_entry = whole_up_to
+    config.memory_cache = 8 * whole_up_to
     client = falcon.testing.TestClient(create_app(config))
     # NOTE: Never fetched before: no memory of it answers first.
     document = client.simulate_post('/images', body=draw_image((640, 360))).json

@@ -571,6 +571,23 @@ def test_other_methods_are_not_wrapped():
     assert wrapper.wrap({'method': 'GET', 'headers': []}, send) is not send
 
 
+@pytest.mark.parametrize(
+    ('path', 'wrapped'),
+    [
+        ('/thumbnails/x/80x60.jpeg', False),
+        ('/images/x.jpeg', False),
+        ('/images', True),
+        ('/static/gallery.js', True),
+    ],
+)
+def test_the_answers_of_pictures_pass_by_untouched(path, wrapped):
+    async def send(message):
+        pass
+
+    scope = {'method': 'GET', 'path': path, 'headers': []}
+    assert (Compression().wrap(scope, send) is not send) == wrapped
+
+
 def test_the_memo_keeps_the_most_recently_used_bytes():
     memo = Memo(10)
     memo.put(('a',), b'aaaa')

@@ -59,6 +59,8 @@ BROTLI_QUALITY = 5
 GZIP_LEVEL = 6
 #: Bytes of compressed bodies kept for their next answers, per process.
 MEMO_SIZE = 4 * 1024 * 1024
+#: The paths of pictures (originals, animations, thumbnails), never compressed.
+PICTURES = ('/images/', '/thumbnails/')
 #: Where Falcon's answer to a HEAD leaves the body it did not send (or None).
 HEAD_BODY = 'asgilook.head_body'
 
@@ -201,6 +203,10 @@ class Compression:
         """
         method = scope['method']
         if method != 'GET' and method != 'HEAD':
+            return send
+        # NOTE: A picture's route answers pictures or errors, neither of them
+        #   compressed: its answers (the hot path) pass by untouched.
+        if scope.get('path', '').startswith(PICTURES):
             return send
         return _Answer(self, scope, send, replaying)
 
