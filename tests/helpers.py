@@ -5,6 +5,7 @@ Imported by the test modules (``from tests.helpers import draw_image``) and by
 """
 
 import io
+import pathlib
 import random
 
 import fakeredis
@@ -44,3 +45,14 @@ def decode(data):
     assert image.format == 'JPEG'
     image.load()
     return image
+
+
+def stored_objects(directory):
+    """The objects of a local storage directory, by key: their stored bytes."""
+    root = pathlib.Path(directory)
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for folder in ('images', 'thumbnails')
+        for path in sorted((root / folder).rglob('*'))
+        if path.is_file()
+    }

@@ -32,6 +32,7 @@ from asgilook.storage.blobs.local import LocalBlobs
 from asgilook.storage.crypto import is_sealed
 from asgilook.storage.store import Store
 from tests.helpers import draw_image
+from tests.helpers import stored_objects
 from tests.test_placeholders import gif
 
 KEY_A = base64.b64encode(bytes(range(32))).decode()
@@ -97,17 +98,6 @@ async def served(environ, ids=IDS):
     return found
 
 
-def files(root):
-    """The objects of a local directory, by key: their stored bytes."""
-    root = pathlib.Path(root)
-    return {
-        path.relative_to(root).as_posix(): path.read_bytes()
-        for folder in ('images', 'thumbnails')
-        for path in sorted((root / folder).rglob('*'))
-        if path.is_file()
-    }
-
-
 @pytest.fixture
 def source(tmp_path):
     """A storage directory with pictures uploaded; its environment."""
@@ -169,7 +159,7 @@ def test_local_to_local_serves_every_picture_byte_for_byte(capsys, tmp_path, sou
     assert err == ''
     moved = {**source, 'ASGI_LOOK_STORAGE_URL': str(target)}
     assert asyncio.run(served(moved)) == asyncio.run(served(source))
-    assert len(files(target)) == OBJECTS
+    assert len(stored_objects(target)) == OBJECTS
     # The index stays where it is: it names objects by key.
     assert not (target / 'index.sqlite3').exists()
 
@@ -195,7 +185,7 @@ def test_the_json_document(capsys, tmp_path, source, storage):
     )
 
     assert status == 0
-    copied = sum(len(data) for data in files(storage).values())
+    copied = sum(len(data) for data in stored_objects(storage).values())
     assert document == {
         'command': 'migrate',
         'from': {'originals': str(storage), 'renditions': str(storage)},
@@ -219,11 +209,11 @@ def test_encryption_at_the_destination(capsys, tmp_path, source):
     status, document, err = run_json(capsys, keyed, 'migrate', '--to', target)
 
     assert document['objects']['copied'] == OBJECTS
-    stored = files(target)
+    stored = stored_objects(target)
     assert len(stored) == OBJECTS
     assert not any(data.startswith(SOI) for data in stored.values())
     assert all(is_sealed(data) for data in stored.values())
-    plain = files(source['ASGI_LOOK_STORAGE_PATH'])
+    plain = stored_objects(source['ASGI_LOOK_STORAGE_PATH'])
     assert not any(plain[key][:64] in stored[key] for key in plain)
     moved = {**keyed, 'ASGI_LOOK_STORAGE_URL': str(target)}
     assert asyncio.run(served(moved)) == asyncio.run(served(source))
@@ -244,10 +234,13 @@ def test_renditions_to_splits_them(capsys, tmp_path, source):
     assert status == 0, out
     assert f'renditions from {source["ASGI_LOOK_STORAGE_PATH"]} to {renditions}:' in out
     assert f'and ASGI_LOOK_RENDITIONS_URL={renditions}' in out
-    assert all(key.endswith('.jpeg') for key in files(originals))
-    assert len(files(originals)) == 3
-    assert {key.split('/')[0] for key in files(renditions)} == {'images', 'thumbnails'}
-    assert len(files(renditions)) == OBJECTS - 3
+    assert all(key.endswith('.jpeg') for key in stored_objects(originals))
+    assert len(stored_objects(originals)) == 3
+    assert {key.split('/')[0] for key in stored_objects(renditions)} == {
+        'images',
+        'thumbnails',
+    }
+    assert len(stored_objects(renditions)) == OBJECTS - 3
     moved = {
         **source,
         'ASGI_LOOK_STORAGE_URL': str(originals),
@@ -275,7 +268,7 @@ def test_renditions_kept_apart_are_copied_from_there(capsys, tmp_path):
     assert status == 0, out
     assert f'renditions from {tmp_path / "renditions"} to {target}:' in out
     assert '(ASGI_LOOK_RENDITIONS_URL unset)' in out
-    assert len(files(target)) == OBJECTS
+    assert len(stored_objects(target)) == OBJECTS
     moved = settings(tmp_path / 'source', ASGI_LOOK_STORAGE_URL=str(target))
     assert asyncio.run(served(moved)) == asyncio.run(served(apart))
 
@@ -371,7 +364,7 @@ def test_a_damaged_copy_is_copied_again(
     environ = {**source, 'ASGI_LOOK_ENCRYPTION_KEY': key} if key else source
     target = tmp_path / 'target'
     run(capsys, environ, 'migrate', '--to', target)
-    flipped, truncated = sorted(files(target))[:2]
+    flipped, truncated = sorted(stored_objects(target))[:2]
     data = bytearray((target / flipped).read_bytes())
     data[-20] ^= 1
     (target / flipped).write_bytes(data)
@@ -405,7 +398,9 @@ def test_a_copy_that_does_not_read_back_fails(capsys, tmp_path, source, monkeypa
 
 
 def test_an_object_deleted_meanwhile_is_gone(capsys, tmp_path, source, storage):
-    victim = next(key for key in files(storage) if key.startswith('thumbnails/'))
+    victim = next(
+        key for key in stored_objects(storage) if key.startswith('thumbnails/')
+    )
     with pytest.MonkeyPatch.context() as monkeypatch:
         deleted_when_listed(monkeypatch, victim)
         status, out, err = run(capsys, source, 'migrate', '--to', tmp_path / 'target')
@@ -413,13 +408,13 @@ def test_an_object_deleted_meanwhile_is_gone(capsys, tmp_path, source, storage):
     assert status == 0, out
     assert re.search(rf'^ *{OBJECTS - 1} +copied', out, re.M)
     assert re.search(r'^ *1 +gone +0 bytes$', out, re.M)
-    assert victim not in files(tmp_path / 'target')
+    assert victim not in stored_objects(tmp_path / 'target')
 
 
 def test_a_damaged_source_object_fails(capsys, caplog, tmp_path):
     keyed = settings(tmp_path / 'source', ASGI_LOOK_ENCRYPTION_KEY=KEY_A)
     asyncio.run(upload(keyed))
-    damaged = sorted(files(tmp_path / 'source'))[0]
+    damaged = sorted(stored_objects(tmp_path / 'source'))[0]
     path = tmp_path / 'source' / damaged
     path.write_bytes(path.read_bytes()[:-1] + b'!')
 
@@ -576,13 +571,13 @@ def test_s3_back_to_the_storage_directory(capsys, tmp_path, seaweed_server, buck
     storage = tmp_path / 'storage'
     on_s3 = settings(storage, ASGI_LOOK_STORAGE_URL=bucket, **seaweed_server.environ)
     asyncio.run(upload(on_s3))
-    assert files(storage) == {}
+    assert stored_objects(storage) == {}
 
     status, out, err = run(capsys, on_s3, 'migrate', '--to', storage)
 
     assert status == 0, out + err
     assert out.startswith(f'From {bucket} to {storage}:')
-    assert len(files(storage)) == OBJECTS
+    assert len(stored_objects(storage)) == OBJECTS
     assert asyncio.run(served(settings(storage))) == asyncio.run(served(on_s3))
 
 
@@ -608,7 +603,7 @@ def test_a_bucket_that_cannot_be_used(capsys, tmp_path, source, seaweed_server, 
 
 
 def sealed_files(root):
-    return {key: is_sealed(data) for key, data in files(root).items()}
+    return {key: is_sealed(data) for key, data in stored_objects(root).items()}
 
 
 def test_rekey_seals_plain_objects(capsys, source, storage):
@@ -660,13 +655,13 @@ def test_rekey_after_a_key_rotation(capsys, tmp_path):
 def test_rekey_reencrypts(capsys, tmp_path):
     keyed = settings(tmp_path / 'storage', ASGI_LOOK_ENCRYPTION_KEY=KEY_A)
     asyncio.run(upload(keyed))
-    before, stored = asyncio.run(served(keyed)), files(tmp_path / 'storage')
+    before, stored = asyncio.run(served(keyed)), stored_objects(tmp_path / 'storage')
 
     status, document, err = run_json(capsys, keyed, 'rekey', '--reencrypt')
 
     assert document['objects']['reencrypted'] == OBJECTS
     assert document['reencrypt'] is True
-    after = files(tmp_path / 'storage')
+    after = stored_objects(tmp_path / 'storage')
     # NOTE: A new salt and data key: the headers differ from byte 21 on.
     assert all(after[key][21:37] != stored[key][21:37] for key in stored)
     assert asyncio.run(served(keyed)) == before
@@ -692,7 +687,7 @@ def test_rekey_walks_the_renditions_kept_apart(capsys, tmp_path):
 def test_rekey_counts_a_damaged_object_as_failed(capsys, tmp_path):
     keyed = settings(tmp_path / 'storage', ASGI_LOOK_ENCRYPTION_KEY=KEY_A)
     asyncio.run(upload(keyed))
-    damaged = sorted(files(tmp_path / 'storage'))[-1]
+    damaged = sorted(stored_objects(tmp_path / 'storage'))[-1]
     path = tmp_path / 'storage' / damaged
     data = bytearray(path.read_bytes())
     data[50] ^= 1
@@ -712,7 +707,7 @@ def test_rekey_counts_a_damaged_object_as_failed(capsys, tmp_path):
 def test_rekey_counts_an_object_deleted_meanwhile_as_missing(
     capsys, source, storage, monkeypatch
 ):
-    victim = sorted(files(storage))[-1]
+    victim = sorted(stored_objects(storage))[-1]
     deleted_when_listed(monkeypatch, victim)
     keyed = {**source, 'ASGI_LOOK_ENCRYPTION_KEY': KEY_A}
 

@@ -19,7 +19,6 @@ import collections
 import concurrent.futures
 import io
 import json
-import pathlib
 import re
 import secrets
 import threading
@@ -41,6 +40,7 @@ from tests.cluster import pictures_in
 from tests.cluster import run_command
 from tests.helpers import decode
 from tests.helpers import draw_image
+from tests.helpers import stored_objects
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.s3]
 
@@ -789,17 +789,6 @@ def test_a_key_rotation_with_rekey_while_the_machines_serve(under_a):
 # 8. asgilook migrate, from a machine's own directory to the bucket.
 
 
-def stored_files(directory):
-    """The objects of a storage directory, by key: their bytes."""
-    root = pathlib.Path(directory)
-    return {
-        path.relative_to(root).as_posix(): path.read_bytes()
-        for folder in ('images', 'thumbnails')
-        for path in sorted((root / folder).rglob('*'))
-        if path.is_file()
-    }
-
-
 @pytest.fixture
 def on_postgres(tmp_path, redis_databases, postgres_server):
     """A deployment with a PostgreSQL index, no storage URL: each machine
@@ -846,7 +835,7 @@ def test_migrate_from_a_local_directory_while_it_serves(on_postgres, store):
         for data in (draw_image((640, 360)), animated_gif(), photo_with_exif())
     ]
     served = noted(local, documents)
-    first_objects = stored_files(local.directory)
+    first_objects = stored_objects(local.directory)
     assert by_key(documents, served) == first_objects
     bucket = Bucket(store)
     environ = {**local.env, **store.environ}
@@ -863,7 +852,7 @@ def test_migrate_from_a_local_directory_while_it_serves(on_postgres, store):
     after = upload(local.url, draw_image((300, 500)))
     documents += [during, after]
     served.update(noted(local, [after]))
-    stored = stored_files(local.directory)
+    stored = stored_objects(local.directory)
     assert by_key(documents, served) == stored
     assert len(first_objects) <= copied <= len(stored) - len(keys_of([after]))
     again = run_command(*migrate, env=environ)
