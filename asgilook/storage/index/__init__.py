@@ -18,6 +18,10 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import os
+import pathlib
+import sqlite3
+import urllib.parse
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -54,6 +58,24 @@ class Behind(Exception):
     """The index cannot tell at once, without waiting: ask it the long way."""
 
 
+class NewerSchema(RuntimeError):
+    """The index was set up by a newer asgilook than this one."""
+
+
+def newer_schema(where: str, version: int, known: int) -> NewerSchema:
+    return NewerSchema(
+        f'The index in {where} has schema version {version}; this '
+        f'asgilook knows version {known} only: upgrade it.'
+    )
+
+
+class WrongIndex(RuntimeError):
+    """The settings name one index, and the storage directory holds another.
+
+    ``str(ex)`` names both, and how to go on.
+    """
+
+
 def not_found(image_id: str) -> ImageNotFound:
     return ImageNotFound(f'There is no image with the id {image_id}.')
 
@@ -68,6 +90,10 @@ def forbidden() -> DeleteForbidden:
 class Index(abc.ABC):
     """One view of the shared index: what a process uses to read and change it.
 
+    ``KIND`` names the backend (``sqlite`` or ``postgresql``), and
+    ``location`` says where it is (a path, or a database URL without its
+    password), for start-up and ``/healthz`` to say which index is in use.
+
     Every change is atomic and durable when its method returns: an image is
     listed with its new version, or not at all. The upload order is the order
     in which changes commit; an image stored again (replaced) becomes the
@@ -78,6 +104,9 @@ class Index(abc.ABC):
     :class:`asgilook.errors.StorageUnavailable`; they recover by themselves
     once it is back.
     """
+
+    KIND: str
+    location: str
 
     # The fast path: answers in the event loop, without waiting.
 
@@ -130,6 +159,14 @@ class Index(abc.ABC):
     @abc.abstractmethod
     async def files(self) -> set[str]:
         """The original file names of every image's current version."""
+
+    @abc.abstractmethod
+    async def deployment(self) -> str:
+        """The random id (hex) that the index was given when it was made.
+
+        Every process that uses this index gets the same one; a copy of it
+        made by any other means than copying its files gets another.
+        """
 
     async def check(self, image_id: str, allowed: Callable[[Entry], bool]) -> Entry:
         """The image's entry, if it exists and ``allowed(entry)``.
@@ -198,3 +235,60 @@ def open_index(config: Config) -> Index:
     from asgilook.storage.index.sqlite import SQLiteIndex
 
     return SQLiteIndex(config.storage_path)
+
+
+def redacted_database(url: str) -> str:
+    """A database URL as ``user@host:port/database``: never its password."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = f':{parts.port}' if parts.port else ''
+    except ValueError:
+        port = ''
+    user = f'{parts.username}@' if parts.username else ''
+    return f'{user}{parts.hostname or ""}{port}{parts.path or "/"}'
+
+
+def left_behind(
+    storage: os.PathLike[str] | str, database_url: str | None, ignore: bool = False
+) -> str | None:
+    """Why a service on ``database_url`` must not start on ``storage``; None if
+    it may.
+
+    It must not when the storage directory holds a SQLite index with
+    pictures in it: they would not be listed, and nothing would say why.
+    The SQLite file is only read.
+    """
+    if not database_url or ignore:
+        return None
+    from asgilook.storage.index.sqlite import SQLiteIndex
+
+    path = pathlib.Path(os.fspath(storage)) / SQLiteIndex.FILE
+    pictures = _pictures_in(path)
+    if not pictures:
+        return None
+    return (
+        f'{path} holds the SQLite index of {pictures} pictures, but '
+        f'ASGI_LOOK_DATABASE_URL names the PostgreSQL database '
+        f'{redacted_database(database_url)}, which would be used instead and '
+        'would not list them. Move them into that database with '
+        '`asgilook migrate --to-database URL` (it renames the SQLite file '
+        f'{SQLiteIndex.FILE}.migrated once done), or set '
+        'ASGI_LOOK_IGNORE_SQLITE_INDEX=1 to start without them.'
+    )
+
+
+def _pictures_in(path: pathlib.Path) -> int:
+    """How many pictures the SQLite index at ``path`` lists; 0 if none is there."""
+    if not path.is_file():
+        return 0
+    try:
+        connection = sqlite3.connect(f'{path.resolve().as_uri()}?mode=ro', uri=True)
+        try:
+            (pictures,) = connection.execute('SELECT images FROM counters').fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        # NOTE: Not an index of ours (or not a database at all): it lists
+        #   nothing that the service would lose.
+        return 0
+    return int(pictures)

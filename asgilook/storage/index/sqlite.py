@@ -28,6 +28,7 @@ import pathlib
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Sequence
@@ -42,11 +43,13 @@ from asgilook.storage.index import Behind
 from asgilook.storage.index import Entry
 from asgilook.storage.index import Index
 from asgilook.storage.index import forbidden
+from asgilook.storage.index import newer_schema
 from asgilook.storage.index import not_found
+from asgilook.storage.index.wal import WalHeader
 
 T = TypeVar('T')
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: The statements that make a database of each schema version from the one
 #: before. Each runs in the transaction that moves ``user_version`` on.
@@ -78,6 +81,14 @@ CREATE TABLE IF NOT EXISTS adopted (source TEXT PRIMARY KEY);
     2: """
 ALTER TABLE images ADD COLUMN placeholder TEXT NOT NULL DEFAULT '';
 ALTER TABLE images ADD COLUMN animated INTEGER NOT NULL DEFAULT 0;
+""",
+    # NOTE: {deployment} is a new random id, in hex, whoever makes the table.
+    3: """
+CREATE TABLE IF NOT EXISTS deployment (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    id TEXT NOT NULL
+);
+INSERT OR IGNORE INTO deployment VALUES (1, '{deployment}');
 """,
 }
 
@@ -115,6 +126,7 @@ def _error(ex: sqlite3.Error) -> StorageFull | StorageUnavailable:
 class SQLiteIndex(Index):
     """The index in ``index.sqlite3`` in the storage directory ``root``."""
 
+    KIND = 'sqlite'
     FILE = 'index.sqlite3'
     #: How long a writer waits for another one, in seconds.
     BUSY_TIMEOUT = 30.0
@@ -129,6 +141,7 @@ class SQLiteIndex(Index):
 
     def __init__(self, root: os.PathLike[str] | str) -> None:
         self.path = pathlib.Path(os.fspath(root)) / self.FILE
+        self.location = str(self.path)
         self._lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
         self._ready = False
@@ -151,6 +164,9 @@ class SQLiteIndex(Index):
         # What the fast path has read since the database last changed: its
         # ``data_version``, the clock, and entries (None for no such image).
         self._seen_version: int | None = None
+        # The WAL index's header when data_version was last asked.
+        self._wal = WalHeader(str(self.path))
+        self._seen_header: bytes | None = None
         self._known: collections.OrderedDict[str, Entry | None] = (
             collections.OrderedDict()
         )
@@ -178,10 +194,15 @@ class SQLiteIndex(Index):
             if mode != 'wal':
                 connection.execute('PRAGMA journal_mode = WAL')
             (version,) = connection.execute('PRAGMA user_version').fetchone()
+            if version > SCHEMA_VERSION:
+                raise newer_schema(str(self.path), version, SCHEMA_VERSION)
             if version < SCHEMA_VERSION:
                 with self._transaction(connection):
                     for step in range(version + 1, SCHEMA_VERSION + 1):
-                        for statement in _MIGRATIONS[step].split(';'):
+                        script = _MIGRATIONS[step].replace(
+                            '{deployment}', uuid.uuid4().hex
+                        )
+                        for statement in script.split(';'):
                             connection.execute(statement)
                     connection.execute(f'PRAGMA user_version = {SCHEMA_VERSION}')
         self._ready = True
@@ -261,6 +282,7 @@ class SQLiteIndex(Index):
             idle, self._idle = self._idle, []
         with self._fast_lock:
             fast, self._fast = self._fast, None
+            self._wal.close()
         for connection in [*idle, *([fast] if fast else [])]:
             connection.close()
         with self._write_lock:
@@ -284,10 +306,19 @@ class SQLiteIndex(Index):
                 self._fast = self._connect(0)
                 # The versions of another connection tell nothing.
                 self._seen_version = None
+            # NOTE: Read before data_version: a commit in between changes it
+            #   for the next ask. Unchanged, it is the same version, asked of
+            #   memory (see asgilook.storage.index.wal).
+            header = None if self._seen_version is None else self._wal.read()
+            if header is not None and header == self._seen_header:
+                if key in self._known:
+                    self._known.move_to_end(key)
+                    return self._known[key]
             # NOTE: data_version changes whenever another connection, of
             #   this process or any other, has committed: until it does,
             #   what was read stays true, and costs no query.
             (version,) = self._fast.execute('PRAGMA data_version').fetchone()
+            self._seen_header = header
             if version != self._seen_version:
                 self._known.clear()
                 self._seen_version = version
@@ -383,6 +414,14 @@ class SQLiteIndex(Index):
     @staticmethod
     def _files(connection: sqlite3.Connection) -> set[str]:
         return {file for (file,) in connection.execute('SELECT file FROM images')}
+
+    async def deployment(self) -> str:
+        return await self._run(self._deployment)
+
+    @staticmethod
+    def _deployment(connection: sqlite3.Connection) -> str:
+        (deployment,) = connection.execute('SELECT id FROM deployment').fetchone()
+        return str(deployment)
 
     # Changing
 

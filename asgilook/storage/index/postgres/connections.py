@@ -27,6 +27,7 @@ import asyncpg
 from asgilook.errors import StorageUnavailable
 from asgilook.storage.index import Entry
 from asgilook.storage.index import Index
+from asgilook.storage.index import redacted_database
 from asgilook.storage.index.postgres.queries import _PUT_FUNCTION
 from asgilook.storage.index.postgres.schema import create_schema
 
@@ -152,6 +153,7 @@ class _PooledIndex(Index):
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.location = redacted_database(url)
         self._binding: _Binding | None = None
         self._schema_ready = False
 

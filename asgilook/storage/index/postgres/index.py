@@ -41,6 +41,8 @@ class PostgresIndex(_ListeningIndex, _BatchingIndex):
     ``RETRY_FIRST`` and ``RETRY_MAX`` (the listener); ``BATCH`` (the writer).
     """
 
+    KIND = 'postgresql'
+
     # Reading
 
     async def get(self, image_id: str) -> Entry | None:
@@ -81,6 +83,11 @@ class PostgresIndex(_ListeningIndex, _BatchingIndex):
         async with self._connection() as connection:
             rows = await connection.fetch('SELECT file FROM images')
         return {row['file'] for row in rows}
+
+    async def deployment(self) -> str:
+        async with self._connection() as connection:
+            deployment: str = await connection.fetchval('SELECT id FROM deployment')
+        return deployment
 
     # Changing
 

@@ -8,9 +8,15 @@ worker to use a database creates the tables, or brings older ones up to
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-SCHEMA_VERSION = 2
+from asgilook.storage.index import NewerSchema
+from asgilook.storage.index import newer_schema
+
+__all__ = ['SCHEMA_LOCK', 'SCHEMA_VERSION', 'NewerSchema', 'create_schema']
+
+SCHEMA_VERSION = 3
 #: The key of the advisory lock taken while the schema is created: "asgilook".
 SCHEMA_LOCK = int.from_bytes(b'asgilook', 'big')
 
@@ -47,10 +53,14 @@ _SCHEMA_2 = """
 ALTER TABLE images ADD COLUMN IF NOT EXISTS placeholder text NOT NULL DEFAULT '';
 ALTER TABLE images ADD COLUMN IF NOT EXISTS animated boolean NOT NULL DEFAULT false;
 """
-
-
-class NewerSchema(RuntimeError):
-    """The database was set up by a newer asgilook than this one."""
+#: What version 3 added: the deployment's id, made once (see Index.deployment).
+_SCHEMA_3 = """
+CREATE TABLE IF NOT EXISTS deployment (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    id text NOT NULL
+);
+"""
+_DEPLOYMENT = 'INSERT INTO deployment VALUES (true, $1) ON CONFLICT DO NOTHING'
 
 
 async def create_schema(connection: Any) -> None:
@@ -66,14 +76,13 @@ async def create_schema(connection: Any) -> None:
         if await connection.fetchval("SELECT to_regclass('asgilook_schema')"):
             version = await connection.fetchval('SELECT version FROM asgilook_schema')
         if version > SCHEMA_VERSION:
-            raise NewerSchema(
-                f'The index in the database has schema version {version}; this '
-                f'asgilook knows version {SCHEMA_VERSION} only: upgrade it.'
-            )
+            raise newer_schema('the database', version, SCHEMA_VERSION)
         if version < SCHEMA_VERSION:
             # NOTE: Every step is harmless on a database that has it already.
             await connection.execute(_SCHEMA)
             await connection.execute(_SCHEMA_2)
+            await connection.execute(_SCHEMA_3)
+            await connection.execute(_DEPLOYMENT, uuid.uuid4().hex)
             await connection.execute(
                 'INSERT INTO asgilook_schema VALUES (true, $1) '
                 'ON CONFLICT (one) DO UPDATE SET version = excluded.version',
