@@ -38,6 +38,9 @@ class Config:
     DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024
     DEFAULT_MAX_PIXELS = 50_000_000
     DEFAULT_REDIS_TIMEOUT = 0.5
+    # NOTE: No prefix: entries keep the tutorial's key names; deployments that
+    #   share a Redis are kept apart by their scope (see asgilook.caching.keys).
+    DEFAULT_REDIS_PREFIX = ''
     DEFAULT_CACHE_MAX_ENTRY = 1024 * 1024
     DEFAULT_MEMORY_CACHE = 64 * 1024 * 1024
     DEFAULT_EVENTS_KEEPALIVE = 15.0
@@ -54,6 +57,7 @@ class Config:
     #   storage directory (see asgilook.storage.index).
     DEFAULT_ADMIN_TOKEN: str | None = None
     DEFAULT_DATABASE_URL: str | None = None
+    DEFAULT_IGNORE_SQLITE_INDEX = False
     # NOTE: No storage URL: pictures are kept in the storage directory, in the
     #   tutorial's layout; renditions are kept with the originals. Encryption
     #   at rest is off until a key is given.
@@ -64,6 +68,9 @@ class Config:
     # NOTE: No purge by default: shared caches forget a picture when its
     #   lifetime ends (see asgilook.http.purge).
     DEFAULT_PURGE_URL: str | None = None
+    # NOTE: No public URL: a picture's page names its absolute URLs after the
+    #   request's scheme and Host (see asgilook.http.pages).
+    DEFAULT_PUBLIC_URL: str | None = None
     DEFAULT_PURGE_METHOD = 'PURGE'
     #: The standard variables of S3 clients, which an s3:// storage URL uses.
     AWS_VARIABLES = (
@@ -78,7 +85,11 @@ class Config:
     storage_path: pathlib.Path
     redis_host: str
     redis_timeout: float
+    #: Put in front of every Redis key.
+    redis_prefix: str
     database_url: str | None
+    #: Start on a database even beside a SQLite index that lists pictures.
+    ignore_sqlite_index: bool
     admin_token: str | None
     image_workers: int
     max_upload_bytes: int
@@ -97,6 +108,8 @@ class Config:
     #: Where a purge of a deleted or replaced picture's keys goes, if anywhere.
     purge_url: str | None
     purge_method: str
+    #: The scheme and host of the service's absolute URLs, if fixed.
+    public_url: str | None
     #: The AWS_* variables of the environment the config was read from.
     aws: dict[str, str]
 

@@ -157,7 +157,8 @@ def test_serve_uses_the_redis_it_is_given(serve, tmp_path, redis_server):
     storage = tmp_path / 'data' / 'asgilook'
     said = process.stdout.readline()
     assert said == (
-        f'asgilook: serving the images in {storage}, cached in the Redis at '
+        f'asgilook: serving the images in {storage}, indexed in the SQLite '
+        f'file {storage / "index.sqlite3"}, cached in the Redis at '
         f'{redis_server.url}\n'
     )
     document = upload(url)
@@ -347,7 +348,9 @@ def test_import_into_the_storage_of_a_running_server_tells_its_cache(
     imported = manifest_ids(storage / 'imported.jsonl')
     assert {image['id'] for image in listing.json()} == imported | {before['id']}
     # Open galleries are sent the pictures, as for an upload.
-    events = redis.Redis(port=redis_port).xrange('asgilook-events')
+    # The service's and the importer's: one deployment, one stream.
+    (stream,) = redis.Redis(port=redis_port).keys('asgilook-events:*')
+    events = redis.Redis(port=redis_port).xrange(stream)
     created = [json.loads(fields[b'data'])['id'] for _, fields in events]
     assert set(created) == imported | {before['id']}
     assert again.returncode == 1

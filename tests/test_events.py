@@ -196,8 +196,9 @@ def test_a_client_that_falls_behind_is_cut_off_not_buffered(shared, monkeypatch)
             first = await anext(stream)
             # The page reads nothing more while six changes happen.
             redis = fakeredis.FakeAsyncRedis(server=server)
+            name = await events._stream()
             for _ in range(6):
-                await redis.xadd(Events.STREAM, {'kind': 'image-created', 'data': '{}'})
+                await redis.xadd(name, {'kind': 'image-created', 'data': '{}'})
             deadline = time.monotonic() + LIMIT
             while len(events._subscribers) and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)

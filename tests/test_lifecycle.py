@@ -1,6 +1,7 @@
 """Pagination, deletion, and several apps (workers) sharing one store and cache."""
 
 import errno
+import logging
 import os
 import re
 import sqlite3
@@ -94,7 +95,7 @@ def test_delete_token_is_shown_once(client):
     assert 'delete_token' not in listing[0]
     assert set(listing[0]) == {
         'id', 'image', 'modified', 'size', 'thumbnails', 'version', 'srcset',
-        'placeholder', 'animation',
+        'placeholder', 'animation', 'page',
     }  # fmt: skip
 
 
@@ -126,15 +127,36 @@ def test_delete_with_its_token_removes_everything(client, config):
     assert [path.basename.split('.')[0] for path in remaining] == [kept['id']]
 
 
-def test_admin_token_deletes_any_image(config):
+def test_admin_token_deletes_any_image(config, caplog):
     config.admin_token = 'the-admin-token'
     client = falcon.testing.TestClient(create_app(config))
     document = upload(client)
+    owned = upload(client)
+    caplog.set_level(logging.INFO, logger='asgilook.storage.store')
     resp = client.simulate_delete(
         document['image'], headers={'Authorization': 'Bearer the-admin-token'}
     )
     assert resp.status_code == 204
     assert client.simulate_get(document['image']).status_code == 404
+    resp = client.simulate_delete(
+        owned['image'],
+        headers={'Authorization': f'Bearer {owned["delete_token"]}'},
+    )
+    assert resp.status_code == 204
+    # The log tells the admin's deletion from the uploader's own.
+    deleted = [
+        (record.image_id, record.deleted_by, record.getMessage())
+        for record in caplog.records
+        if hasattr(record, 'deleted_by')
+    ]
+    assert deleted == [
+        (
+            document['id'],
+            'admin',
+            f'Image {document["id"]} deleted with the admin token',
+        ),
+        (owned['id'], 'owner', f'Image {owned["id"]} deleted with its delete token'),
+    ]
 
 
 @pytest.mark.parametrize(

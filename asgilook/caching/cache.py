@@ -11,6 +11,8 @@ import asyncio
 import dataclasses
 import logging
 import secrets
+from collections.abc import Awaitable
+from collections.abc import Callable
 from typing import Any
 from typing import cast
 
@@ -21,6 +23,9 @@ from asgilook.caching import status
 from asgilook.caching.guard import FAILURES
 from asgilook.caching.guard import RedisGuard
 from asgilook.caching.guard import Unavailable
+from asgilook.caching.keys import ENTRY
+from asgilook.caching.keys import GENERATION
+from asgilook.caching.keys import Keys
 from asgilook.caching.memory import Remembered
 from asgilook.caching.memory import ResponseMemory
 from asgilook.config import Config
@@ -59,15 +64,23 @@ class RedisCache:
       (the listing): the whole response, ``[content_type, body, status,
       headers, stamp]``, under ``PREFIX`` + its canonical key, where
       ``stamp`` is the generation it was rendered in. A lookup reads the entry
-      together with ``GENERATION_KEY`` (one ``MGET``) and serves it only if
-      the stamp is still the generation. Every invalidation sets a new,
-      random generation, so a render that an invalidation overtook is never
-      served, whoever stored it, and nothing needs to be deleted one by one.
+      together with the deployment's generation (``GENERATION_KEY:<scope>``,
+      one ``MGET``) and serves it only if the stamp is still the generation.
+      Every invalidation sets a new, random generation, so a render that an
+      invalidation overtook is never served, whoever stored it, and nothing
+      needs to be deleted one by one; nor is another deployment's entry under
+      the same key, stamped with its own generation.
     * Other responses whose responder set ``resp.context.versioned`` (an
       image or a thumbnail): their entry is the response without its body,
-      whose bytes live in the image version's file; the first GET stores it
-      and says ``Miss``, a GET that finds the same entry says ``Hit``. A GET
-      that finds another version's entry replaces it and says ``Miss``.
+      whose bytes live in the image version's file, and the deployment's
+      scope; the first GET stores it and says ``Miss``, a GET that finds the
+      same entry says ``Hit``. A GET that finds another version's entry (or
+      another deployment's) replaces it and says ``Miss``.
+
+    Which deployment it caches for is ``scope`` (the store's
+    :meth:`~asgilook.storage.store.Store.scope`); without one, the cache finds
+    the scope of the index that ``config`` names. Every key's name is in
+    :attr:`keys` (see :mod:`asgilook.caching.keys`).
 
     A response with ``resp.context.versioned`` is also given to this
     process's :class:`~asgilook.caching.memory.ResponseMemory`, which keeps it
@@ -85,9 +98,10 @@ class RedisCache:
     Entries over ``config.cache_max_entry`` bytes are never stored.
     """
 
-    PREFIX = 'asgilook:'
-    # NOTE: Outside PREFIX, so that a user's SCAN of entries skips it.
-    GENERATION_KEY = 'asgilook-generation'
+    PREFIX = ENTRY
+    # NOTE: Outside PREFIX, so that a user's SCAN of entries skips it; the
+    #   deployment's scope follows it (see asgilook.caching.keys).
+    GENERATION_KEY = GENERATION
     INVALIDATE_ON = frozenset({'DELETE', 'POST', 'PUT'})
     CACHE_HEADER = status.HEADER
     TTL = 3600
@@ -96,8 +110,15 @@ class RedisCache:
         {'content-type', 'content-length', 'x-asgilook-cache', 'cache-status'}
     )
 
-    def __init__(self, config: Config, memory: ResponseMemory | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        memory: ResponseMemory | None = None,
+        scope: Callable[[], Awaitable[str]] | None = None,
+    ) -> None:
         self._config = config
+        #: The names of this deployment's keys, shared with the events.
+        self.keys = Keys.of(config, scope)
         # NOTE: One client for the app's whole life: falcon.testing runs a new
         #   lifespan (and event loop) around every simulate_* call, and a test
         #   factory may hand out a new fake server on every call.
@@ -147,12 +168,13 @@ class RedisCache:
             return
         # NOTE: Under a path prefix, answers are kept apart from those of
         #   other prefixes: a listing's documents name the prefix.
-        target, key = key, f'{self.PREFIX}{req.root_path}{key}'
+        target, key = key, self.keys.entry(f'{req.root_path}{key}')
         resp.context.cache_key = key
         resp.context.cache_stamp = None
         try:
+            generation = self.keys.generation(await self.keys.scope())
             data, stamp = await self.guard.call(
-                lambda: self.redis.mget(key, self.GENERATION_KEY)
+                lambda: self.redis.mget(key, generation)
             )
         except Unavailable:
             status.say(resp, status.BYPASS)
@@ -160,6 +182,7 @@ class RedisCache:
         # The generation the render will be stamped with (empty: there is none
         # yet, and the store makes one).
         resp.context.cache_stamp = stamp or b''
+        resp.context.cache_generation = generation
         entry = None if data is None else _decode(key, cast(bytes, data))
         if entry is None or stamp is None or entry.stamp != stamp:
             return
@@ -268,22 +291,28 @@ class RedisCache:
             generation) before Redis is used again.
         """
         try:
-            await self.guard.call(lambda: self._invalidate(path))
+            generation = self.keys.generation(await self.keys.scope())
+            await self.guard.call(lambda: self._invalidate(generation, path))
         except Unavailable:
             self.guard.owe_repair()
             return False
         return True
 
-    async def _invalidate(self, path: str | None) -> None:
+    async def _invalidate(self, generation: str, path: str | None) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(self.GENERATION_KEY, new_generation())
+            pipe.set(generation, new_generation())
             if path is not None:
-                pipe.delete(f'{self.PREFIX}{path}')
+                pipe.delete(self.keys.entry(path))
             await pipe.execute()
 
     async def _new_generation(self) -> None:
-        """The repair after an outage: every entry stored before it is stale."""
-        await self.redis.set(self.GENERATION_KEY, new_generation())
+        """The repair after an outage: every entry stored before it is stale.
+
+        NOTE: While the scope cannot be found, Unavailable: the repair stays
+        owed.
+        """
+        generation = self.keys.generation(await self.keys.scope())
+        await self.redis.set(generation, new_generation())
 
     async def _store(self, resp: falcon.asgi.Response) -> None:
         stamp = resp.context.cache_stamp
@@ -299,7 +328,10 @@ class RedisCache:
         headers = _headers(resp)
         try:
             if not stamp:
-                stamp = await self.guard.call(self._first_generation)
+                generation = resp.context.cache_generation
+                stamp = await self.guard.call(
+                    lambda: self._first_generation(generation)
+                )
                 if stamp is None:
                     return
             entry = msgpack.packb(
@@ -311,7 +343,7 @@ class RedisCache:
         except Unavailable:
             status.say(resp, status.BYPASS)
 
-    async def _first_generation(self) -> bytes | None:
+    async def _first_generation(self, key: str) -> bytes | None:
         """A generation for a render looked up when Redis had none (it was empty).
 
         NOTE: Only a generation made here will do: if another one is there by
@@ -319,7 +351,7 @@ class RedisCache:
         already be stale.
         """
         generation = new_generation()
-        if await self.redis.set(self.GENERATION_KEY, generation, nx=True):
+        if await self.redis.set(key, generation, nx=True):
             return generation
         return None
 
@@ -343,13 +375,14 @@ class RedisCache:
         ):
             status.say(resp, status.HIT)
             return
-        key = f'{self.PREFIX}{req.root_path}{versioned.key}{versioned.variant}'
-        # NOTE: The entry is the 200 response minus its body; a 304 or a HEAD
-        #   only asks whether it is there.
-        entry = msgpack.packb(
-            [resp.content_type, b'', 200, _headers(resp)], use_bin_type=True
-        )
+        key = self.keys.entry(f'{req.root_path}{versioned.key}{versioned.variant}')
         try:
+            # NOTE: The entry is the 200 response minus its body, and whose it
+            #   is; a 304 or a HEAD only asks whether it is there.
+            entry = msgpack.packb(
+                [resp.content_type, b'', 200, _headers(resp), await self.keys.scope()],
+                use_bin_type=True,
+            )
             if req.method == 'GET' and resp.status_code == 200:
                 before = await self.guard.call(
                     lambda: self.redis.set(key, entry, ex=self.TTL, get=True)

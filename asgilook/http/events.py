@@ -1,12 +1,14 @@
 """Live events: every upload and deletion, to every open page, through Redis.
 
-Each change is added to a Redis stream (``XADD``, capped at ``MAXLEN``
-entries), whichever worker or machine made it. Each process reads the stream
-once, with one blocking ``XREAD`` at a time, and fans each entry out to the
-event streams (``GET /events``, Server-Sent Events) open in it; so a thousand
-open pages cost one Redis connection per process, not a thousand. An entry's
-stream id is its event id: a page that reconnects with ``Last-Event-ID`` is
-sent what it missed first, from the stream itself.
+Each change is added to the deployment's Redis stream
+(``asgilook-events:<scope>``, see :mod:`asgilook.caching.keys`; ``XADD``,
+capped at ``MAXLEN`` entries), whichever worker or machine made it. Each
+process reads the stream once, with one blocking ``XREAD`` at a time, and
+fans each entry out to the event streams (``GET /events``, Server-Sent
+Events) open in it; so a thousand open pages cost one Redis connection per
+process, not a thousand. An entry's stream id is its event id: a page that
+reconnects with ``Last-Event-ID`` is sent what it missed first, from the
+stream itself.
 
 A client that does not keep up is not buffered without bound: once
 ``BACKLOG`` events wait for it, its stream ends, and its ``EventSource``
@@ -30,6 +32,7 @@ import falcon.asgi
 
 from asgilook.caching.guard import RedisGuard
 from asgilook.caching.guard import Unavailable
+from asgilook.caching.keys import Keys
 from asgilook.config import Config
 from asgilook.http.mount import rooted
 
@@ -112,9 +115,9 @@ class Events:
         redis: The app's Redis client.
         guard: The guard of that client, shared with the cache: when Redis
             is known to be away, events do not wait for it either.
+        keys: The names of the deployment's keys, the cache's: its stream.
     """
 
-    STREAM = 'asgilook-events'
     MAXLEN = 1000
     # Events that may wait for one slow client before its stream ends.
     BACKLOG = 100
@@ -125,10 +128,13 @@ class Events:
     # Milliseconds after which a browser's EventSource reconnects.
     RETRY = 2000
 
-    def __init__(self, config: Config, redis: Any, guard: RedisGuard) -> None:
+    def __init__(
+        self, config: Config, redis: Any, guard: RedisGuard, keys: Keys
+    ) -> None:
         self._config = config
         self._redis = redis
         self._guard = guard
+        self._keys = keys
         self._subscribers: set[_Subscriber] = set()
         self._reader: asyncio.Task[None] | None = None
 
@@ -142,9 +148,10 @@ class Events:
         """
         fields = {'kind': kind, 'data': json.dumps(document, separators=(',', ':'))}
         try:
+            stream = await self._stream()
             await self._guard.call(
                 lambda: self._redis.xadd(
-                    self.STREAM, fields, maxlen=self.MAXLEN, approximate=True
+                    stream, fields, maxlen=self.MAXLEN, approximate=True
                 )
             )
         except Unavailable:
@@ -205,9 +212,10 @@ class Events:
             or max(_order(last_event_id)) >= 2**64
         ):
             return []
+        stream = await self._stream()
         entries = await self._guard.call(
             lambda: self._redis.xrange(
-                self.STREAM, min=f'({last_event_id}', max='+', count=self.MAXLEN
+                stream, min=f'({last_event_id}', max='+', count=self.MAXLEN
             )
         )
         return [_event(entry_id, fields) for entry_id, fields in entries]
@@ -221,13 +229,14 @@ class Events:
     async def _read(self) -> None:
         """Fan the stream out to this process's subscribers while there are any."""
         try:
-            last = await self._guard.call(self._last_id)
+            stream = await self._stream()
+            last = await self._guard.call(lambda: self._last_id(stream))
             while self._subscribers:
                 # NOTE: XREAD waits up to BLOCK by design: that much longer.
                 found = await self._guard.call(
                     functools.partial(
                         self._redis.xread,
-                        {self.STREAM: last},
+                        {stream: last},
                         count=self.BACKLOG,
                         block=self.BLOCK,
                     ),
@@ -242,8 +251,16 @@ class Events:
             for subscriber in list(self._subscribers):
                 subscriber.end(UNAVAILABLE)
 
-    async def _last_id(self) -> str:
-        newest = await self._redis.xrevrange(self.STREAM, count=1)
+    async def _stream(self) -> str:
+        """The name of the deployment's stream.
+
+        Raises:
+            Unavailable: the deployment's scope cannot be found now.
+        """
+        return self._keys.events(await self._keys.scope())
+
+    async def _last_id(self, stream: str) -> str:
+        newest = await self._redis.xrevrange(stream, count=1)
         return _text(newest[0][0]) if newest else '0-0'
 
     def _fan_out(self, event: Event) -> None:

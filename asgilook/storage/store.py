@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import hashlib
 import hmac
+import logging
 import os
 import pathlib
 import secrets
@@ -38,7 +39,9 @@ from asgilook.storage.image import http_date
 from asgilook.storage.index import Behind
 from asgilook.storage.index import Entry
 from asgilook.storage.index import Index
+from asgilook.storage.index import WrongIndex
 from asgilook.storage.index import journal
+from asgilook.storage.index import left_behind
 from asgilook.storage.index import open_index
 from asgilook.storage.objects import Content
 from asgilook.storage.objects import Objects
@@ -56,7 +59,30 @@ __all__ = [
     'http_date',
 ]
 
+logger = logging.getLogger(__name__)
+
 Commit = Callable[[], Awaitable[None]]
+
+#: How start-up and ``/healthz`` name each kind of index.
+INDEX_NAMES = {'sqlite': 'SQLite', 'postgresql': 'PostgreSQL'}
+
+
+async def deployment_scope(index: Index) -> str:
+    """What sets a deployment's keys apart from others' in a shared Redis.
+
+    For PostgreSQL, the index's deployment id: every machine on the database
+    shares it, and a restore into another database gets a new one. For
+    SQLite, a short hash of the id and the storage directory's real path:
+    every worker of the machine agrees, and a copy of the directory (``cp
+    -a``, a backup served elsewhere) has the same id but its own scope.
+    """
+    deployment = await index.deployment()
+    if index.KIND != 'sqlite':
+        return deployment
+    directory = await asyncio.get_running_loop().run_in_executor(
+        None, os.path.realpath, os.path.dirname(index.location)
+    )
+    return hashlib.sha256(f'{deployment}\0{directory}'.encode()).hexdigest()[:16]
 
 
 def _token_hash(token: str) -> str:
@@ -96,6 +122,9 @@ class Store:
         self._index = index or open_index(config)
         # Whether the directories are made and an old journal adopted.
         self._opened = False
+        # Whether the start-up checks passed, and the scope, once known.
+        self._started = False
+        self._scope: str | None = None
         self._workers = Workers(config)
         self._renderer = Renderer(config, self._objects, self._workers, self._rendered)
         #: Told of each thumbnail series rendered: how many, in how long.
@@ -133,8 +162,64 @@ class Store:
             self._opened = True
         return self._index
 
+    @property
+    def location(self) -> str:
+        """Where the objects are kept: a directory, or a bucket's URL."""
+        originals = self._objects.originals.url
+        if not self._objects.apart:
+            return originals
+        return f'{originals}; renditions {self._objects.renditions.url}'
+
+    async def scope(self) -> str:
+        """The deployment's scope (see :func:`deployment_scope`), found once.
+
+        Raises:
+            StorageUnavailable: the index cannot be reached (not remembered).
+        """
+        if self._scope is None:
+            self._scope = await deployment_scope(self._index)
+        return self._scope
+
     async def process_startup(self, scope: Any, event: Any) -> None:
-        """Nothing to open eagerly: the thread pool starts on first use."""
+        """Refuse the wrong index, and say which one is in use; once per store.
+
+        Nothing is opened eagerly: the thread pool starts on first use.
+
+        Raises:
+            WrongIndex: the settings name a database, and the storage
+                directory holds a SQLite index with pictures in it.
+        """
+        if self._started:
+            return
+        reason = None
+        if self._config.database_url and not self._config.ignore_sqlite_index:
+            reason = await self._workers.disk(
+                left_behind, self._root, self._config.database_url
+            )
+        if reason is not None:
+            logger.error('%s', reason)
+            raise WrongIndex(reason)
+        logger.info(
+            'Serving the pictures in %s, indexed by %s at %s',
+            self.location,
+            INDEX_NAMES[self._index.KIND],
+            self._index.location,
+        )
+        self._started = True
+
+    async def index_health(self) -> dict[str, Any]:
+        """Which index is in use, and how many pictures it lists (None if it
+        cannot be read now)."""
+        try:
+            pictures: int | None = await self.count()
+        except (StorageFull, StorageUnavailable):
+            pictures = None
+        return {
+            'ok': pictures is not None,
+            'kind': self._index.KIND,
+            'location': self._index.location,
+            'pictures': pictures,
+        }
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:
         self._workers.shutdown()
@@ -323,17 +408,27 @@ class Store:
             DeleteForbidden: the token may not delete it; nothing changed.
         """
         admin = self._config.admin_token
+        by_admin = admin is not None and hmac.compare_digest(token, admin)
 
         def allowed(entry: Entry) -> bool:
-            if admin is not None and hmac.compare_digest(token, admin):
-                return True
-            return hmac.compare_digest(_token_hash(token), entry.token_hash)
+            return by_admin or hmac.compare_digest(_token_hash(token), entry.token_hash)
 
         index = await self._open()
         await index.check(image_id, allowed)
         if before_commit is not None:
             await before_commit()
         entry = await index.delete(image_id, allowed)
+        # NOTE: An operator reading the log tells an admin's deletion from
+        #   the uploader's own.
+        logger.info(
+            'Image %s deleted with %s',
+            image_id,
+            'the admin token' if by_admin else 'its delete token',
+            extra={
+                'image_id': image_id,
+                'deleted_by': 'admin' if by_admin else 'owner',
+            },
+        )
         await self._objects.discard_version(entry.file)
         return self._image(entry)
 

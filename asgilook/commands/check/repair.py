@@ -23,6 +23,8 @@ import pathlib
 from asgilook.caching.cache import RedisCache
 from asgilook.caching.cache import new_generation
 from asgilook.caching.guard import FAILURES
+from asgilook.caching.guard import Unavailable
+from asgilook.caching.keys import Keys
 from asgilook.commands import processes
 from asgilook.commands.check.reading import rendition
 from asgilook.commands.check.report import ORIGINAL
@@ -111,11 +113,14 @@ async def _stale_cache(config: Config) -> str:
     not an error: the cache only costs staleness, for its entries' lifetime.
     """
     where = processes.redacted(config.redis_host)
+    keys = Keys.of(config)
     redis = config.redis_from_url(config.redis_host)
     try:
+        # NOTE: The generation of this deployment only (its scope's).
+        generation = keys.generation(await keys.scope())
         async with asyncio.timeout(config.redis_timeout):
-            await redis.set(RedisCache.GENERATION_KEY, new_generation())
-    except FAILURES as ex:
+            await redis.set(generation, new_generation())
+    except (*FAILURES, Unavailable) as ex:
         return (
             f'The cache in Redis at {where} could not be told ({_reason(ex)}): '
             'its listings may show the images removed from the index for up to '

@@ -56,7 +56,9 @@ class Directory:
             config.redis_host = redis_url
             self.name += f', cached in the Redis at {processes.redacted(redis_url)}'
             self._cache = RedisCache(config)
-            self._events = Events(config, self._cache.redis, self._cache.guard)
+            self._events = Events(
+                config, self._cache.redis, self._cache.guard, self._cache.keys
+            )
             # NOTE: The guard's warnings are for a server's log ("serving
             #   without the cache"); close() says what it means here.
             logging.getLogger(RedisCache.__module__).addHandler(self._quiet)
