@@ -25,6 +25,7 @@ from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 
+from asgilook.commands import backup_args
 from asgilook.commands import objects_args
 from asgilook.commands import serve
 from asgilook.commands.defaults import DEFAULT_GRACE
@@ -50,6 +51,7 @@ examples:
   asgilook import ~/Pictures         upload every picture under ~/Pictures to it
   asgilook check                     compare its storage directory with its index
   asgilook migrate --to s3://BUCKET  copy its pictures to a bucket
+  asgilook backup /mnt/backup        copy the index and pictures, while it serves
   asgilook serve --help              the options of one command, with examples
 """
 _SERVE_DESCRIPTION = """\
@@ -209,6 +211,8 @@ def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     _add_check(commands, environ)
     objects_args.add_migrate(commands, environ, _positive)
     objects_args.add_rekey(commands, environ, _positive)
+    backup_args.add_backup(commands, environ, _positive)
+    backup_args.add_restore(commands, environ, _positive)
     return parser
 
 

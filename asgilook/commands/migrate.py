@@ -21,6 +21,9 @@ is there but differs, or does not open (damaged), is copied again.
 It may run while the service serves: objects never change once written, and
 one deleted from the source meanwhile is counted as gone. Uploads made during
 the copy are caught by a second run, once the service uses the new place.
+
+``asgilook migrate --to-database`` moves the index instead, and leaves the
+objects where they are: that is :mod:`asgilook.commands.index_move`.
 """
 
 from __future__ import annotations

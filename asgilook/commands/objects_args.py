@@ -38,6 +38,15 @@ A service may go on serving meanwhile: objects never change once written,
 and one deleted during the copy is counted as gone. Uploads made during the
 copy are not in it: once the service uses the new place, run the same
 command again, with the old settings, to copy them.
+
+--to-database URL moves the index instead (the objects stay where they are):
+the SQLite index of the storage directory, or ASGI_LOOK_DATABASE_URL's, into
+postgresql://USER@HOST/DB, or sqlite (the storage directory's index.sqlite3),
+or sqlite:///DIRECTORY; every entry keeps its id, upload order and time and
+delete token. --batch entries go in one transaction; a run that stops goes
+on at the next; a destination with other entries is refused. Both sides are
+compared at the end, and a SQLite index moved out is renamed
+index.sqlite3.migrated. Stop the service first: a change fails the move.
 """
 _MIGRATE_EPILOG = """\
 examples:
@@ -48,6 +57,8 @@ examples:
   ASGI_LOOK_STORAGE_URL=s3://pictures asgilook migrate --to ~/.local/share/asgilook
       back from the bucket to the storage directory
   asgilook migrate --to /mnt/backup/asgilook --json | jq .objects
+  asgilook migrate --to-database postgresql://asgilook@db/asgilook
+      the index into PostgreSQL; then serve with ASGI_LOOK_DATABASE_URL
 
 then serve from there, and copy what was uploaded meanwhile:
   ASGI_LOOK_STORAGE_URL=s3://pictures/asgilook asgilook serve
@@ -139,12 +150,25 @@ def add_migrate(
         epilog=_MIGRATE_EPILOG,
         formatter_class=_RAW,
     )
-    parser.set_defaults(command=_migrate)
-    parser.add_argument(
+    parser.set_defaults(command=_migrate, usage_error=parser.error)
+    to = parser.add_mutually_exclusive_group()
+    to.add_argument(
         '--to',
-        required=True,
         metavar='URL',
         help='where to copy them: a directory, or s3://BUCKET[/PREFIX]',
+    )
+    to.add_argument(
+        '--to-database',
+        metavar='URL',
+        help='move the index instead, into this database: postgresql://..., or '
+        "sqlite (the storage directory's index.sqlite3), or sqlite:///DIRECTORY",
+    )
+    parser.add_argument(
+        '--batch',
+        type=positive,
+        default=1000,
+        metavar='N',
+        help='with --to-database: entries copied in one transaction (%(default)s)',
     )
     parser.add_argument(
         '--renditions-to',
@@ -177,6 +201,20 @@ def add_rekey(
 
 
 def _migrate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    if args.to_database is not None:
+        from asgilook.commands import index_move
+
+        return index_move.run(
+            args.to_database,
+            storage=args.storage,
+            batch=args.batch,
+            as_json=args.json,
+            environ=environ,
+        )
+    if args.to is None:
+        args.usage_error(
+            'the following arguments are required: --to (or --to-database)'
+        )
     from asgilook.commands import migrate
 
     return migrate.run(
