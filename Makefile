@@ -53,13 +53,15 @@ lint: $(VENV)/.lint
 # The benchmarks: serving, against Falcon's tutorial app (real Redis, uvicorn,
 # wrk); the index, against the journal of the previous release (SQLite, and
 # PostgreSQL if it is installed); the thumbnail formats, bytes against SSIM
-# (NumPy, from the bench extra). `make bench BENCH_ARGS=--quick` to try the
-# first two out; both get BENCH_ARGS, so give --json to one target at a time.
+# (NumPy, from the bench extra); the disk one picture takes. `make bench
+# BENCH_ARGS=--quick` to try the first three out; they get BENCH_ARGS, so give
+# --json to one target at a time.
 bench: $(VENV)/.bench
 	$(BIN)/python bench/serving.py $(BENCH_ARGS)
 	$(BIN)/python bench/index.py $(BENCH_ARGS)
 	$(BIN)/python bench/storage.py $(BENCH_ARGS)
 	$(BIN)/python bench/formats.py
+	$(BIN)/python bench/disk.py
 
 bench-index: $(VENV)/.bench
 	$(BIN)/python bench/index.py $(BENCH_ARGS)

@@ -9,10 +9,16 @@ one formatter:
   record, on one line: ``time`` (ISO 8601, UTC, to the millisecond),
   ``level``, ``logger``, ``message``, then every field the record was given
   (the access log's ``method``, ``status``, ``duration`` ...), and ``exc``,
-  the exception with its traceback as one string.
+  the exception (see below) as one string.
 - :class:`PlainFormatter` (``plain``, the default): one line per record, the
   time, the level, the logger and the message, and ``request_id=...`` when
   the record was made for a request; a traceback follows on lines of its own.
+
+An unexpected failure of the service's own work (a render, an answer that
+became a ``500``) is logged with :func:`failure`: one ERROR record whose
+message ends with the exception's type and message, on one line in either
+format, and whose ``exc`` field holds just that; its traceback goes in a
+DEBUG record of the same logger, for when that level is turned on.
 
 :class:`RequestFields`, the handler's filter, gives every record made while a
 request is answered (a warning of the cache, a render that failed) the id of
@@ -166,6 +172,39 @@ class RequestFields(logging.Filter):
             if named is not None:
                 record.image_id = named.group()
         return True
+
+
+def one_line(ex: BaseException) -> str:
+    """An exception's type and message, on one line: ``OSError: [Errno 28] ...``."""
+    text = str(ex).replace('\r', '\\r').replace('\n', '\\n')
+    name = type(ex).__name__
+    return f'{name}: {text}' if text else name
+
+
+def failure(
+    logger: logging.Logger,
+    message: str,
+    *args: object,
+    ex: BaseException,
+    **fields: object,
+) -> None:
+    """Log an unexpected failure in one line; its traceback only at DEBUG.
+
+    The ERROR record's message is ``message % args``, a colon, and the
+    exception's type and message (:func:`one_line`); it has ``exc`` (that
+    same text) and ``fields`` (``image_id=...``, say) as fields of its own.
+    The DEBUG record that follows, if the logger is enabled for DEBUG, has
+    the traceback.
+    """
+    exc = one_line(ex)
+    logger.error(f'{message}: %s', *args, exc, extra={'exc': exc, **fields})
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            f'The traceback of: {message}',
+            *args,
+            exc_info=(type(ex), ex, ex.__traceback__),
+            extra=fields,
+        )
 
 
 def config(format: str) -> dict[str, Any]:

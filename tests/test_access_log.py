@@ -271,7 +271,7 @@ def test_routes_told_outside_of_a_request_are_ignored():
     observe('/images', 'GET', 200, 0.1, 'Hit')
     req = falcon.testing.create_asgi_req(path='/images')
     req.uri_template = '/images'
-    asyncio.run(AccessLog().process_response(req, None, None, True))
+    asyncio.run(AccessLog().process_response(req, falcon.asgi.Response(), None, True))
     assert observed == [('/images', 'GET', 200, 0.1, 'Hit')]
     assert logs.CURRENT.get() is None
 
@@ -552,6 +552,7 @@ def test_serve_logs_json_objects_of_requests_and_events(tmp_path, redis_server):
         'uvicorn.error',
         ACCESS,
         'asgilook.http.purge',
+        'asgilook.storage.store',
     }
     assert by_logger['asgilook.commands.serve'][0]['message'].startswith(
         'serving the images in '

@@ -1,19 +1,23 @@
 """GET /metrics: Prometheus text that counts every answer, across workers too."""
 
+import asyncio
 import json
 import multiprocessing
 import shutil
 import signal
+import time
 import types
 
 import falcon.testing
 import httpx
 import pytest
 import redis
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from asgilook.http import metrics
 from asgilook.http.app import create_app
+from asgilook.http.metrics import FLUSH_SECONDS
 from tests.helpers import FIRST_IDS
 from tests.helpers import draw_image
 from tests.servers import Uvicorn
@@ -158,19 +162,24 @@ def test_several_workers_lose_no_count(tmp_path, redis_server):
             document = http.post('/images', content=draw_image()).json()
             for _ in range(40):
                 assert http.get(document['image']).status_code == 200
-            found = samples(http.get('/metrics').text)
+            # NOTE: Each worker hands its counts over within FLUSH_SECONDS
+            #   (the one scraped, at once): every count arrives, none twice.
+            deadline = time.monotonic() + FLUSH_SECONDS + 5
+            while True:
+                found = samples(http.get('/metrics').text)
+                answered = value(
+                    found,
+                    'asgilook_requests_total',
+                    route=IMAGE_ROUTE,
+                    method='GET',
+                    status='200',
+                )
+                if answered == 40 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
     finally:
         assert service.stop() in (0, -signal.SIGTERM)
-    assert (
-        value(
-            found,
-            'asgilook_requests_total',
-            route=IMAGE_ROUTE,
-            method='GET',
-            status='200',
-        )
-        == 40
-    )
+    assert answered == 40
     assert value(found, 'asgilook_images_stored_total') == 1
     # Both workers answered, and wrote counts of their own.
     writers = [path for path in counts.iterdir() if path.name.startswith('counter_')]
@@ -296,3 +305,153 @@ def test_one_uvicorn_process_counts_without_a_directory(
         )
         == 5
     )
+
+
+def test_a_full_disk_is_counted_among_refused_uploads(client, png_image, monkeypatch):
+    import errno
+    import os
+
+    from asgilook.storage.blobs import local
+
+    def full(items):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(local, '_write', full)
+    resp = client.simulate_post('/images', body=png_image)
+    assert resp.status_code == 507
+    assert resp.json['title'] == 'Storage Full'
+    found = samples(client.simulate_get('/metrics').text)
+    assert value(found, 'asgilook_uploads_refused_total', reason='Storage Full') == 1
+    assert value(found, 'asgilook_images_stored_total') == 0
+
+
+def test_a_full_bucket_is_counted_among_refused_uploads(config, png_image, monkeypatch):
+    from asgilook.storage.blobs.s3 import S3Blobs
+    from asgilook.storage.blobs.s3 import s3_error
+
+    async def full(self, *args):
+        raise s3_error(RuntimeError('<Code>XMinioStorageFull</Code>'))
+
+    async def nothing(self, *args):
+        pass
+
+    monkeypatch.setattr(S3Blobs, 'put', full)
+    monkeypatch.setattr(S3Blobs, 'put_many', full)
+    # NOTE: What the failed upload wrote is removed: nothing, from no server.
+    monkeypatch.setattr(S3Blobs, 'delete', nothing)
+    monkeypatch.setattr(S3Blobs, 'delete_prefix', nothing)
+    config.storage_url = 's3://pictures/here'
+    client = falcon.testing.TestClient(create_app(config))
+    assert client.simulate_post('/images', body=png_image).status_code == 507
+    text = client.simulate_get('/metrics').text
+    found = samples(text)
+    assert value(found, 'asgilook_uploads_refused_total', reason='Storage Full') == 1
+    # A bucket has no free space to ask for: no figure rather than a made-up one.
+    assert 'asgilook_storage_free_bytes' not in text
+    assert 'asgilook_storage_total_bytes' not in text
+
+
+def test_the_free_bytes_of_the_storage_volume_are_read_at_each_scrape(
+    client, monkeypatch
+):
+    import os
+
+    from asgilook.storage import space
+
+    free = [3 * 2**30]
+
+    def fake(path):
+        return os.statvfs_result(
+            (4096, 4096, 2**20, free[0] // 4096, free[0] // 4096, 0, 0, 0, 0, 255)
+        )
+
+    monkeypatch.setattr(space, '_statvfs', fake)
+    found = samples(client.simulate_get('/metrics').text)
+    assert value(found, 'asgilook_storage_free_bytes') == 3 * 2**30
+    assert value(found, 'asgilook_storage_total_bytes') == 4 * 2**30
+    free[0] = 2**20
+    found = samples(client.simulate_get('/metrics').text)
+    assert value(found, 'asgilook_storage_free_bytes') == 2**20
+
+
+def test_a_store_that_is_away_is_no_refusal(client, png_image, monkeypatch):
+    import errno
+    import os
+
+    from asgilook.storage.blobs import local
+
+    def away(items):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(local, '_write', away)
+    resp = client.simulate_post('/images', body=png_image)
+    # NOTE: A 503 says "try again in a moment": the upload is not refused.
+    assert (resp.status_code, resp.json['title']) == (503, 'Storage Unavailable')
+    found = samples(client.simulate_get('/metrics').text)
+    assert not [key for key in found if key[0] == 'asgilook_uploads_refused_total']
+    assert (
+        value(
+            found,
+            'asgilook_requests_total',
+            route='/images',
+            method='POST',
+            status='503',
+        )
+        == 1
+    )
+
+
+def test_counts_handed_over_in_batches_equal_one_by_one(tmp_path):
+    """The tally's batches give what the client's own observe() would."""
+    # NOTE: Bounds themselves included: a request of exactly a bucket's
+    #   bound falls in that bucket, as observe() puts it.
+    durations = [0.0, 0.0001, 0.0005, 0.0007, 0.001, 0.02, 0.5, 4.9, 5, 7.5, 60]
+    counted = metrics.Metrics(store=None)
+
+    async def answer():
+        for index, seconds in enumerate(durations):
+            cache = 'Hit' if index % 3 else 'Miss'
+            counted.observe('/images', 'GET', 200 + index % 2, seconds, cache)
+        counted.flush()
+
+    asyncio.run(answer())
+    reference = metrics.Metrics(store=None)
+    for index, seconds in enumerate(durations):
+        cache = 'Hit' if index % 3 else 'Miss'
+        reference.requests.labels('/images', 'GET', str(200 + index % 2)).inc()
+        reference.latency.labels('/images').observe(seconds)
+        reference.cache.labels(cache).inc()
+
+    def exposed(registry):
+        # NOTE: Sums rounded: added in another order, floats differ in the
+        #   last bits.
+        return {
+            key: round(found, 9)
+            for key, found in samples(generate_latest(registry).decode()).items()
+            if not key[0].endswith('_created')
+        }
+
+    assert exposed(counted.registry) == exposed(reference.registry)
+    assert (
+        value(exposed(counted.registry), 'asgilook_cache_answers_total', result='Hit')
+        == 7
+    )
+
+
+def test_counts_are_handed_over_by_themselves_within_a_second():
+    counted = metrics.Metrics(store=None)
+
+    async def answer_and_wait():
+        counted.observe('/images', 'GET', 200, 0.001, 'Hit')
+        counted.observe('/images', 'GET', 200, 0.001, 'Hit')
+        before = generate_latest(counted.registry).decode()
+        await asyncio.sleep(FLUSH_SECONDS + 0.2)
+        return before, generate_latest(counted.registry).decode()
+
+    before, after = asyncio.run(answer_and_wait())
+    route = {'route': '/images', 'method': 'GET', 'status': '200'}
+    assert value(samples(before), 'asgilook_requests_total', **route) == 0
+    assert value(samples(after), 'asgilook_requests_total', **route) == 2
+    # A new loop (falcon.testing's next lifespan) schedules its own flush.
+    before, after = asyncio.run(answer_and_wait())
+    assert value(samples(after), 'asgilook_requests_total', **route) == 4

@@ -40,6 +40,7 @@ from typing import Any
 import falcon.asgi
 
 from asgilook import logs
+from asgilook.caching import status
 from asgilook.caching.memory import Observe
 from asgilook.http.metrics import UNMATCHED
 
@@ -51,7 +52,6 @@ HEADER = 'X-Request-ID'
 #: access log has the request in hand.
 ANSWER = 'asgilook.access'
 _HEADER = HEADER.lower().encode()
-_CACHE = b'x-asgilook-cache'
 # NOTE: Sane: short, and nothing that a log line or a header could be bent
 #   with (no space, quote, comma or control character).
 _SANE = re.compile(rb'[0-9A-Za-z._:/+=@-]{1,128}')
@@ -128,12 +128,13 @@ class AccessLog:
                 _write(scope, answer, (answer.sent or time.perf_counter()) - started)
 
     def observing(self, observe: Observe) -> Observe:
-        """``observe``, which also tells the log the route of each answer."""
+        """``observe``, which also tells the log the route and cache result of
+        each answer."""
 
         def observe_route(
             route: str, method: str, status: int, seconds: float, cache: str
         ) -> None:
-            _route(route)
+            _note(route, cache)
             observe(route, method, status, seconds, cache)
 
         return observe_route
@@ -145,14 +146,18 @@ class AccessLog:
         resource: object,
         req_succeeded: bool,
     ) -> None:
-        if req.uri_template:
-            _route(req.uri_template)
+        # NOTE: The first middleware, so the last to see the answer: its
+        #   cache header is final.
+        _note(req.uri_template, resp.get_header(status.HEADER))
 
 
-def _route(route: str) -> None:
+def _note(route: str | None, cache: str | None) -> None:
+    """Tell the access record of the request in hand what answered it."""
     answer = logs.CURRENT.get()
     if isinstance(answer, _Answer):
-        answer.route = route
+        if route:
+            answer.route = route
+        answer.cache = cache
 
 
 def _request_id(scope: dict[str, Any]) -> str:
@@ -190,10 +195,6 @@ def _sending(send: _Send, answer: _Answer) -> _Send:
             headers = [*message['headers'], request_id]
             message['headers'] = headers
             answer.status = message['status']
-            for name, value in headers:
-                if name == _CACHE:
-                    answer.cache = value.decode('latin-1')
-                    break
         else:
             answer.bytes += len(message.get('body', b''))
             if not message.get('more_body'):

@@ -80,6 +80,9 @@ _TYPES = frozenset(
 _SUFFIXES = (b'+json', b'+xml')
 _ALIASES = {'x-gzip': 'gzip'}
 _VARY = b'Accept-Encoding'
+# The request headers that make a replay's answer differ here: a coding to
+# send, or coded copies that a 304 names.
+_CODED_COPIES = frozenset({b'accept-encoding', b'if-none-match'})
 
 
 class Unknown(Exception):
@@ -208,6 +211,11 @@ class Compression:
         #   compressed: its answers (the hot path) pass by untouched.
         if scope.get('path', '').startswith(PICTURES):
             return send
+        if replaying and not any(name in _CODED_COPIES for name, _ in scope['headers']):
+            # NOTE: A replay's headers are varied already (see varied()): to a
+            #   client that takes no coding and holds no coded copy, there is
+            #   nothing to add.
+            return send
         return _Answer(self, scope, send, replaying)
 
     async def process_response(
@@ -284,13 +292,8 @@ class _Answer:
         if status != 200:
             return self._not_modified(message) if status == 304 else message
         headers: Headers = message['headers']
-        # NOTE: The hot path: a picture's type is the first header of a replay.
-        content_type = _value(headers, b'content-type')
-        if content_type is None or not compressible(content_type):
+        if not _compressible_answer(headers):
             return message
-        for name, _ in headers:
-            if name == b'content-encoding' or name == b'content-range':
-                return message
         message = {**message, 'headers': _varied(headers)}
         accept_encoding = self._asked(b'accept-encoding')
         if accept_encoding is None:
@@ -384,6 +387,29 @@ def _value(headers: Headers, name: bytes) -> bytes | None:
         if key == name:
             return value
     return None
+
+
+def varied(headers: Headers) -> Headers:
+    """``headers`` with ``Accept-Encoding`` in ``Vary`` if they are those of an
+    answer that would be compressed for a client that asked.
+
+    NOTE: The memory's answers are made with it once, when remembered: a
+    replay to a client that asks for no coding and holds no coded copy then
+    needs nothing of this module (see :meth:`Compression.wrap`).
+    """
+    return _varied(headers) if _compressible_answer(headers) else headers
+
+
+def _compressible_answer(headers: Headers) -> bool:
+    """Whether the answer with these headers is text that is not yet coded."""
+    # NOTE: The hot path: a picture's type is the first header of a replay.
+    content_type = _value(headers, b'content-type')
+    if content_type is None or not compressible(content_type):
+        return False
+    for name, _ in headers:
+        if name == b'content-encoding' or name == b'content-range':
+            return False
+    return True
 
 
 def _varied(headers: Headers) -> Headers:

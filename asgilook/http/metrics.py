@@ -4,7 +4,22 @@ Counted: requests by route template, method and status, and how long they
 took (those answered from memory before Falcon included); what the cache
 answered (``Hit``, ``Miss``, ``Bypass``); thumbnails rendered and the time
 each series took; upload sizes, uploads stored, and uploads refused by
-reason (the error's title). At each scrape, the number of images stored.
+reason (the error's title; a ``507``, storage full, among them). At each
+scrape, the number of images stored, and the free and total bytes of the
+storage volume.
+
+NOTE: The free bytes are a gauge asked for at each scrape, by the worker that
+answers it, never written to the multiprocess directory: the volume is every
+worker's, so any worker's figure is the figure, as of now. A gauge in the
+multiprocess files would keep each worker's last reading (``liveall``: one
+series per worker, all alike; ``min``/``max``: a figure as old as the
+stalest worker's), and a worker that died would leave its reading behind.
+
+Requests are counted in plain Python first (:class:`Tally`) and handed to the
+client library in batches, at most a second apart and before every scrape of
+this process and at the end of its lifespan: counting each answer through the
+library took a quarter of the time of answering a cached thumbnail. So another
+worker's ``/metrics`` may lack this one's last second of requests, never more.
 
 With several uvicorn workers, each is a process of its own: set
 ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory before they start (``asgilook
@@ -18,9 +33,12 @@ right) rather than answer it wrong (see :func:`one_of_several_workers`).
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +49,7 @@ import prometheus_client.multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from asgilook.storage import space
 from asgilook.storage.store import Store
 
 MULTIPROCESS = 'PROMETHEUS_MULTIPROC_DIR'
@@ -51,6 +70,8 @@ PER_WORKER = (
 
 _SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 _BYTES = tuple(2**power for power in range(14, 26))
+#: Seconds between batches of requests counted (see :class:`Tally`).
+FLUSH_SECONDS = 1.0
 
 
 class Metrics:
@@ -111,24 +132,37 @@ class Metrics:
             ['reason'],
             registry=registry,
         )
-        # NOTE: Label children are looked up once: this runs on every request.
-        self._children: dict[tuple[str, str, int, str], Any] = {}
+        self._tally = Tally(self._count)
 
     def observe(
         self, route: str, method: str, status: int, seconds: float, cache: str
     ) -> None:
-        """Count one answered request."""
-        key = (route, method, status, cache)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (
-                self.requests.labels(route, method, str(status)),
-                self.latency.labels(route),
-                self.cache.labels(cache),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
-        children[2].inc()
+        """Count one answered request (in the next batch)."""
+        self._tally.add((route, method, status, cache), seconds)
+
+    def flush(self) -> None:
+        """Hand every request counted so far to the client library."""
+        self._tally.flush()
+
+    def _count(
+        self,
+        key: tuple[str, str, int, str],
+        count: int,
+        total: float,
+        spread: list[int],
+    ) -> None:
+        route, method, status, cache = key
+        self.requests.labels(route, method, str(status)).inc(count)
+        self.cache.labels(cache).inc(count)
+        latency = self.latency.labels(route)
+        # NOTE: What Histogram.observe() does for each of ``count`` requests
+        #   (one bucket each, and the sum), done once per bucket: the client
+        #   has no public way to add many observations at once.
+        #   tests/test_metrics.py checks it against observe().
+        latency._sum.inc(total)
+        for bucket, requests in zip(latency._buckets, spread, strict=True):
+            if requests:
+                bucket.inc(requests)
 
     def render(self, thumbnails: int, seconds: float) -> None:
         """Count a thumbnail series rendered."""
@@ -136,6 +170,9 @@ class Metrics:
         self.render_seconds.observe(seconds)
 
     # The middleware
+
+    async def process_shutdown(self, scope: Any, event: Any) -> None:
+        self.flush()
 
     async def process_request(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
@@ -160,7 +197,9 @@ class Metrics:
             if status == 201:
                 self.stored.inc()
                 self.upload_bytes.observe(req.context.upload_bytes)
-            elif 400 <= status < 500:
+            elif 400 <= status < 500 or status == 507:
+                # NOTE: A 507 (the disk or the bucket is full) is refused too:
+                #   not the client's doing, but an upload that was not stored.
                 reason = getattr(resp.context, 'error_title', None) or str(status)
                 self.refused.labels(reason).inc()
 
@@ -174,8 +213,16 @@ class Metrics:
             raise falcon.HTTPServiceUnavailable(
                 title='Counted Per Worker', description=PER_WORKER
             )
+        self.flush()
         images = prometheus_client.CollectorRegistry()
         images.register(_Images(await self._store.count()))
+        images.register(
+            _Space(
+                await space.measure(
+                    self._store.objects, self._store.config.max_upload_bytes
+                )
+            )
+        )
         counted = self.registry
         if multiprocess:
             counted = prometheus_client.CollectorRegistry()
@@ -187,6 +234,50 @@ class Metrics:
         ) + prometheus_client.generate_latest(images)
         resp.content_type = CONTENT_TYPE
         resp.cache_control = ['no-store']
+
+
+class Tally:
+    """Requests counted in plain Python, handed over in batches.
+
+    Each key (route, method, status, cache result) keeps its number of
+    requests, their total seconds, and how many fell in each latency bucket;
+    :meth:`flush` hands them to ``count`` and starts again. The first request
+    after a flush asks the running loop to flush :data:`FLUSH_SECONDS` later.
+    """
+
+    def __init__(
+        self,
+        count: Callable[[tuple[str, str, int, str], int, float, list[int]], None],
+    ) -> None:
+        self._count = count
+        self._pending: dict[tuple[str, str, int, str], list[Any]] = {}
+        self._due = False
+
+    def add(self, key: tuple[str, str, int, str], seconds: float) -> None:
+        """Count one request of ``key`` that took ``seconds``."""
+        counted = self._pending.get(key)
+        if counted is None:
+            counted = self._pending[key] = [0, 0.0, [0] * (len(_SECONDS) + 1)]
+        counted[0] += 1
+        counted[1] += seconds
+        # NOTE: The first bucket whose bound is not below it, as observe()
+        #   picks it; past the last, +Inf.
+        counted[2][bisect.bisect_left(_SECONDS, seconds)] += 1
+        if not self._due:
+            self._due = True
+            asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        """Hand over everything counted since the last flush.
+
+        NOTE: Also called at the end of the lifespan: a flush scheduled on a
+        loop that then closed never runs, and the next loop must be able to
+        schedule its own.
+        """
+        pending, self._pending = self._pending, {}
+        self._due = False
+        for key, (count, total, spread) in pending.items():
+            self._count(key, count, total, spread)
 
 
 def one_of_several_workers() -> bool:
@@ -218,4 +309,28 @@ class _Images(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(
             'asgilook_images', 'Images stored, as of this scrape.', value=self._count
+        )
+
+
+class _Space(Collector):
+    """The free and total bytes of the storage volume, as of the scrape.
+
+    Nothing for a bucket, which has no free space to ask for.
+    """
+
+    def __init__(self, measured: space.Space) -> None:
+        self._space = measured
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self._space.free is None or self._space.total is None:
+            return
+        yield GaugeMetricFamily(
+            'asgilook_storage_free_bytes',
+            'Bytes free for the service on the tightest storage volume.',
+            value=self._space.free,
+        )
+        yield GaugeMetricFamily(
+            'asgilook_storage_total_bytes',
+            'Size in bytes of the tightest storage volume.',
+            value=self._space.total,
         )

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from collections.abc import Coroutine
 from typing import Any
 
+from asgilook import logs
 from asgilook.config import Config
 from asgilook.pictures import Size
 from asgilook.pictures import pixels
@@ -183,10 +184,15 @@ class Renderer:
             await self._objects.write_thumbnails(
                 image.file, list(zip(sizes, rendered, strict=True)), name
             )
-        except Exception:
+        except Exception as ex:
             # NOTE: Nobody waits for this: the JPEG stays the answer.
-            logger.exception(
-                'Could not render the %s thumbnails of %s', name, image.uri
+            logs.failure(
+                logger,
+                'Could not render the %s thumbnails of image %s',
+                name,
+                image.image_id,
+                ex=ex,
+                image_id=image.image_id,
             )
             return False
         return True
