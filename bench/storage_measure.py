@@ -25,6 +25,7 @@ import httpx
 from asgilook.storage.blobs import Blobs
 from asgilook.storage.blobs import open_blobs
 from asgilook.storage.blobs.sealed import SealedBlobs
+from asgilook.storage.crypto import GCM_VERSION
 from asgilook.storage.crypto import Keyring
 from asgilook.storage.crypto import seal
 from asgilook.storage.crypto import unseal
@@ -343,12 +344,15 @@ def store_alone(
     ``put``: one write of ``data`` (a local one synced); ``get``: all of it,
     streamed in 1 MiB chunks; ``range``: its bytes of RANGE; ``small``: a GET
     of ``small`` (a thumbnail) whole; and, for the encryption itself,
-    ``seal`` and ``unseal`` of ``data`` in memory, in one thread.
+    ``seal`` and ``unseal`` of ``data`` in memory, in one thread, in the
+    format version new objects get (``sealing_version()``) and in version 1
+    (AES-GCM: ``seal_v1``, ``unseal_v1``).
     """
     keyring = Keyring.from_settings(lab.key, None)
     assert keyring is not None
     name = 'images/probe.1.jpeg'
     sealed = seal(keyring, name, data)
+    sealed_v1 = seal(keyring, name, data, version=GCM_VERSION)
     environ, url = lab.weed.environ, lab.weed.url
     return {
         'local': _backend(open_blobs(local_dir, environ), data, small, repeat),
@@ -362,5 +366,9 @@ def store_alone(
         'cpu': {
             'seal': _timed(repeat, lambda: seal(keyring, name, data)),
             'unseal': _timed(repeat, lambda: unseal(keyring, name, sealed)),
+            'seal_v1': _timed(
+                repeat, lambda: seal(keyring, name, data, version=GCM_VERSION)
+            ),
+            'unseal_v1': _timed(repeat, lambda: unseal(keyring, name, sealed_v1)),
         },
     }

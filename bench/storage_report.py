@@ -6,6 +6,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from asgilook.storage.crypto import GCM_VERSION
+from asgilook.storage.crypto import OCB_VERSION
+from asgilook.storage.crypto import sealing_version
 from bench.common import table
 from bench.serving_measure import Stats
 from bench.storage_measure import Cpu
@@ -22,6 +25,11 @@ CACHED_TOLERANCE = 0.1
 #: ...and an encrypted original at least this share of an unencrypted one's.
 SEALED_ORIGINAL_RATIO = 0.7
 DIGITS = {'ms': 1, 'req/s': 0, 'uploads/s': 2}
+#: The cipher of the segments of each format version of a sealed object.
+CIPHERS = {
+    GCM_VERSION: 'AES-256-GCM (format version 1)',
+    OCB_VERSION: 'AES-256-OCB3 (format version 2)',
+}
 
 
 @dataclasses.dataclass
@@ -180,9 +188,12 @@ def print_store(
         rows.append((label, *(_cell(store[name][op], 'ms') for name in NAMES)))
     print(table(rows))
     cpu = store['cpu']
+    cipher = CIPHERS[sealing_version()]
     print(
-        f'AES-256-GCM of {size / 1e6:.1f} MB in memory, one thread: seal '
-        f'{_cell(cpu["seal"], "ms")}, unseal {_cell(cpu["unseal"], "ms")}'
+        f'{cipher} of {size / 1e6:.1f} MB in memory, one thread: seal '
+        f'{_cell(cpu["seal"], "ms")}, unseal {_cell(cpu["unseal"], "ms")}; '
+        f'{CIPHERS[GCM_VERSION]}: seal {_cell(cpu["seal_v1"], "ms")}, '
+        f'unseal {_cell(cpu["unseal_v1"], "ms")}'
     )
 
 

@@ -1,15 +1,23 @@
-"""Encryption at rest: the sealed format (asgilook.storage.crypto)."""
+"""Encryption at rest: the sealed format (asgilook.storage.crypto).
+
+The tests of the format run for both versions (the ``version`` fixture):
+1, segments in AES-256-GCM, and 2, in AES-256-OCB3.
+"""
 
 import base64
 import io
+import logging
 import random
 import struct
 
 import PIL.Image
 import pytest
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.ciphers.aead import AESOCB3
 
 from asgilook.errors import DamagedObject
+from asgilook.storage import ciphers
 from asgilook.storage import crypto
 from asgilook.storage.crypto import HEADER_SIZE
 from asgilook.storage.crypto import Decryptor
@@ -29,6 +37,13 @@ NAME = 'images/0a1b.1.jpeg'
 # NOTE: A small segment size keeps the exhaustive tests fast.
 S = 16
 TAG = 16
+#: The cipher of the segments of each version, as the docstring documents.
+AEADS = {1: AESGCM, 2: AESOCB3}
+
+
+@pytest.fixture(params=[1, 2], ids=['v1-gcm', 'v2-ocb3'])
+def version(request):
+    return request.param
 
 
 def plaintext(length, seed=0):
@@ -71,21 +86,22 @@ def nonce(index, last):
 
 
 @pytest.mark.parametrize('length', [0, 1, S - 1, S, S + 1, 2 * S, 3 * S + 5])
-def test_round_trip_around_segment_boundaries(length):
+def test_round_trip_around_segment_boundaries(length, version):
     data = plaintext(length)
-    sealed = seal(Keyring(KEY), NAME, data, segment_size=S)
+    sealed = seal(Keyring(KEY), NAME, data, segment_size=S, version=version)
     header = Header.parse(sealed, NAME)
     assert unseal(Keyring(KEY), NAME, sealed) == data
     assert is_sealed(sealed)
     assert header.plain_length == length
+    assert header.version == sealed[8] == version
     assert header.segment_count == max(1, -(-length // S))
     assert len(sealed) == header.sealed_length
     assert len(sealed) == HEADER_SIZE + length + TAG * header.segment_count
 
 
-def test_round_trip_with_the_real_segment_size():
+def test_round_trip_with_the_real_segment_size(version):
     data = plaintext(3 * crypto.SEGMENT_SIZE + 5)
-    sealed = seal(Keyring(KEY), NAME, data)
+    sealed = seal(Keyring(KEY), NAME, data, version=version)
     header = Header.parse(sealed, NAME)
     assert crypto.SEGMENT_SIZE == 64 * 1024
     assert header.segment_size == crypto.SEGMENT_SIZE
@@ -93,14 +109,14 @@ def test_round_trip_with_the_real_segment_size():
     assert unseal(Keyring(KEY), NAME, sealed) == data
 
 
-def test_the_format_is_the_documented_layout():
+def test_the_format_is_the_documented_layout(version):
     data = plaintext(2 * S + 3)
-    sealed = seal(Keyring(KEY), NAME, data, segment_size=S)
-    magic, version, size, length, _ = struct.unpack('>8sBIQ16s', sealed[:37])
-    assert (magic, version, size, length) == (b'\x00ALKSEAL', 1, S, len(data))
+    sealed = seal(Keyring(KEY), NAME, data, segment_size=S, version=version)
+    magic, stored, size, length, _ = struct.unpack('>8sBIQ16s', sealed[:37])
+    assert (magic, stored, size, length) == (b'\x00ALKSEAL', version, S, len(data))
     assert HEADER_SIZE == 105
     assert sealed[37:45] == crypto.key_id(KEY)
-    aead = AESGCM(unwrap_by_hand(sealed))
+    aead = AEADS[version](unwrap_by_hand(sealed))
     body = sealed[HEADER_SIZE:]
     segments = [body[0:32], body[32:64], body[64:]]
     flags = [False, False, True]
@@ -118,18 +134,18 @@ def test_key_ids_are_not_the_key():
     assert identity != crypto.key_id(OTHER_KEY)
 
 
-def test_sealing_twice_gives_different_objects():
+def test_sealing_twice_gives_different_objects(version):
     data = plaintext(40)
-    first = seal(Keyring(KEY), NAME, data, segment_size=S)
-    second = seal(Keyring(KEY), NAME, data, segment_size=S)
+    first = seal(Keyring(KEY), NAME, data, segment_size=S, version=version)
+    second = seal(Keyring(KEY), NAME, data, segment_size=S, version=version)
     assert first[:21] == second[:21]
     assert first[21:37] != second[21:37]
     assert first[HEADER_SIZE:] != second[HEADER_SIZE:]
 
 
-def test_every_range_reads_exactly_its_plaintext_from_its_segments_only():
+def test_every_range_reads_exactly_its_plaintext_from_its_segments_only(version):
     data = plaintext(3 * S + 5)
-    sealed = seal(Keyring(KEY), NAME, data, segment_size=S)
+    sealed = seal(Keyring(KEY), NAME, data, segment_size=S, version=version)
     header = Header.parse(sealed, NAME)
     data_key = header.open(Keyring(KEY))
     for start in range(len(data) + 1):
@@ -145,9 +161,9 @@ def test_every_range_reads_exactly_its_plaintext_from_its_segments_only():
             assert HEADER_SIZE <= offset <= stop <= len(sealed)
 
 
-def test_an_empty_range_needs_no_segment_unless_it_is_at_the_end():
+def test_an_empty_range_needs_no_segment_unless_it_is_at_the_end(version):
     data = plaintext(3 * S)
-    sealed = seal(Keyring(KEY), NAME, data, segment_size=S)
+    sealed = seal(Keyring(KEY), NAME, data, segment_size=S, version=version)
     header = Header.parse(sealed, NAME)
     offset, stop = header.span(S + 3, S + 3)
     assert offset == stop == HEADER_SIZE + S + TAG
@@ -157,9 +173,9 @@ def test_an_empty_range_needs_no_segment_unless_it_is_at_the_end():
     )
 
 
-def test_unseal_range_reads_a_range():
+def test_unseal_range_reads_a_range(version):
     data = plaintext(5 * S + 7)
-    sealed = seal(Keyring(KEY), NAME, data, segment_size=S)
+    sealed = seal(Keyring(KEY), NAME, data, segment_size=S, version=version)
     header = Header.parse(sealed[:HEADER_SIZE], NAME)
     offset, stop = header.span(S + 3, 3 * S + 1)
     ciphertext = sealed[offset:stop]
@@ -170,8 +186,8 @@ def test_unseal_range_reads_a_range():
     )
 
 
-def test_the_empty_object_verifies_its_one_segment():
-    sealed = seal(Keyring(KEY), NAME, b'', segment_size=S)
+def test_the_empty_object_verifies_its_one_segment(version):
+    sealed = seal(Keyring(KEY), NAME, b'', segment_size=S, version=version)
     header = Header.parse(sealed, NAME)
     assert header.span(0, 0) == (HEADER_SIZE, HEADER_SIZE + TAG)
     damaged = sealed[:-1] + bytes([sealed[-1] ^ 1])
@@ -180,9 +196,9 @@ def test_the_empty_object_verifies_its_one_segment():
 
 
 @pytest.mark.parametrize('chunk', [1, 2, 7, S, S + TAG - 1, S + TAG, S + TAG + 1, 100])
-def test_the_decryptor_takes_chunks_of_any_size(chunk):
+def test_the_decryptor_takes_chunks_of_any_size(chunk, version):
     data = plaintext(4 * S + 9)
-    sealed = seal(Keyring(KEY), NAME, data, segment_size=S)
+    sealed = seal(Keyring(KEY), NAME, data, segment_size=S, version=version)
     header = Header.parse(sealed, NAME)
     for start, end in [(0, len(data)), (S - 1, 2 * S + 1), (5, 6)]:
         offset, stop = header.span(start, end)
@@ -195,9 +211,9 @@ def test_the_decryptor_takes_chunks_of_any_size(chunk):
         assert b''.join(pieces) == data[start:end]
 
 
-def test_the_decryptor_returns_each_segment_as_soon_as_it_is_complete():
+def test_the_decryptor_returns_each_segment_as_soon_as_it_is_complete(version):
     data = plaintext(3 * S)
-    sealed = seal(Keyring(KEY), NAME, data, segment_size=S)
+    sealed = seal(Keyring(KEY), NAME, data, segment_size=S, version=version)
     header = Header.parse(sealed, NAME)
     decryptor = Decryptor(header, header.open(Keyring(KEY)))
     body = sealed[HEADER_SIZE:]
@@ -210,8 +226,10 @@ def test_the_decryptor_returns_each_segment_as_soon_as_it_is_complete():
 @pytest.mark.parametrize(
     ('start', 'end'), [(-1, 0), (3, 2), (0, 3 * S + 6), (3 * S + 6, 3 * S + 6)]
 )
-def test_a_range_outside_the_plaintext_is_an_error(start, end):
-    sealed = seal(Keyring(KEY), NAME, plaintext(3 * S + 5), segment_size=S)
+def test_a_range_outside_the_plaintext_is_an_error(start, end, version):
+    sealed = seal(
+        Keyring(KEY), NAME, plaintext(3 * S + 5), segment_size=S, version=version
+    )
     header = Header.parse(sealed, NAME)
     with pytest.raises(ValueError, match='is not a range of the 53 bytes'):
         header.span(start, end)
@@ -219,15 +237,17 @@ def test_a_range_outside_the_plaintext_is_an_error(start, end):
         Decryptor(header, header.open(Keyring(KEY)), start, end)
 
 
-def test_truncation_anywhere_is_refused():
-    sealed = seal(Keyring(KEY), NAME, plaintext(3 * S + 5), segment_size=S)
+def test_truncation_anywhere_is_refused(version):
+    sealed = seal(
+        Keyring(KEY), NAME, plaintext(3 * S + 5), segment_size=S, version=version
+    )
     for length in range(len(sealed)):
         refused(sealed[:length])
 
 
-def test_a_stream_that_stops_early_is_refused_at_finish():
+def test_a_stream_that_stops_early_is_refused_at_finish(version):
     data = plaintext(3 * S + 5)
-    sealed = seal(Keyring(KEY), NAME, data, segment_size=S)
+    sealed = seal(Keyring(KEY), NAME, data, segment_size=S, version=version)
     header = Header.parse(sealed, NAME)
     for length in range(HEADER_SIZE, len(sealed)):
         decryptor = Decryptor(header, header.open(Keyring(KEY)))
@@ -237,9 +257,9 @@ def test_a_stream_that_stops_early_is_refused_at_finish():
             decryptor.finish()
 
 
-def test_bytes_after_the_span_are_refused():
+def test_bytes_after_the_span_are_refused(version):
     data = plaintext(3 * S + 5)
-    sealed = seal(Keyring(KEY), NAME, data, segment_size=S)
+    sealed = seal(Keyring(KEY), NAME, data, segment_size=S, version=version)
     header = Header.parse(sealed, NAME)
     offset, stop = header.span(0, S)
     decryptor = Decryptor(header, header.open(Keyring(KEY)), 0, S)
@@ -250,8 +270,8 @@ def test_bytes_after_the_span_are_refused():
         decryptor.feed(sealed[HEADER_SIZE:] + b'\x00')
 
 
-def test_an_object_of_another_size_than_its_header_says_is_refused():
-    sealed = seal(Keyring(KEY), NAME, plaintext(3 * S), segment_size=S)
+def test_an_object_of_another_size_than_its_header_says_is_refused(version):
+    sealed = seal(Keyring(KEY), NAME, plaintext(3 * S), segment_size=S, version=version)
     header = Header.parse(sealed, NAME)
     header.check_size(len(sealed))
     with pytest.raises(
@@ -261,9 +281,9 @@ def test_an_object_of_another_size_than_its_header_says_is_refused():
     assert 'its header says' in refused(sealed + b'\x00')
 
 
-def test_dropped_duplicated_or_reordered_segments_are_refused():
+def test_dropped_duplicated_or_reordered_segments_are_refused(version):
     data = plaintext(4 * S)
-    sealed = seal(Keyring(KEY), NAME, data, segment_size=S)
+    sealed = seal(Keyring(KEY), NAME, data, segment_size=S, version=version)
     head = sealed[:HEADER_SIZE]
     a, b, c, d = sealed_segments(sealed)
     header = Header.parse(sealed, NAME)
@@ -286,11 +306,11 @@ def test_dropped_duplicated_or_reordered_segments_are_refused():
             decryptor.finish()
 
 
-def test_a_last_segment_not_flagged_last_is_refused():
+def test_a_last_segment_not_flagged_last_is_refused(version):
     data = plaintext(3 * S)
-    sealed = seal(Keyring(KEY), NAME, data, segment_size=S)
+    sealed = seal(Keyring(KEY), NAME, data, segment_size=S, version=version)
     fixed = sealed[:37]
-    aead = AESGCM(unwrap_by_hand(sealed))
+    aead = AEADS[version](unwrap_by_hand(sealed))
     last = data[2 * S :]
     for flag, readable in [(True, True), (False, False)]:
         forged = sealed[: -(S + TAG)] + aead.encrypt(nonce(2, flag), last, fixed)
@@ -300,11 +320,11 @@ def test_a_last_segment_not_flagged_last_is_refused():
             assert 'segment 2 of 3 fails' in refused(forged)
 
 
-def test_truncation_with_a_forged_length_is_refused_by_the_last_flag():
+def test_truncation_with_a_forged_length_is_refused_by_the_last_flag(version):
     # NOTE: Only the holder of the key can forge the length; even then the
     #   second segment, not flagged last, gives the truncation away.
     data = plaintext(3 * S)
-    sealed = seal(Keyring(KEY), NAME, data, segment_size=S)
+    sealed = seal(Keyring(KEY), NAME, data, segment_size=S, version=version)
     fixed = bytearray(sealed[:37])
     fixed[13:21] = (2 * S).to_bytes(8, 'big')
     header = rewrap_by_hand(bytes(fixed), unwrap_by_hand(sealed))
@@ -313,8 +333,8 @@ def test_truncation_with_a_forged_length_is_refused_by_the_last_flag():
     assert 'segment 0 of 2 fails' in refused(forged)
 
 
-def test_a_flipped_bit_anywhere_is_refused():
-    sealed = seal(Keyring(KEY), NAME, plaintext(S + 4), segment_size=S)
+def test_a_flipped_bit_anywhere_is_refused(version):
+    sealed = seal(Keyring(KEY), NAME, plaintext(S + 4), segment_size=S, version=version)
     for position in range(len(sealed)):
         for bit in range(8):
             damaged = bytearray(sealed)
@@ -322,27 +342,33 @@ def test_a_flipped_bit_anywhere_is_refused():
             refused(bytes(damaged))
 
 
-def test_an_object_stored_under_another_name_is_refused():
+def test_an_object_stored_under_another_name_is_refused(version):
     data = plaintext(2 * S)
-    first = seal(Keyring(KEY), 'images/a.1.jpeg', data, segment_size=S)
-    second = seal(Keyring(KEY), 'images/b.1.jpeg', data, segment_size=S)
+    first = seal(Keyring(KEY), 'images/a.1.jpeg', data, segment_size=S, version=version)
+    second = seal(
+        Keyring(KEY), 'images/b.1.jpeg', data, segment_size=S, version=version
+    )
     assert unseal(Keyring(KEY), 'images/a.1.jpeg', first) == data
     message = refused(first, name='images/b.1.jpeg')
     assert 'the object of another name' in message
     refused(second, name='images/a.1.jpeg')
 
 
-def test_a_header_of_another_object_of_the_same_name_is_refused():
-    first = seal(Keyring(KEY), NAME, plaintext(2 * S, 1), segment_size=S)
-    second = seal(Keyring(KEY), NAME, plaintext(2 * S, 2), segment_size=S)
+def test_a_header_of_another_object_of_the_same_name_is_refused(version):
+    first = seal(
+        Keyring(KEY), NAME, plaintext(2 * S, 1), segment_size=S, version=version
+    )
+    second = seal(
+        Keyring(KEY), NAME, plaintext(2 * S, 2), segment_size=S, version=version
+    )
     refused(first[:HEADER_SIZE] + second[HEADER_SIZE:])
     refused(first[:37] + second[37:])
     refused(second[:37] + first[37:HEADER_SIZE] + second[HEADER_SIZE:])
 
 
 @pytest.mark.parametrize('keyring', [None, Keyring(OTHER_KEY), Keyring(None, [])])
-def test_without_its_key_an_object_is_refused_naming_it(keyring):
-    sealed = seal(Keyring(KEY), NAME, plaintext(10), segment_size=S)
+def test_without_its_key_an_object_is_refused_naming_it(keyring, version):
+    sealed = seal(Keyring(KEY), NAME, plaintext(10), segment_size=S, version=version)
     with pytest.raises(DamagedObject) as raised:
         unseal(keyring, NAME, sealed)
     message = str(raised.value)
@@ -351,24 +377,26 @@ def test_without_its_key_an_object_is_refused_naming_it(keyring):
     assert 'no key with that id is configured' in message
 
 
-def test_old_keys_still_open_objects():
+def test_old_keys_still_open_objects(version):
     data = plaintext(2 * S + 1)
-    sealed = seal(Keyring(OTHER_KEY), NAME, data, segment_size=S)
+    sealed = seal(Keyring(OTHER_KEY), NAME, data, segment_size=S, version=version)
     keyring = Keyring(KEY, [OTHER_KEY])
     assert unseal(keyring, NAME, sealed) == data
     assert unseal(Keyring(None, [OTHER_KEY]), NAME, sealed) == data
-    resealed = seal(keyring, NAME, data, segment_size=S)
+    resealed = seal(keyring, NAME, data, segment_size=S, version=version)
     assert Header.parse(resealed, NAME).key_id == crypto.key_id(KEY)
 
 
-def test_rewrap_moves_an_object_to_the_current_key():
+def test_rewrap_moves_an_object_to_the_current_key(version):
     data = plaintext(3 * S + 2)
-    sealed = seal(Keyring(KEY), NAME, data, segment_size=S)
+    sealed = seal(Keyring(KEY), NAME, data, segment_size=S, version=version)
     rotating = Keyring(NEW_KEY, [KEY])
     assert needs_rewrap(rotating, Header.parse(sealed, NAME))
     header = rewrap(rotating, NAME, sealed[:HEADER_SIZE])
     assert len(header) == HEADER_SIZE
+    # NOTE: The fixed part, the version of the segments kept included.
     assert header[:37] == sealed[:37]
+    assert header[8] == version
     rewrapped = header + sealed[HEADER_SIZE:]
     assert not needs_rewrap(rotating, Header.parse(rewrapped, NAME))
     assert unseal(Keyring(NEW_KEY), NAME, rewrapped) == data
@@ -384,9 +412,9 @@ def test_needs_rewrap_is_false_without_a_current_key():
     assert needs_rewrap(Keyring(NEW_KEY), header)
 
 
-def test_rewrap_can_move_an_object_to_another_name():
+def test_rewrap_can_move_an_object_to_another_name(version):
     data = plaintext(S + 1)
-    sealed = seal(Keyring(KEY), NAME, data, segment_size=S)
+    sealed = seal(Keyring(KEY), NAME, data, segment_size=S, version=version)
     moved = rewrap(Keyring(KEY), NAME, sealed, new_name='images/moved.jpeg')
     renamed = moved + sealed[HEADER_SIZE:]
     assert unseal(Keyring(KEY), 'images/moved.jpeg', renamed) == data
@@ -411,12 +439,12 @@ def jpeg_with_exif():
     return output.getvalue()
 
 
-def test_a_sealed_jpeg_shows_nothing_of_the_picture():
+def test_a_sealed_jpeg_shows_nothing_of_the_picture(version):
     data = jpeg_with_exif()
     assert data.startswith(b'\xff\xd8\xff')
     assert b'\xff\xe1\x00HExif\x00\x00' in data
     assert len(data) > crypto.SEGMENT_SIZE
-    sealed = seal(Keyring(KEY), NAME, data)
+    sealed = seal(Keyring(KEY), NAME, data, version=version)
     assert unseal(Keyring(KEY), NAME, sealed) == data
     assert not sealed.startswith(b'\xff\xd8')
     assert data[:4] not in sealed
@@ -452,7 +480,8 @@ def test_a_truncated_magic_counts_as_sealed():
 @pytest.mark.parametrize(
     ('offset', 'value', 'message'),
     [
-        (8, b'\x02', 'its format version 2 is not known'),
+        (8, b'\x00', 'its format version 0 is not known'),
+        (8, b'\x03', 'its format version 3 is not known'),
         (9, b'\x00\x00\x00\x00', 'its segment size 0 is impossible'),
         (9, b'\x01\x00\x00\x01', 'its segment size 16777217 is impossible'),
     ],
@@ -461,6 +490,128 @@ def test_an_unknown_version_or_segment_size_is_refused(offset, value, message):
     sealed = bytearray(seal(Keyring(KEY), NAME, plaintext(20), segment_size=S))
     sealed[offset : offset + len(value)] = value
     assert message in refused(bytes(sealed))
+
+
+def test_new_objects_are_sealed_in_version_2():
+    sealed = seal(Keyring(KEY), NAME, plaintext(20), segment_size=S)
+    assert crypto.sealing_version() == crypto.VERSION == 2
+    assert sealed[8] == 2
+    assert Header.parse(sealed, NAME).version == 2
+    assert unseal(Keyring(KEY), NAME, sealed) == plaintext(20)
+
+
+# NOTE: Sealed by the code before version 2 existed (AES-256-GCM segments of
+#   16 bytes, under KEY, as NAME): committed as it was written then.
+V1_PLAINTEXT = b'a version 1 object, sealed by the code of 2026-12-07'
+V1_OBJECT = bytes.fromhex(
+    '00414c4b5345414c01000000100000000000000034fb1dd27ebe047aef4dc75bed2a5431'
+    'd94b1987a9157c8aa9fe1176db1b6042682506f0cbc29fc61e3947635063e468ea92c20f'
+    'b77bf5a8c822264c1e860a4b624c2045c6b538b5bb7148df214d8595d82d0d6ab84f70e7'
+    '3dbafe9ae9047fa6b0ed42ba65da6ff16d130e4ca47095d6ad9410088237fbfc52ad8421'
+    'e41bd58c8f451748e532e457fa774fcee6a62c4076a70ca5d0fa211dc4a053ca1dcda011'
+    'e932cbfbcf74eeba46ebf4a9f6ab6945740a06009b6d6c8ea03cdec8f4f40f3641cac3d6'
+    '09e465c609'
+)
+
+
+def test_a_version_1_object_of_the_earlier_code_still_opens():
+    header = Header.parse(V1_OBJECT, NAME)
+    assert header.version == 1
+    assert unseal(Keyring(KEY), NAME, V1_OBJECT) == V1_PLAINTEXT
+    offset, stop = header.span(20, 40)
+    assert (
+        unseal_range(Keyring(KEY), header, V1_OBJECT[offset:stop], 20, 40)
+        == (V1_PLAINTEXT[20:40])
+    )
+    # NOTE: A rotation keeps it in version 1 (its segments are kept);
+    #   re-encryption (unseal, seal) makes it version 2.
+    rotating = Keyring(NEW_KEY, [KEY])
+    rewrapped = rewrap(rotating, NAME, V1_OBJECT) + V1_OBJECT[HEADER_SIZE:]
+    assert rewrapped[8] == 1
+    assert unseal(Keyring(NEW_KEY), NAME, rewrapped) == V1_PLAINTEXT
+    again = seal(rotating, NAME, unseal(rotating, NAME, V1_OBJECT))
+    assert again[8] == 2
+    assert unseal(Keyring(NEW_KEY), NAME, again) == V1_PLAINTEXT
+
+
+@pytest.mark.parametrize(('written', 'forged'), [(2, 1), (1, 2)])
+def test_an_object_is_never_read_as_another_version(written, forged):
+    data = plaintext(3 * S + 1)
+    sealed = seal(Keyring(KEY), NAME, data, segment_size=S, version=written)
+    relabelled = bytearray(sealed)
+    relabelled[8] = forged
+    assert 'its header fails authentication' in refused(bytes(relabelled))
+    # NOTE: Even the holder of the key, wrapping the data key anew for the
+    #   relabelled header, gets nothing: the segments fail.
+    fixed = bytes(relabelled[:37])
+    forged_header = rewrap_by_hand(fixed, unwrap_by_hand(sealed))
+    assert 'segment 0 of 4 fails' in refused(forged_header + sealed[HEADER_SIZE:])
+
+
+def test_seal_refuses_an_unknown_version():
+    with pytest.raises(ValueError, match=r'format version 3 is not one of \(1, 2\)'):
+        seal(Keyring(KEY), NAME, b'data', version=3)
+
+
+class NoOCB:
+    """AESOCB3 of a cryptography built on LibreSSL or BoringSSL."""
+
+    def __init__(self, key):
+        raise UnsupportedAlgorithm('AES-OCB3 is not supported by this backend.')
+
+
+@pytest.fixture
+def lose_ocb(monkeypatch):
+    """Call it to take AES-OCB3 away from the library, as such builds lack it."""
+
+    def lose():
+        monkeypatch.setattr(ciphers, 'AESOCB3', NoOCB)
+        crypto.sealing_version.cache_clear()
+
+    yield lose
+    # NOTE: Before monkeypatch puts AESOCB3 back: the next call probes anew.
+    crypto.sealing_version.cache_clear()
+
+
+def test_without_ocb_objects_are_sealed_in_version_1_said_once(lose_ocb, caplog):
+    lose_ocb()
+    with caplog.at_level(logging.WARNING, logger='asgilook.storage.ciphers'):
+        first = seal(Keyring(KEY), NAME, plaintext(40), segment_size=S)
+        second = seal(Keyring(KEY), NAME, plaintext(50))
+    assert first[8] == second[8] == 1
+    assert unseal(Keyring(KEY), NAME, first) == plaintext(40)
+    assert unseal(Keyring(KEY), NAME, second) == plaintext(50)
+    warnings = [r for r in caplog.records if r.name == 'asgilook.storage.ciphers']
+    assert len(warnings) == 1
+    assert warnings[0].levelno == logging.WARNING
+    assert 'no AES-OCB3' in warnings[0].getMessage()
+    assert 'format version 1' in warnings[0].getMessage()
+
+
+def test_without_ocb_a_version_2_object_is_refused_and_still_rewraps(
+    lose_ocb, monkeypatch
+):
+    data = plaintext(2 * S + 3)
+    sealed = seal(Keyring(KEY), NAME, data, segment_size=S, version=2)
+    lose_ocb()
+    message = refused(sealed)
+    assert 'its segments are AES-256-OCB3 (format version 2)' in message
+    assert 'the cryptography library of this process does not have' in message
+    # NOTE: Its header opens (its size is known); its segments do not.
+    header = Header.parse(sealed, NAME)
+    data_key = header.open(Keyring(KEY))
+    with pytest.raises(DamagedObject, match='AES-256-OCB3'):
+        Decryptor(header, data_key)
+    with pytest.raises(UnsupportedAlgorithm):
+        seal(Keyring(KEY), NAME, data, version=2)
+    # NOTE: Version 1 still opens; a rotation needs no OCB3 either.
+    assert unseal(Keyring(KEY), NAME, V1_OBJECT) == V1_PLAINTEXT
+    rotating = Keyring(NEW_KEY, [KEY])
+    rewrapped = rewrap(rotating, NAME, sealed) + sealed[HEADER_SIZE:]
+    assert rewrapped[8] == 2
+    assert 'AES-256-OCB3' in refused(rewrapped, keyring=Keyring(NEW_KEY))
+    monkeypatch.undo()
+    assert unseal(Keyring(NEW_KEY), NAME, rewrapped) == data
 
 
 def test_header_to_bytes_is_the_stored_header():

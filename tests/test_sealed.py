@@ -13,8 +13,10 @@ import threading
 
 import PIL.Image
 import pytest
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from asgilook.errors import DamagedObject
+from asgilook.storage import ciphers
 from asgilook.storage.blobs import Blobs
 from asgilook.storage.blobs import Found
 from asgilook.storage.blobs import Listed
@@ -826,6 +828,103 @@ def test_reseal_refuses_an_object_it_cannot_open(caplog):
             run(SealedBlobs(inner, Keyring(KEY)).reseal(NAME, reencrypt=True))
     assert len(damaged_logs(caplog, NAME)) == 1
     assert inner.objects == before
+
+
+# Format versions
+
+
+def version_of(stored_bytes):
+    return Header.parse(stored_bytes, NAME).version
+
+
+def test_version_1_objects_read_and_reseal_into_version_2(inner):
+    data = plaintext(3 * S + 77)
+    blobs = SealedBlobs(inner, Keyring(NEW_KEY, [OLD_KEY]))
+
+    async def scenario():
+        await inner.put(NAME, seal(Keyring(OLD_KEY), NAME, data, version=1))
+        reads = [
+            await read(blobs, NAME, 1 << 30),
+            await read(blobs, NAME, 0),
+            await read(blobs, NAME, 0, S - 5, 2 * S + 5),
+        ]
+        outcomes = [await blobs.reseal(NAME)]
+        rewrapped = await stored(inner, NAME)
+        outcomes.append(await blobs.reseal(NAME, reencrypt=True))
+        reencrypted = await stored(inner, NAME)
+        reads.append(await read(SealedBlobs(inner, Keyring(NEW_KEY)), NAME, 0))
+        return reads, outcomes, rewrapped, reencrypted
+
+    reads, outcomes, rewrapped, reencrypted = run(scenario())
+    assert reads[0] == (len(data), data, True)
+    assert reads[1] == (len(data), data, False)
+    assert reads[2] == (len(data), data[S - 5 : 2 * S + 5], False)
+    assert reads[3] == (len(data), data, False)
+    assert outcomes == ['rewrapped', 'reencrypted']
+    # NOTE: A rewrap keeps the segments, so their version; rekey --reencrypt
+    #   writes them anew in version 2.
+    assert version_of(rewrapped) == 1
+    assert version_of(reencrypted) == 2
+
+
+def test_new_objects_are_version_2():
+    inner = MemoryBlobs()
+    run(SealedBlobs(inner, Keyring(KEY)).put(NAME, b'picture'))
+    assert version_of(inner.objects[NAME]) == 2
+
+
+class NoOCB:
+    """AESOCB3 of a cryptography built on LibreSSL or BoringSSL."""
+
+    def __init__(self, key):
+        raise UnsupportedAlgorithm('AES-OCB3 is not supported by this backend.')
+
+
+@pytest.fixture
+def lose_ocb(monkeypatch):
+    """Call it to take AES-OCB3 away from the library, as such builds lack it."""
+
+    def lose():
+        monkeypatch.setattr(ciphers, 'AESOCB3', NoOCB)
+        ciphers.sealing_version.cache_clear()
+
+    yield lose
+    # NOTE: Before monkeypatch puts AESOCB3 back: the next call probes anew.
+    ciphers.sealing_version.cache_clear()
+
+
+def test_without_ocb_version_2_is_refused_and_logged_yet_rotates(
+    lose_ocb, monkeypatch, caplog
+):
+    inner = MemoryBlobs(chunk=S // 3)
+    data = plaintext(2 * S + 9)
+    run(SealedBlobs(inner, Keyring(OLD_KEY)).put(NAME, data))
+    assert version_of(inner.objects[NAME]) == 2
+    lose_ocb()
+    blobs = SealedBlobs(inner, Keyring(KEY, [OLD_KEY]))
+
+    async def refusals():
+        for whole_up_to, start, end in [(1 << 30, 0, None), (0, 0, None), (0, 5, 9)]:
+            with pytest.raises(DamagedObject, match='AES-256-OCB3') as raised:
+                await read(blobs, NAME, whole_up_to, start, end)
+            assert 'does not have' in str(raised.value)
+        # NOTE: Its header opens without OCB3: its size, and a rotation.
+        return await blobs.size(NAME), await blobs.reseal(NAME)
+
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        size, outcome = run(refusals())
+    assert len(damaged_logs(caplog, NAME)) == 3
+    assert (size, outcome) == (len(data), 'rewrapped')
+    assert version_of(inner.objects[NAME]) == 2
+    with pytest.raises(DamagedObject, match='AES-256-OCB3'):
+        run(blobs.reseal(NAME, reencrypt=True))
+    # NOTE: New objects are version 1 meanwhile, and read.
+    run(blobs.put('images/new.jpeg', data))
+    assert Header.parse(inner.objects['images/new.jpeg'], NAME).version == 1
+    assert run(read(blobs, 'images/new.jpeg', 0)) == (len(data), data, False)
+    ciphers.sealing_version.cache_clear()
+    monkeypatch.undo()
+    assert run(read(SealedBlobs(inner, Keyring(KEY)), NAME, 0))[1] == data
 
 
 # Sizes, listing and the rest

@@ -5,11 +5,14 @@ to ``ASGI_LOOK_ENCRYPTION_OLD_KEYS``), or once encryption is turned on, each
 object of the storage that the settings name (the backends of the originals
 and of the renditions, each walked once) goes through
 :meth:`~asgilook.storage.blobs.sealed.SealedBlobs.reseal`: an object sealed
-under an old key is given a new header under the current one (rewrapped), or
-with ``reencrypt`` is encrypted again under a new data key (reencrypted); an
-object stored plain is sealed; one already under the current key is left as
-it is (current); one deleted meanwhile is missing. An object that does not
-open (damaged, or sealed with a key not configured) is counted as failed.
+under an old key is given a new header under the current one (rewrapped:
+its segments, and so its format version, are kept), or with ``reencrypt``
+is encrypted again under a new data key, in the format version new objects
+get (reencrypted: how objects of version 1, AES-256-GCM, are brought to
+version 2, AES-256-OCB3, which is faster to read); an object stored plain is
+sealed; one already under the current key is left as it is (current); one
+deleted meanwhile is missing. An object that does not open (damaged, or
+sealed with a key not configured) is counted as failed.
 
 It may run while the service serves with the same keys, and again: a second
 run finds every object current. Then the old keys may be removed from

@@ -17,11 +17,16 @@ The modules:
   directory or an S3-compatible bucket, written durably and read by range,
   and :mod:`~asgilook.storage.blobs.sealed`, encryption around either.
 * :mod:`asgilook.storage.crypto`: encryption at rest, the sealed format of
-  stored objects.
+  stored objects, with :mod:`~asgilook.storage.keyring` (the keys that seal
+  and open) and :mod:`~asgilook.storage.ciphers` (which cipher each format
+  version's segments use).
+* :mod:`asgilook.storage.space`: the free space of the local directories that
+  hold objects, against what the largest upload needs.
 * :mod:`asgilook.storage.index`: the index of images and its upload order,
   with its backends, :mod:`~asgilook.storage.index.sqlite` (the default) and
   :mod:`~asgilook.storage.index.postgres`, and the old
-  :mod:`~asgilook.storage.index.journal`.
+  :mod:`~asgilook.storage.index.journal`; :mod:`~asgilook.storage.index.wal`
+  tells the SQLite fast path, without a system call, that nothing changed.
 
 Within asgilook it stands on :mod:`asgilook.pictures` (Pillow, bytes to bytes),
 :mod:`asgilook.config` and :mod:`asgilook.errors` only: nothing here knows
