@@ -24,8 +24,9 @@ import redis
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.nginx import PREFIX
@@ -38,10 +39,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 CHROMIUM = '/usr/bin/chromium'
 CHROMEDRIVER = '/usr/bin/chromedriver'
 TIMEOUT = 30
-NARROW = (400, 800)
-WIDE = (1600, 1000)
-# Distinct colours, so that a tile can be told apart from its neighbours.
+# A phone (as wide as an iPhone 12 to 15, three device pixels to a CSS
+# pixel) and a laptop.
+NARROW = (390, 844)
+NARROW_SCALE = 3
+WIDE = (1440, 900)
+# Distinct colours, so that a tile can be told apart from its neighbours; and
+# shapes: a photo of 4:3, a 16:9 one, a panorama, a portrait.
 COLOURS = ('#c0392b', '#2471a3', '#229954', '#d4ac0d')
+SHAPES = ((2048, 1536), (3200, 1800), (4000, 800), (1200, 1800))
+# The most a tile's picture may be upscaled where a larger rendition exists.
+UPSCALE = 1.25
 THUMBNAIL = re.compile(r'/thumbnails/(?P<id>[^/]+)/(?P<width>\d+)x\d+\.jpeg')
 ORIGINAL = re.compile(r'/images/(?P<id>[^/.]+)\.jpeg')
 # What Chromium sends for an <img>.
@@ -90,10 +98,35 @@ return [...document.querySelectorAll('#gallery .tile')].map((tile) => {
     currentSrc: img.currentSrc,
     naturalWidth: img.naturalWidth,
     shownWidth: img.getBoundingClientRect().width,
-    deletable: tile.querySelector('button.delete') !== null,
+    shownHeight: img.getBoundingClientRect().height,
+    deletable: tile.dataset.mine === 'true',
     placeholder: getComputedStyle(img).backgroundImage,
   };
 });
+"""
+
+# The lightbox as a user sees it (id: null when it is closed).
+LIGHTBOX = """
+const box = document.getElementById('lightbox');
+const img = box.querySelector('img');
+const rect = img.getBoundingClientRect();
+const focused = document.activeElement;
+return {
+  id: box.open ? box.dataset.id : null,
+  path: location.pathname,
+  currentSrc: img.currentSrc,
+  sizes: img.sizes,
+  naturalWidth: img.naturalWidth,
+  complete: img.complete,
+  shownWidth: rect.width,
+  caption: box.querySelector('.caption').textContent,
+  download: box.querySelector('a.download').getAttribute('href'),
+  copy: box.querySelector('button.copy-link').checkVisibility(),
+  deletable: !box.querySelector('button.delete').hidden,
+  said: box.querySelector('.said').textContent,
+  focusInside: box.contains(focused),
+  focusedTile: focused.closest('.tile')?.dataset.id ?? null,
+};
 """
 
 # Each upload row: its classes, its progress bar and what it says.
@@ -157,7 +190,7 @@ def chromium(tmp_path_factory):
     """Open a headless Chromium on ``url``, ``size`` its window's (w, h)."""
     drivers = []
 
-    def open_page(url, size):
+    def open_page(url, size, scale=1):
         width, height = size
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
@@ -173,7 +206,6 @@ def chromium(tmp_path_factory):
             '--disable-background-networking',
             '--disable-component-update',
             '--disable-sync',
-            '--force-device-scale-factor=1',
             f'--user-data-dir={tmp_path_factory.mktemp("chromium")}',
             f'--window-size={width},{height}',
         ):
@@ -192,13 +224,17 @@ def chromium(tmp_path_factory):
         #   --window-size alone.
         driver.execute_cdp_cmd(
             'Emulation.setDeviceMetricsOverride',
-            {'width': width, 'height': height, 'deviceScaleFactor': 1, 'mobile': False},
+            {
+                'width': width,
+                'height': height,
+                'deviceScaleFactor': scale,
+                'mobile': scale > 1,
+            },
         )
         driver.get(url)
-        assert driver.execute_script('return [innerWidth, innerHeight];') == [
-            width,
-            height,
-        ]
+        assert driver.execute_script(
+            'return [innerWidth, innerHeight, devicePixelRatio];'
+        ) == [width, height, scale]
         return driver
 
     yield open_page
@@ -210,8 +246,8 @@ def chromium(tmp_path_factory):
 def browser(server, chromium):
     """Open a headless Chromium on the gallery, ``size`` its window's (w, h)."""
 
-    def open_gallery(size):
-        return chromium(server.url + '/', size)
+    def open_gallery(size, scale=1):
+        return chromium(server.url + '/', size, scale)
 
     return open_gallery
 
@@ -229,10 +265,11 @@ def picture(colour, size=(2048, 1536)):
 
 @pytest.fixture(scope='module')
 def pictures(http):
-    """Four pictures uploaded over HTTP, oldest first, their AVIF rendered."""
+    """Four pictures of four shapes uploaded over HTTP, oldest first, their
+    AVIF rendered."""
     documents = []
-    for colour in COLOURS:
-        resp = http.post('/images', content=picture(colour))
+    for colour, size in zip(COLOURS, SHAPES, strict=True):
+        resp = http.post('/images', content=picture(colour, size))
         assert resp.status_code == 201, resp.text
         documents.append(resp.json())
     # NOTE: The AVIF series is rendered after the first request for it (the
@@ -345,6 +382,40 @@ def assert_quiet_console(driver, allowed=()):
         print(f'console warning: {entry["message"]}')
 
 
+def open_lightbox(driver, image_id):
+    """Click a tile, as a user does; wait until its lightbox is open, at the
+    picture's page."""
+    link = driver.find_element(By.CSS_SELECTOR, f'.tile[data-id="{image_id}"] a')
+    page = link.get_attribute('href')
+    link.click()
+    wait_for(
+        driver,
+        lambda driver: driver.execute_script(LIGHTBOX)['id'] == image_id,
+        lambda driver: (
+            f'#lightbox: expected open on {image_id}, seen '
+            f'{driver.execute_script(LIGHTBOX)}'
+        ),
+    )
+    state = driver.execute_script(LIGHTBOX)
+    assert driver.current_url == page, state
+    assert state['focusInside'], state
+    return state
+
+
+def delete_through_lightbox(driver, image_id, screenshot):
+    """Delete a picture as a user does: its lightbox, Delete, and the dialog."""
+    open_lightbox(driver, image_id)
+    driver.find_element(By.CSS_SELECTOR, '#lightbox button.delete').click()
+    dialog = driver.find_element(By.ID, 'confirm-delete')
+    wait_for(
+        driver,
+        lambda driver: dialog.get_attribute('open') is not None,
+        lambda driver: '#confirm-delete: expected open',
+    )
+    screenshot(driver, f'delete-dialog-{driver.execute_script("return innerWidth;")}')
+    dialog.find_element(By.CSS_SELECTOR, 'button[value="delete"]').click()
+
+
 def wait_until_live(driver):
     wait_for(
         driver,
@@ -371,7 +442,23 @@ def near(seen, expected, tolerance=40):
     return all(abs(a - b) <= tolerance for a, b in zip(seen, expected, strict=True))
 
 
-def test_the_gallery_serves_small_thumbnails_narrow_and_larger_ones_wide(
+def sharpness(tile, documents, scale):
+    """How many of its rendition's pixels a tile shows per device pixel.
+
+    Fails if the tile is upscaled past :data:`UPSCALE` while a larger
+    rendition than the one shown exists.
+    """
+    document = documents[tile['id']]
+    # NOTE: Not naturalWidth, which is in CSS pixels: the rendition's width
+    #   over its density (its width over the sizes that chose it).
+    width = rendition_width(tile['currentSrc'], documents)
+    ratio = width / (tile['shownWidth'] * scale)
+    if ratio < 1 / UPSCALE:
+        assert width == document['size'][0], ('upscaled', ratio, tile)
+    return ratio
+
+
+def test_the_gallery_keeps_each_pictures_shape_and_sharpness(
     browser, http, pictures, screenshot
 ):
     documents = {document['id']: document for document in pictures}
@@ -380,28 +467,38 @@ def test_the_gallery_serves_small_thumbnails_narrow_and_larger_ones_wide(
         for document, colour in zip(pictures, COLOURS, strict=True)
     }
     chosen = {}
-    for name, size in (('narrow', NARROW), ('wide', WIDE)):
-        driver = browser(size)
+    for name, size, scale in (('narrow', NARROW, NARROW_SCALE), ('wide', WIDE, 1)):
+        driver = browser(size, scale)
         wait_for_listing(driver, http)
         shown = load_every_tile(driver)
         screenshot(driver, f'gallery-{name}')
+        gallery = driver.execute_script(
+            "return document.getElementById('gallery').getBoundingClientRect();"
+        )
 
         for tile in shown:
             document = documents[tile['id']]
-            assert tile['href'].split('?')[0] == document['image'], tile
+            assert tile['href'] == document['page'], tile
             assert tile['loading'] == 'lazy', tile
             assert tile['srcset'] and tile['sizes'], tile
             assert [tile['width'], tile['height']] == [
                 str(side) for side in document['size']
             ], tile
-            assert tile['naturalWidth'] > 0, tile
+            # Whole: the tile has the picture's shape, within a pixel or two.
+            width, height = document['size']
+            assert abs(tile['shownWidth'] - tile['shownHeight'] * width / height) < 3
+            assert tile['shownWidth'] <= gallery['width'], tile
             # Behind the thumbnail, shown until it loads: the placeholder.
             assert tile['placeholder'] == f'url("{document["placeholder"]}")', tile
-            width = rendition_width(tile['currentSrc'], documents)
-            # Sharp: at least as many pixels across as the tile shows.
-            assert width >= tile['shownWidth'], (name, tile)
-            chosen.setdefault(name, []).append(width)
-        print(f'{name} {size}: currentSrc widths {chosen[name]}')
+            ratio = sharpness(tile, documents, scale)
+            chosen.setdefault(name, []).append(
+                (rendition_width(tile['currentSrc'], documents), round(ratio, 2))
+            )
+        print(
+            f'{name} {size} x{scale}: (width, pixels per device pixel) {chosen[name]}'
+        )
+        # Never the original, for pictures this size.
+        assert all(width < 2048 for width, _ in chosen[name]), chosen
         # The same URLs, in the format the browser takes best.
         types = served_types(driver)
         assert {types.get(tile['currentSrc']) for tile in shown} == {'image/avif'}, (
@@ -414,9 +511,6 @@ def test_the_gallery_serves_small_thumbnails_narrow_and_larger_ones_wide(
             expected = colours[tile.get_attribute('data-id')]
             assert near(seen, expected), (name, seen, expected)
         assert_quiet_console(driver)
-
-    assert max(chosen['narrow']) <= 512, chosen
-    assert min(chosen['wide']) > max(chosen['narrow']), chosen
 
 
 def test_uploads_appear_live_in_another_window_and_a_delete_vanishes_there(
@@ -484,11 +578,7 @@ def test_uploads_appear_live_in_another_window_and_a_delete_vanishes_there(
     screenshot(watcher, 'live-narrow-watcher-uploaded')
 
     gone, kept = new
-    uploader.find_element(
-        By.CSS_SELECTOR, f'.tile[data-id="{gone}"] button.delete'
-    ).click()
-    WebDriverWait(uploader, TIMEOUT).until(expected_conditions.alert_is_present())
-    uploader.switch_to.alert.accept()
+    delete_through_lightbox(uploader, gone, screenshot)
     for driver in (uploader, watcher):
         wait_for(
             driver,
@@ -661,7 +751,7 @@ def test_the_gallery_works_under_a_path_prefix_behind_nginx(
             ),
         )
         for tile in load_every_tile(driver):
-            assert tile['href'].startswith(f'{PREFIX}/images/'), tile
+            assert tile['href'].startswith(f'{PREFIX}/pictures/'), tile
             assert all(
                 candidate.startswith(f'{PREFIX}/')
                 for candidate in tile['srcset'].split(', ')
@@ -671,11 +761,7 @@ def test_the_gallery_works_under_a_path_prefix_behind_nginx(
     screenshot(uploader, 'prefixed-wide-uploaded')
     screenshot(watcher, 'prefixed-narrow-watcher-uploaded')
 
-    uploader.find_element(
-        By.CSS_SELECTOR, f'.tile[data-id="{new}"] button.delete'
-    ).click()
-    WebDriverWait(uploader, TIMEOUT).until(expected_conditions.alert_is_present())
-    uploader.switch_to.alert.accept()
+    delete_through_lightbox(uploader, new, screenshot)
     for driver in (uploader, watcher):
         wait_for(
             driver,
@@ -690,3 +776,208 @@ def test_the_gallery_works_under_a_path_prefix_behind_nginx(
         assert_quiet_console(driver)
     assert http.get(f'/images/{new}.jpeg').status_code == 404
     screenshot(watcher, 'prefixed-narrow-watcher-deleted')
+
+
+# The lightbox and the picture's page, on a phone and on a laptop.
+
+
+def lightbox_loaded(driver):
+    state = driver.execute_script(LIGHTBOX)
+    return state if state['complete'] and state['naturalWidth'] > 0 else None
+
+
+def until_lightbox(driver, key, value):
+    """Wait until the lightbox's ``key`` (see :data:`LIGHTBOX`) is ``value``."""
+
+    def reached(driver):
+        state = driver.execute_script(LIGHTBOX)
+        return state if state[key] == value else None
+
+    return wait_for(
+        driver,
+        reached,
+        lambda driver: (
+            f'#lightbox: expected {key} {value!r}, seen '
+            f'{driver.execute_script(LIGHTBOX)}'
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ('name', 'size', 'scale'), [('narrow', NARROW, NARROW_SCALE), ('wide', WIDE, 1)]
+)
+def test_the_lightbox_is_the_pictures_page_and_back_closes_it(
+    browser, http, pictures, screenshot, name, size, scale
+):
+    documents = {document['id']: document for document in pictures}
+    driver = browser(size, scale)
+    wait_for_listing(driver, http)
+    # The 16:9 picture, and the 4:3 one uploaded before it: the next tile.
+    first, second = pictures[1]['id'], pictures[0]['id']
+    ids = tile_ids(driver)
+    assert ids.index(second) == ids.index(first) + 1, ids
+    open_lightbox(driver, first)
+    state = wait_for(driver, lightbox_loaded, lambda driver: 'lightbox loading')
+    screenshot(driver, f'lightbox-{name}')
+    assert state['path'] == documents[first]['page'], state
+    # The rendition for the size shown: sharp, and a thumbnail when one is
+    # sharp enough, never the original.
+    needed = state['shownWidth'] * scale
+    width = rendition_width(state['currentSrc'], documents)
+    assert width >= needed / UPSCALE, state
+    assert '/thumbnails/' in state['currentSrc'], json.dumps(state)
+    print(f'{name}: the lightbox shows {width} px across {needed} device px')
+    assert state['copy'], state
+    document = documents[first]
+    assert state['download'] == f'{document["image"]}?v={document["version"]}'
+    assert state['deletable'] is False, state
+
+    # The arrow keys and the buttons go through the pictures; the URL follows.
+    # Keys go where focus is, as a user's do.
+    keys = ActionChains(driver)
+    keys.send_keys(Keys.ARROW_RIGHT).perform()
+    until_lightbox(driver, 'id', second)
+    assert driver.execute_script(LIGHTBOX)['path'] == documents[second]['page']
+    screenshot(driver, f'lightbox-{name}-next')
+    driver.find_element(By.CSS_SELECTOR, '#lightbox button.prev').click()
+    until_lightbox(driver, 'path', documents[first]['page'])
+    driver.find_element(By.CSS_SELECTOR, '#lightbox button.next').click()
+    until_lightbox(driver, 'path', documents[second]['page'])
+
+    # Back closes it, at the gallery's URL; focus is on the tile last shown.
+    # (Focus may come after the dialog's own, which goes back to where it was
+    # when the lightbox opened: the first tile.)
+    driver.back()
+    state = until_lightbox(driver, 'id', None)
+    assert state['path'] == '/', state
+    state = until_lightbox(driver, 'focusedTile', second)
+    assert state['id'] is None and state['path'] == '/', state
+    screenshot(driver, f'lightbox-{name}-closed')
+
+    # Escape closes it too, and so does the space around the picture; a
+    # click on the picture does not.
+    open_lightbox(driver, first)
+    driver.find_element(By.CSS_SELECTOR, '#lightbox img').click()
+    assert driver.execute_script(LIGHTBOX)['id'] == first
+    keys.send_keys(Keys.ESCAPE).perform()
+    until_lightbox(driver, 'path', '/')
+    open_lightbox(driver, first)
+    # Its top left corner, beside the picture.
+    stage = driver.find_element(By.CSS_SELECTOR, '#lightbox .stage')
+    ActionChains(driver).move_to_element_with_offset(
+        stage, -stage.size['width'] // 2 + 3, -stage.size['height'] // 2 + 3
+    ).click().perform()
+    until_lightbox(driver, 'path', '/')
+    assert driver.execute_script(LIGHTBOX)['focusedTile'] == first
+
+    # The URL loaded as it is: the picture's page.
+    driver.get(str(httpx.URL(driver.current_url).join(document['page'])))
+    page = wait_for(
+        driver,
+        lambda driver: driver.execute_script(PAGE_PICTURE),
+        lambda driver: "the page's picture never loaded",
+    )
+    screenshot(driver, f'page-{name}')
+    assert '/thumbnails/' in page['currentSrc'], page
+    width = rendition_width(page['currentSrc'], documents)
+    assert width >= page['shownWidth'] * scale / UPSCALE, page
+    print(f'{name}: the page shows {width} px across {page["shownWidth"] * scale}')
+    assert page['copy'], page
+    assert_quiet_console(driver)
+
+
+# The picture of a picture's page, once loaded.
+PAGE_PICTURE = """
+const img = document.querySelector('figure.picture img');
+if (!img || !img.complete || !img.naturalWidth) return null;
+return {
+  currentSrc: img.currentSrc,
+  naturalWidth: img.naturalWidth,
+  shownWidth: img.getBoundingClientRect().width,
+  copy: document.getElementById('copy-link').checkVisibility(),
+};
+"""
+
+# Paste a picture drawn in the page, as Ctrl+V of a screenshot does.
+PASTE_A_PICTURE = """
+const done = arguments[arguments.length - 1];
+const canvas = document.createElement('canvas');
+canvas.width = 800;
+canvas.height = 500;
+const context = canvas.getContext('2d');
+context.fillStyle = '#8e44ad';
+context.fillRect(0, 0, 800, 500);
+canvas.toBlob((blob) => {
+  const data = new DataTransfer();
+  data.items.add(new File([blob], 'image.png', { type: 'image/png' }));
+  document.dispatchEvent(new ClipboardEvent('paste', {
+    clipboardData: data, bubbles: true, cancelable: true,
+  }));
+  done();
+}, 'image/png');
+"""
+
+
+def test_a_pasted_picture_is_uploaded_and_offers_its_link(
+    browser, http, pictures, screenshot
+):
+    driver = browser(NARROW, NARROW_SCALE)
+    wait_for_listing(driver, http)
+    before = tile_ids(driver)
+    driver.execute_async_script(PASTE_A_PICTURE)
+    wait_for(
+        driver,
+        lambda driver: (
+            [row['classes'] for row in upload_rows(driver)] == [['upload', 'done']]
+        ),
+        lambda driver: f'#uploads: expected one "done", seen {upload_rows(driver)}',
+    )
+    new = newest_first(http)[0]
+    assert new not in before
+    document = http.get('/images?order=newest&limit=1').json()[0]
+    assert document['size'] == [800, 500]
+    row = driver.find_element(By.CSS_SELECTOR, '#uploads li.upload')
+    assert row.find_element(By.CSS_SELECTOR, 'a.link-action').get_attribute(
+        'href'
+    ) == httpx.URL(driver.current_url).join(document['page'])
+    row.find_element(By.CSS_SELECTOR, 'button.link-action').click()
+    wait_for(
+        driver,
+        lambda driver: 'Link copied' in row.text or 'Copy failed' in row.text,
+        lambda driver: f'#uploads: expected a copied link, seen {row.text!r}',
+    )
+    # The list scrolls on its own and takes keyboard focus to do so.
+    region = driver.find_element(By.ID, 'upload-list')
+    assert region.get_attribute('tabindex') == '0'
+    assert region.get_attribute('role') == 'region'
+    assert region.get_attribute('aria-label') == 'Uploads'
+    wait_for(
+        driver,
+        lambda driver: tile_ids(driver) == [new, *before],
+        lambda driver: f'.tile[data-id]: expected {new} first, seen {tile_ids(driver)}',
+    )
+    screenshot(driver, 'pasted-narrow')
+    state = open_lightbox(driver, new)
+    assert state['deletable'], state
+    driver.find_element(By.CSS_SELECTOR, '#lightbox button.copy-link').click()
+    wait_for(
+        driver,
+        lambda driver: driver.execute_script(LIGHTBOX)['said'],
+        lambda driver: '#lightbox .said: expected what the copy did',
+    )
+    print(f'copy link: {driver.execute_script(LIGHTBOX)["said"]}')
+    ActionChains(driver).send_keys(Keys.ESCAPE).perform()
+    until_lightbox(driver, 'id', None)
+    delete_through_lightbox(driver, new, screenshot)
+    wait_for(
+        driver,
+        lambda driver: tile_ids(driver) == before,
+        lambda driver: (
+            f'.tile[data-id="{new}"]: expected gone, seen {tile_ids(driver)}'
+        ),
+    )
+    state = driver.execute_script(LIGHTBOX)
+    assert (state['id'], state['path']) == (None, '/'), state
+    assert http.get(document['page']).status_code == 404
+    screenshot(driver, 'pasted-deleted-narrow')
+    assert_quiet_console(driver)

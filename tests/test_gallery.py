@@ -175,3 +175,28 @@ def test_a_picture_too_small_for_thumbnails_has_itself_in_its_srcset(client):
     document = upload_sizes(client, [(100, 80)])[0]
     assert document['thumbnails'] == []
     assert document['srcset'] == f'{document["image"]}?v={document["version"]} 100w'
+
+
+def test_the_folders_other_pages_are_templates_not_assets(tmp_path):
+    (tmp_path / 'index.html').write_text('<a href="/">home</a>')
+    (tmp_path / 'other.html').write_text(
+        '<link href="/static/a.css"><a href="/">back</a><a href="$page">it</a>'
+    )
+    (tmp_path / 'a.css').write_text('body {}')
+    gallery = Gallery(tmp_path)
+    assert sorted(gallery._assets) == ['a.css']
+    plain = gallery.template('other.html')
+    assert re.fullmatch(
+        r'<link href="/static/a.css\?v=[0-9a-f]{16}"><a href="/">back</a>'
+        r'<a href="\$page">it</a>',
+        plain,
+    )
+    # Below a root path, its own paths are; what it is filled with is not.
+    rooted = gallery.template('other.html', '/my gallery')
+    assert rooted == plain.replace('"/', '"/my%20gallery/')
+    assert gallery.template('other.html', '/my gallery') is rooted
+
+
+def test_a_template_is_no_asset(client):
+    assert client.simulate_get('/static/picture.html').status_code == 404
+    assert client.simulate_get('/static/picture.js').status_code == 200

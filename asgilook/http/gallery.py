@@ -92,30 +92,49 @@ class Gallery:
     REVALIDATED = ('no-cache',)
 
     def __init__(self, directory: pathlib.Path = STATIC) -> None:
+        # NOTE: The folder's HTML files are pages and templates, not assets.
         self._assets = {
             path.name: _Asset(path.name, path.read_bytes())
             for path in sorted(directory.iterdir())
-            if path.is_file() and path.name != INDEX
+            if path.is_file() and path.suffix != '.html'
         }
-        page = (directory / INDEX).read_text()
+        self._templates = {
+            path.name: self._versioned(path.read_text())
+            for path in sorted(directory.glob('*.html'))
+        }
+        self._template = self._templates[INDEX]
+        self._page = _Asset(INDEX, self._template.encode())
+        # NOTE: By root path, the server's setting, not the client's: one or
+        #   two in a process.
+        self._pages = {'': self._page}
+        self._rooted: dict[tuple[str, str], str] = {}
+
+    def _versioned(self, page: str) -> str:
+        """``page``, each asset it names by its path named by its content too."""
         for name, asset in self._assets.items():
             page = page.replace(
                 f'"/static/{name}"', f'"/static/{name}?v={asset.version}"'
             )
-        self._template = page
-        self._page = _Asset(INDEX, page.encode())
-        # NOTE: By root path, the server's setting, not the client's: one or
-        #   two in a process.
-        self._pages = {'': self._page}
+        return page
 
     def page(self, root_path: str = '') -> _Asset:
         """The page, its URLs below ``root_path``."""
         page = self._pages.get(root_path)
         if page is None:
-            prefix = quoted(root_path)
-            text = _PATHS.sub(lambda path: f'{path[1]}{prefix}/', self._template)
+            text = self.template(INDEX, root_path)
             page = self._pages[root_path] = _Asset(INDEX, text.encode())
         return page
+
+    def template(self, name: str, root_path: str = '') -> str:
+        """The HTML file ``name`` of the folder, its own URLs below ``root_path``
+        and its assets named by their content."""
+        key = (name, root_path)
+        text = self._rooted.get(key)
+        if text is None:
+            prefix = quoted(root_path)
+            text = _PATHS.sub(lambda path: f'{path[1]}{prefix}/', self._templates[name])
+            self._rooted[key] = text
+        return text
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response

@@ -56,6 +56,11 @@ class Image:
         return f'/images/{self.image_id}.jpeg'
 
     @property
+    def page_uri(self) -> str:
+        """The URI of the picture's page, for people and link previews."""
+        return f'/pictures/{self.image_id}'
+
+    @property
     def animation_uri(self) -> str:
         return f'/images/{self.image_id}.webp'
 
@@ -116,14 +121,17 @@ class Image:
         The URLs name this version (``?v=``): they never change, and browsers
         may keep them for good.
         """
-        renditions = [
-            (self.thumbnail_uri(size), size[0])
+        return ', '.join(f'{uri} {width}w' for uri, (width, _) in self.sources())
+
+    def sources(self) -> list[tuple[str, Size]]:
+        """Every rendition's ``?v=`` URI and size, smallest first, the original
+        last."""
+        found = [
+            (f'{self.thumbnail_uri(size)}?v={self.version}', size)
             for size in reversed(self.thumbnail_sizes())
         ]
-        renditions.append((self.uri, self.size[0]))
-        return ', '.join(
-            f'{uri}?v={self.version} {width}w' for uri, width in renditions
-        )
+        found.append((f'{self.uri}?v={self.version}', self.size))
+        return found
 
     def serialize(self) -> dict[str, Any]:
         return {
@@ -136,6 +144,7 @@ class Image:
             'srcset': self.srcset(),
             'placeholder': self.placeholder or None,
             'animation': self.animation_uri if self.animated else None,
+            'page': self.page_uri,
         }
 
 

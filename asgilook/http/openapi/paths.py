@@ -10,6 +10,7 @@ from asgilook.http.openapi.parameters import parameters
 from asgilook.http.openapi.paths_gallery import get_asset
 from asgilook.http.openapi.paths_gallery import get_events
 from asgilook.http.openapi.paths_gallery import get_gallery
+from asgilook.http.openapi.paths_gallery import get_picture
 from asgilook.http.openapi.paths_images import delete_image
 from asgilook.http.openapi.paths_images import get_animation
 from asgilook.http.openapi.paths_images import get_image
@@ -30,6 +31,7 @@ def paths(config: Config) -> Schema:
     table = {
         '/': _get_and_head(get_gallery()),
         '/static/{name}': _get_and_head(get_asset()),
+        '/pictures/{image_id}': _get_and_head(get_picture()),
         '/events': {'get': get_events(config)},
         '/images': {**_get_and_head(get_images()), 'post': upload_image(config)},
         '/images/{image_id}.jpeg': {

@@ -6,6 +6,7 @@ from asgilook.config import Config
 from asgilook.http.openapi.common import CACHE
 from asgilook.http.openapi.common import TEXT
 from asgilook.http.openapi.common import Schema
+from asgilook.http.openapi.common import data
 from asgilook.http.openapi.common import header_refs
 from asgilook.http.openapi.common import parameter_refs
 from asgilook.http.openapi.common import schema_ref
@@ -33,6 +34,47 @@ def get_gallery() -> Schema:
                 'content': {'text/html': TEXT},
             },
             **not_modified(),
+        },
+    }
+
+
+def get_picture() -> Schema:
+    return {
+        'summary': "A picture's page",
+        'description': (
+            'A page for people and link previews: the picture (an `<img '
+            'srcset>` of its renditions), its size and date, its link and a '
+            'download of the original; OpenGraph and Twitter tags whose URLs '
+            "are absolute (`ASGI_LOOK_PUBLIC_URL`, else the request's scheme "
+            'and Host). Other parameters are ignored.'
+        ),
+        'tags': ['gallery'],
+        'operationId': 'getPicture',
+        'parameters': parameter_refs('ImageId', 'IfNoneMatch'),
+        'responses': {
+            '200': {
+                'description': 'The page.',
+                'headers': header_refs(
+                    'ETag',
+                    'Cache-Control.no-cache',
+                    CACHE,
+                    'Content-Security-Policy',
+                    'Referrer-Policy',
+                    'Surrogate-Key',
+                    'Cache-Tag',
+                ),
+                'content': {'text/html': TEXT},
+            },
+            **not_modified(),
+            '404': {
+                'description': (
+                    'No such picture (`Not Found`): a small page for a client '
+                    'that prefers `text/html` (a browser), else the error body.'
+                ),
+                'headers': header_refs('Vary', 'Cache-Control.no-store'),
+                'content': {**data(schema_ref('Error')), 'text/html': TEXT},
+            },
+            **error_refs('503'),
         },
     }
 

@@ -24,7 +24,9 @@ def get_health() -> Schema:
             'Whether this process can store pictures (a file written in the '
             'storage directory), and whether Redis answers. `200` while '
             'pictures can be stored, `"degraded"` without Redis (which only '
-            'makes the service slower); `503` when they cannot.'
+            'makes the service slower) or with too little room for the '
+            'largest upload; `503` when they cannot (the storage cannot be '
+            'written, or is full).'
         ),
         'tags': ['operations'],
         'operationId': 'getHealth',

@@ -11,6 +11,7 @@ from asgilook.http.openapi.common import JSON
 from asgilook.http.openapi.common import UUID_PATTERN
 from asgilook.http.openapi.common import Schema
 from asgilook.http.openapi.common import schema_ref
+from asgilook.storage.space import FLOOR
 
 # An IMF-fixdate (RFC 9110, section 5.6.7), as Falcon writes every HTTP date.
 _HTTP_DATE = (
@@ -146,6 +147,14 @@ def _image_properties(config: Config) -> Schema:
             ),
             'pattern': f'^/images/{UUID_PATTERN}\\.webp$',
         },
+        'page': {
+            'type': 'string',
+            'description': (
+                "The URI of the picture's page, for people and link previews: "
+                '`/pictures/{id}`.'
+            ),
+            'pattern': f'^/pictures/{UUID_PATTERN}$',
+        },
     }
 
 
@@ -157,11 +166,77 @@ def _health() -> Schema:
     }
     return {
         'type': 'object',
-        'required': ['status', 'storage', 'redis'],
+        'required': ['status', 'storage', 'space', 'index', 'redis'],
         'properties': {
             'status': {'type': 'string', 'enum': ['ok', 'degraded']},
-            'storage': {'description': 'Can pictures be stored?', **check},
+            'storage': {
+                'description': 'Can pictures be stored, and where are they kept?',
+                **check,
+                'required': ['ok', 'detail', 'location'],
+                'properties': {
+                    **check['properties'],
+                    'location': {
+                        'type': 'string',
+                        'description': "A directory, or a bucket's s3:// URL.",
+                    },
+                },
+            },
+            'index': _index(),
             'redis': {'description': 'Does Redis answer?', **check},
+            'space': _space(),
+        },
+    }
+
+
+def _index() -> Schema:
+    return {
+        'type': 'object',
+        'description': (
+            'Which index lists the pictures, and how many it lists (`null` '
+            'while it cannot be read: `ok` is false then).'
+        ),
+        'required': ['ok', 'kind', 'location', 'pictures'],
+        'properties': {
+            'ok': {'type': 'boolean'},
+            'kind': {'type': 'string', 'enum': ['sqlite', 'postgresql']},
+            'location': {
+                'type': 'string',
+                'description': (
+                    "SQLite's file, or PostgreSQL's database as "
+                    '`user@host:port/database` (never a password).'
+                ),
+            },
+            'pictures': {'type': ['integer', 'null'], 'minimum': 0},
+        },
+    }
+
+
+def _space() -> Schema:
+    figure: Schema = {'type': ['integer', 'null'], 'minimum': 0}
+    return {
+        'type': 'object',
+        'description': (
+            'Is there room for the largest upload allowed? `ok` false makes '
+            'the status `degraded` (uploads may fail with `507`); below '
+            f'{FLOOR / 2**20:g} MiB free, `storage` is not `ok` either (`503`). '
+            'The figures are of '
+            'the tightest local volume that holds pictures; `null` for a '
+            'bucket, which has no free space to ask for.'
+        ),
+        'required': ['ok', 'detail', 'free_bytes', 'total_bytes', 'needed_bytes'],
+        'properties': {
+            'ok': {'type': 'boolean'},
+            'detail': {'type': 'string'},
+            'free_bytes': figure,
+            'total_bytes': figure,
+            'needed_bytes': {
+                'type': 'integer',
+                'minimum': 0,
+                'description': (
+                    'What an upload of the largest size allowed may take on '
+                    'disk: the original and its renditions.'
+                ),
+            },
         },
     }
 

@@ -1,5 +1,7 @@
-// asgilook's gallery: the listing page by page, uploads with progress,
-// deletion with the tokens this browser was given, and live updates.
+// asgilook's gallery: the listing page by page in justified rows, a
+// lightbox whose URL is the picture's page, uploads (chosen, dropped or
+// pasted) with progress, deletion with the tokens this browser was given, and
+// live updates.
 (() => {
   'use strict';
 
@@ -17,14 +19,9 @@
   // and a long queue of parallel uploads would only split the bandwidth.
   const PARALLEL_UPLOADS = 2;
   const TOKENS_KEY = 'asgilook.tokens';
-  // NOTE: The same breakpoints, paddings, gaps and column counts as
-  //   gallery.css: a column is (viewport - 2 * pad - (cols - 1) * gap) / cols.
-  const SIZES = [
-    '(max-width: 600px) calc((100vw - 30px) / 2)',
-    '(max-width: 1000px) calc((100vw - 48px) / 3)',
-    '(max-width: 1600px) calc((100vw - 72px) / 4)',
-    'calc((100vw - 80px) / 5)',
-  ].join(', ');
+  // How much upscaling a rendition may take rather than one twice as large
+  // (four times the bytes) be loaded: 15 %, which no one sees in a photo.
+  const UPSCALE = 1.15;
 
   const $ = (selector) => document.querySelector(selector);
   const gallery = $('#gallery');
@@ -35,9 +32,13 @@
   const form = $('#upload');
   const fileInput = form.querySelector('input[type="file"]');
   const uploadList = $('#uploads');
+  const uploadRegion = $('#upload-list');
   const clearUploads = $('#clear-uploads');
   const lightbox = $('#lightbox');
   const lightboxImage = lightbox.querySelector('img');
+  const stage = lightbox.querySelector('.stage');
+  const said = lightbox.querySelector('.said');
+  const confirmDelete = $('#confirm-delete');
 
   /** id -> {doc, tile} for every picture on the page. */
   const shown = new Map();
@@ -90,7 +91,7 @@
   function keepToken(id, token) {
     writeTokens({ ...readTokens(), [id]: token });
     const entry = shown.get(id);
-    if (entry) showDeleteButton(entry.tile);
+    if (entry) markMine(entry.tile);
   }
 
   function forgetToken(id) {
@@ -101,15 +102,55 @@
     }
   }
 
-  // Tiles
+  // Tiles, in justified rows: each picture whole, at its own aspect ratio;
+  // every row but the last exactly as wide as the gallery.
+
+  const aspect = (doc) => doc.size[0] / doc.size[1];
+
+  /** The widths of doc's renditions, smallest first, as its srcset says. */
+  const widths = (doc) => doc.srcset.split(', ').map((source) => parseInt(source.split(' ')[1], 10));
+
+  /**
+   * The ``sizes`` that makes the browser load the right rendition for a
+   * picture `width` CSS pixels wide: the smallest with the screen's pixels
+   * (within UPSCALE), else the largest.
+   *
+   * NOTE: Chosen here, not left to the browser with the displayed width:
+   *   Chromium takes a candidate below the screen's density when the
+   *   geometric mean of it and the next one up is above it, so with a series
+   *   that halves, pictures came out up to 1.41 times upscaled. A ``sizes`` of
+   *   the chosen width over the density (a hair less) is a density just
+   *   above the screen's for that candidate, and below it for the one before:
+   *   the browser picks it. Tiles and the lightbox's picture have their size
+   *   set in CSS, so ``sizes`` sizes nothing else.
+   */
+  function sizesFor(doc, width) {
+    const density = window.devicePixelRatio || 1;
+    const needed = width * density;
+    const all = widths(doc);
+    const chosen = all.find((side) => side * UPSCALE >= needed) ?? all.at(-1);
+    return `${((chosen / density) * 0.999).toFixed(2)}px`;
+  }
+  // How much lower and higher than the rows aim at a full row may be.
+  const SHORTEST = 0.55;
+  const TALLEST = 1.5;
+
+  /** The height rows aim at, by the window's width. */
+  function rowHeight() {
+    if (window.innerWidth <= 600) return 150;
+    if (window.innerWidth <= 1000) return 200;
+    return 260;
+  }
 
   function makeTile(doc) {
+    const width = Math.round(aspect(doc) * rowHeight());
     const img = el('img', {
       loading: 'lazy',
       decoding: 'async',
       width: doc.size[0],
       height: doc.size[1],
-      sizes: SIZES,
+      // Until the rows are laid out (at once: see layOut).
+      sizes: sizesFor(doc, width),
       srcset: srcset(doc),
       src: versioned(doc, doc.thumbnails.at(-1) ?? doc.image),
       alt: describe(doc),
@@ -117,23 +158,89 @@
     // The placeholder, a tiny picture stretched (and so blurred) over the
     // tile until the thumbnail covers it.
     if (doc.placeholder) img.style.backgroundImage = `url("${doc.placeholder}")`;
-    const link = el('a', { href: versioned(doc, doc.image) }, img);
+    const link = el('a', { href: doc.page }, img);
     const tile = el('li', { class: 'tile', 'data-id': doc.id }, link);
-    showDeleteButton(tile);
+    markMine(tile);
     return tile;
   }
 
-  function showDeleteButton(tile) {
-    const token = readTokens()[tile.dataset.id];
-    const button = tile.querySelector('button.delete');
-    if (token && !button) {
-      tile.append(el('button', {
-        type: 'button', class: 'delete', 'aria-label': 'Delete this picture', title: 'Delete',
-      }, '×'));
-    } else if (!token && button) {
-      button.remove();
+  /** Whether this browser holds the tile's delete token. */
+  function markMine(tile) {
+    tile.dataset.mine = String(Boolean(readTokens()[tile.dataset.id]));
+    if (lightbox.open && lightbox.dataset.id === tile.dataset.id) showActions();
+  }
+
+  let laidOutAt = 0; // the gallery's width at the last layout
+  let layoutDue = false;
+
+  /** Lay the rows out once the current task's changes are made. */
+  function layOutSoon() {
+    if (layoutDue) return;
+    layoutDue = true;
+    queueMicrotask(layOut);
+  }
+
+  function layOut() {
+    layoutDue = false;
+    // NOTE: Whole pixels, rounded down: a row that came out a fraction wider
+    //   than the gallery would wrap.
+    const width = Math.floor(gallery.getBoundingClientRect().width);
+    if (width <= 0) return;
+    laidOutAt = width;
+    const gap = parseFloat(getComputedStyle(gallery).columnGap) || 0;
+    const target = rowHeight();
+    let row = [];
+    let ratios = 0;
+    for (const tile of gallery.children) {
+      const ratio = aspect(shown.get(tile.dataset.id).doc);
+      const room = width - gap * row.length;
+      const height = room / (ratios + ratio);
+      if (height > target) {
+        row.push([tile, ratio]);
+        ratios += ratio;
+        continue;
+      }
+      // Full with this picture. If that makes the row much lower than the
+      // rows aim at (a portrait beside a panorama), the row ends before it:
+      // filled, if it is not then much higher; else as high as rows aim at.
+      if (row.length && height < SHORTEST * target) {
+        const without = (room + gap) / ratios;
+        if (without <= TALLEST * target) placeRow(row, without, room + gap);
+        else placeRow(row, target, null);
+        row = [[tile, ratio]];
+        ratios = ratio;
+        continue;
+      }
+      row.push([tile, ratio]);
+      placeRow(row, height, room);
+      row = [];
+      ratios = 0;
+    }
+    // The last row keeps the height rows aim at, short of the full width.
+    if (row.length) {
+      const room = width - gap * (row.length - 1);
+      if (room / ratios <= target) placeRow(row, room / ratios, room);
+      else placeRow(row, target, null);
     }
   }
+
+  /** Size a row's tiles to ``height``; ``room`` is the width they fill, if full. */
+  function placeRow(row, height, room) {
+    let left = room;
+    row.forEach(([tile, ratio], index) => {
+      const last = index === row.length - 1;
+      const width = room !== null && last ? left : Math.floor(ratio * height);
+      left -= width;
+      tile.style.width = `${width}px`;
+      tile.style.height = `${Math.round(height)}px`;
+      // The rendition the browser picks is for this tile's own width.
+      tile.querySelector('img').sizes = sizesFor(shown.get(tile.dataset.id).doc, width);
+    });
+  }
+
+  new ResizeObserver(() => {
+    if (Math.floor(gallery.getBoundingClientRect().width) !== laidOutAt) layOut();
+  }).observe(gallery);
 
   /** Show doc's tile before `before` (null: at the end), unless it is shown already. */
   function addTile(doc, before = null) {
@@ -144,6 +251,7 @@
     gallery.insertBefore(tile, before);
     shown.set(doc.id, { doc, tile });
     updateEmpty();
+    layOutSoon();
     return tile;
   }
 
@@ -156,10 +264,16 @@
     const img = entry.tile.querySelector('img');
     img.removeAttribute('srcset');
     img.removeAttribute('src');
+    if (lightbox.open && lightbox.dataset.id === id) {
+      // Focus goes to a neighbour, once the lightbox has closed.
+      const neighbour = entry.tile.nextElementSibling ?? entry.tile.previousElementSibling;
+      lightbox.dataset.id = neighbour?.dataset.id ?? '';
+      closeLightbox();
+    }
     entry.tile.remove();
     shown.delete(id);
-    if (lightbox.open && lightbox.dataset.id === id) lightbox.close();
     updateEmpty();
+    layOutSoon();
   }
 
   let listed = false; // whether the first page has been shown
@@ -361,7 +475,26 @@
       uploadList.append(row);
       queue.push({ file, row, progress, state });
     }
+    uploadRegion.hidden = !uploadList.children.length;
+    // The newest row in view, in a list that scrolls.
+    uploadList.lastElementChild?.scrollIntoView({ block: 'nearest' });
     pump();
+  }
+
+  /** A finished upload's row: its page to open, and its link to copy. */
+  function offerLink(state, doc) {
+    const copyButton = el('button', { type: 'button', class: 'link-action' }, 'Copy link');
+    copyButton.addEventListener('click', async () => {
+      const copied = await copyText(new URL(doc.page, location.href).href);
+      copyButton.textContent = copied ? 'Link copied' : 'Copy failed';
+    });
+    state.replaceChildren(
+      el('span', { class: 'done-text' }, 'uploaded'),
+      ' ',
+      el('a', { class: 'link-action', href: doc.page }, 'View'),
+      ' ',
+      copyButton,
+    );
   }
 
   function pump() {
@@ -409,7 +542,7 @@
         addTile(doc, gallery.firstChild);
         row.classList.add('done');
         progress.value = progress.max;
-        state.textContent = 'uploaded';
+        offerLink(state, doc);
       });
       xhr.addEventListener('error', () => fail('The connection broke off before the upload finished.'));
       xhr.addEventListener('abort', () => fail('The upload was cancelled.'));
@@ -434,6 +567,17 @@
   clearUploads.addEventListener('click', () => {
     for (const row of uploadList.querySelectorAll('.done, .failed')) row.remove();
     clearUploads.hidden = true;
+    uploadRegion.hidden = !uploadList.children.length;
+  });
+
+  // A picture pasted (a screenshot, an image copied in another app) is
+  // uploaded as if it were chosen.
+  document.addEventListener('paste', (event) => {
+    const files = [...(event.clipboardData?.files ?? [])]
+      .filter((file) => file.type.startsWith('image/'));
+    if (!files.length) return;
+    event.preventDefault();
+    enqueue(files);
   });
 
   // The whole page takes drops. Capturing listeners also see drop events
@@ -466,17 +610,54 @@
     enqueue([...event.dataTransfer.files]);
   }, true);
 
-  // Deleting
+  // Copying a link
 
-  async function deleteImage(tile) {
-    const id = tile.dataset.id;
+  /** Copy text: the Clipboard API where the page may use it, else a selection. */
+  async function copyText(text) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return true;
+    } catch {
+      // Not a secure context (plain http on another host), or refused.
+      const field = el('textarea', { class: 'visually-hidden', readonly: '' });
+      field.value = text;
+      (lightbox.open ? lightbox : document.body).append(field);
+      field.select();
+      try {
+        return document.execCommand('copy');
+      } catch {
+        return false;
+      } finally {
+        field.remove();
+      }
+    }
+  }
+
+  // Deleting, after a dialog that says what it does
+
+  /** Ask before deleting; resolves to whether the user said to delete. */
+  function confirmed() {
+    return new Promise((resolve) => {
+      const answer = (event) => {
+        const button = event.target.closest('button');
+        if (button) confirmDelete.close(button.value);
+      };
+      confirmDelete.returnValue = '';
+      confirmDelete.addEventListener('click', answer);
+      confirmDelete.addEventListener('close', () => {
+        confirmDelete.removeEventListener('click', answer);
+        resolve(confirmDelete.returnValue === 'delete');
+      }, { once: true });
+      confirmDelete.showModal();
+    });
+  }
+
+  async function deleteImage(id) {
     const token = readTokens()[id];
     const entry = shown.get(id);
-    if (!token || !entry) return;
-    if (!window.confirm('Delete this picture for everyone?')) return;
-    const button = tile.querySelector('button.delete');
+    if (!token || !entry || !(await confirmed())) return;
+    const button = lightbox.querySelector('button.delete');
     button.disabled = true;
-    tile.querySelector('.error')?.remove();
     let message;
     try {
       const resp = await fetch(entry.doc.image, {
@@ -492,59 +673,181 @@
       message = `Not deleted: ${await errorMessage(resp)}`;
     } catch (ex) {
       message = `Not deleted: ${ex.message}`;
+    } finally {
+      button.disabled = false;
     }
-    button.disabled = false;
-    tile.append(el('p', { class: 'error', role: 'alert', title: 'Click to dismiss' }, message));
+    said.textContent = message;
   }
 
-  // The lightbox
+  // The lightbox: its URL is the picture's page, so Back closes it, and a
+  // link copied from the address bar opens that page.
 
-  function openLightbox(tile) {
-    const { doc } = shown.get(tile.dataset.id);
-    const thumbnail = tile.querySelector('img').currentSrc;
+  /** The picture's size on the stage: as large as fits, never larger than itself. */
+  function fitted(doc) {
+    const box = stage.getBoundingClientRect();
+    const [width, height] = doc.size;
+    const scale = Math.min(box.width / width, box.height / height, 1);
+    return [Math.max(1, Math.floor(width * scale)), Math.max(1, Math.floor(height * scale))];
+  }
+
+  function showPicture(doc) {
+    const [width, height] = fitted(doc);
+    lightboxImage.style.width = `${width}px`;
+    lightboxImage.style.height = `${height}px`;
+    const thumbnail = shown.get(doc.id)?.tile.querySelector('img').currentSrc;
     lightboxImage.style.backgroundImage = thumbnail ? `url("${thumbnail}")` : '';
-    lightboxImage.width = doc.size[0];
-    lightboxImage.height = doc.size[1];
     lightboxImage.alt = describe(doc);
-    // An animated picture plays its animation here.
-    lightboxImage.src = versioned(doc, doc.animation ?? doc.image);
-    lightbox.querySelector('.caption span').textContent = describe(doc);
-    lightbox.querySelector('.caption a').href = versioned(doc, doc.image);
-    lightbox.dataset.id = doc.id;
-    lightbox.showModal();
+    // Set together, in this order, before the browser picks: the rendition
+    // for the size shown, so a phone never loads the original. An animated
+    // picture plays its animation instead.
+    lightboxImage.removeAttribute('src');
+    if (doc.animation) {
+      lightboxImage.removeAttribute('srcset');
+      lightboxImage.src = versioned(doc, doc.animation);
+    } else {
+      lightboxImage.sizes = sizesFor(doc, width);
+      lightboxImage.srcset = srcset(doc);
+      lightboxImage.src = versioned(doc, doc.thumbnails[0] ?? doc.image);
+    }
   }
+
+  function showActions() {
+    const { doc, tile } = shown.get(lightbox.dataset.id);
+    lightbox.querySelector('button.delete').hidden = tile.dataset.mine !== 'true';
+    lightbox.querySelector('.prev').disabled = !tile.previousElementSibling;
+    lightbox.querySelector('.next').disabled = !tile.nextElementSibling && !nextPage;
+    const download = lightbox.querySelector('a.download');
+    download.href = versioned(doc, doc.image);
+    download.download = `asgilook-${doc.id}.jpeg`;
+  }
+
+  /** Show picture `id` in the lightbox, opening it if need be. */
+  function openLightbox(id, how = 'push') {
+    const entry = shown.get(id);
+    if (!entry) return;
+    const { doc } = entry;
+    lightbox.dataset.id = id;
+    // Before it opens: focus goes to the close button (autofocus), never to
+    // a button about to be disabled.
+    showActions();
+    lightbox.querySelector('.caption').textContent = describe(doc);
+    said.textContent = '';
+    if (!lightbox.open) lightbox.showModal();
+    showPicture(doc);
+    if (how === 'push') history.pushState({ picture: id }, '', doc.page);
+    if (how === 'replace') history.replaceState({ picture: id }, '', doc.page);
+    const focused = document.activeElement;
+    if (!lightbox.contains(focused) || focused.disabled) lightbox.querySelector('.close').focus();
+  }
+
+  let closedByHistory = false;
+
+  /** Close the lightbox; its history entry goes unless history closed it. */
+  function closeLightbox(byHistory = false) {
+    if (!lightbox.open) return;
+    closedByHistory = byHistory;
+    lightbox.close();
+  }
+
+  lightbox.addEventListener('close', () => {
+    const entry = shown.get(lightbox.dataset.id);
+    lightboxImage.removeAttribute('srcset');
+    lightboxImage.removeAttribute('src');
+    lightboxImage.style.backgroundImage = '';
+    delete lightbox.dataset.id;
+    if (history.state?.picture && !closedByHistory) history.back();
+    closedByHistory = false;
+    // Focus goes back to the tile of the picture last shown. Again in a
+    // moment: the dialog gives focus back to where it was when it opened (the
+    // tile first shown), and may do so after this event.
+    const link = entry ? entry.tile.querySelector('a') : gallery.querySelector('a');
+    if (link) {
+      const focus = () => link.focus({ preventScroll: true });
+      focus();
+      setTimeout(focus, 0);
+      link.scrollIntoView({ block: 'nearest' });
+    }
+  });
+
+  async function step(forward) {
+    const { tile } = shown.get(lightbox.dataset.id);
+    let next = forward ? tile.nextElementSibling : tile.previousElementSibling;
+    if (!next && forward && nextPage) {
+      await loadMore();
+      next = tile.nextElementSibling;
+    }
+    // NOTE: Replaced, not pushed: Back closes the lightbox, whatever was seen.
+    if (next) openLightbox(next.dataset.id, 'replace');
+  }
+
+  window.addEventListener('popstate', (event) => {
+    const id = event.state?.picture;
+    if (id && shown.has(id)) {
+      openLightbox(id, 'none');
+    } else {
+      closeLightbox(true);
+    }
+  });
+
+  lightbox.addEventListener('click', (event) => {
+    const target = event.target;
+    // Only the dark space around the picture closes it, as a backdrop would.
+    if (target === lightbox || target === stage) closeLightbox();
+    else if (target.closest('.close')) closeLightbox();
+    else if (target.closest('.prev')) step(false);
+    else if (target.closest('.next')) step(true);
+    else if (target.closest('.copy-link')) {
+      const { doc } = shown.get(lightbox.dataset.id);
+      copyText(new URL(doc.page, location.href).href).then((copied) => {
+        said.textContent = copied ? 'Link copied.' : 'The link could not be copied: copy it from the address bar.';
+      });
+    } else if (target.closest('.delete')) deleteImage(lightbox.dataset.id);
+  });
+
+  // On the document: focus may be anywhere (on the page itself, after a
+  // click on the picture) while the lightbox is open.
+  document.addEventListener('keydown', (event) => {
+    if (!lightbox.open || confirmDelete.open) return;
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.key === 'ArrowRight') step(true);
+    else if (event.key === 'ArrowLeft') step(false);
+    else return;
+    event.preventDefault();
+  });
+
+  // Swipe left or right for the next or previous picture.
+  let touchStart = null;
+  stage.addEventListener('touchstart', (event) => {
+    touchStart = event.touches.length === 1 ? event.touches[0] : null;
+  }, { passive: true });
+  stage.addEventListener('touchend', (event) => {
+    const end = event.changedTouches[0];
+    if (!touchStart || !end) return;
+    const dx = end.clientX - touchStart.clientX;
+    const dy = end.clientY - touchStart.clientY;
+    touchStart = null;
+    if (Math.abs(dx) > 50 && Math.abs(dx) > 1.5 * Math.abs(dy)) step(dx < 0);
+  });
+
+  window.addEventListener('resize', () => {
+    if (lightbox.open) showPicture(shown.get(lightbox.dataset.id).doc);
+  });
 
   gallery.addEventListener('click', (event) => {
     const tile = event.target.closest('.tile');
     if (!tile) return;
-    if (event.target.matches('.error')) {
-      event.target.remove();
-      return;
-    }
-    if (event.target.closest('button.delete')) {
-      deleteImage(tile);
-      return;
-    }
     const opensElsewhere = event.button !== 0 || event.ctrlKey || event.metaKey
       || event.shiftKey || event.altKey;
     if (event.target.closest('a') && !opensElsewhere) {
       event.preventDefault();
-      openLightbox(tile);
+      openLightbox(tile.dataset.id);
     }
-  });
-
-  // A click anywhere closes it; Escape closes a modal dialog by itself.
-  lightbox.addEventListener('click', () => lightbox.close());
-  lightbox.addEventListener('close', () => {
-    lightboxImage.removeAttribute('src');
-    lightboxImage.style.backgroundImage = '';
-    delete lightbox.dataset.id;
   });
 
   // Another tab of this browser uploaded or deleted a picture.
   window.addEventListener('storage', (event) => {
     if (event.key !== TOKENS_KEY) return;
-    for (const { tile } of shown.values()) showDeleteButton(tile);
+    for (const { tile } of shown.values()) markMine(tile);
   });
 
   sync();
