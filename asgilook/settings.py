@@ -67,6 +67,19 @@ def encryption_keys(raw: str) -> tuple[str, ...]:
     return tuple(key for key in keys if key is not None)
 
 
+_FLAG = '1 or 0 (also true or false, yes or no, on or off)'
+
+
+def flag(raw: str) -> bool:
+    """On (``1``, ``true``, ``yes``, ``on``) or off (``0``, ... or empty)."""
+    value = raw.strip().lower()
+    if value in ('1', 'true', 'yes', 'on'):
+        return True
+    if value in ('', '0', 'false', 'no', 'off'):
+        return False
+    raise ValueError(_FLAG)
+
+
 #: Every origin may read (``ASGI_LOOK_CORS_ORIGINS``).
 ANY_ORIGIN = '*'
 _ORIGINS = '`*`, or comma-separated origins such as https://example.org'
@@ -108,6 +121,41 @@ def _origin(raw: str) -> str:
     if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
         host = f'{host}:{port}'
     return f'{parts.scheme}://{host}'
+
+
+_PUBLIC_URL = (
+    'an http:// or https:// URL with a host and no path, such as '
+    'https://pics.example.org, or empty'
+)
+
+
+def public_url(raw: str) -> str | None:
+    """The scheme and host (and port) the service is reached at; empty leaves
+    it unset.
+
+    Returned without a trailing slash. A path is refused: the root path (see
+    :mod:`asgilook.http.mount`) is put after it.
+    """
+    url = raw.strip().removesuffix('/')
+    if not url:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(url)
+        # NOTE: Read for its check: a port out of range is a ValueError.
+        port = parts.port
+    except ValueError:
+        raise ValueError(_PUBLIC_URL) from None
+    if (
+        parts.scheme not in _DEFAULT_PORTS
+        or not parts.hostname
+        or port == 0
+        or parts.username is not None
+        or parts.path
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(_PUBLIC_URL)
+    return url
 
 
 _PURGE_URL = 'an http:// or https:// URL, or empty'
@@ -200,7 +248,7 @@ SETTINGS: tuple[Setting, ...] = (
         'ASGI_LOOK_ENCRYPTION_KEY',
         'base64',
         'Turns encryption at rest on: every object written is sealed with '
-        'AES-256-GCM under this key (base64 of 32 random bytes).',
+        'AES-256-OCB3 under this key (base64 of 32 random bytes).',
         encryption_key,
         'encryption_key',
         'DEFAULT_ENCRYPTION_KEY',
@@ -232,6 +280,15 @@ SETTINGS: tuple[Setting, ...] = (
         'DEFAULT_REDIS_TIMEOUT',
     ),
     Setting(
+        'ASGI_LOOK_REDIS_PREFIX',
+        'text',
+        'Put in front of every key this service keeps in Redis, for '
+        'deployments that share one Redis and want no key in common.',
+        str,
+        'redis_prefix',
+        'DEFAULT_REDIS_PREFIX',
+    ),
+    Setting(
         'ASGI_LOOK_REDIS_MAXMEMORY',
         'bytes',
         "The memory limit of `asgilook serve`'s private Redis (its maxmemory), "
@@ -246,6 +303,16 @@ SETTINGS: tuple[Setting, ...] = (
         optional,
         'database_url',
         'DEFAULT_DATABASE_URL',
+    ),
+    Setting(
+        'ASGI_LOOK_IGNORE_SQLITE_INDEX',
+        'flag',
+        'With a database URL, start even if the storage directory holds a '
+        'SQLite index with pictures (which are then not listed); see '
+        '`asgilook migrate --to-database`.',
+        flag,
+        'ignore_sqlite_index',
+        'DEFAULT_IGNORE_SQLITE_INDEX',
     ),
     Setting(
         'ASGI_LOOK_ADMIN_TOKEN',
@@ -322,6 +389,16 @@ SETTINGS: tuple[Setting, ...] = (
         origins,
         'cors_origins',
         'DEFAULT_CORS_ORIGINS',
+    ),
+    Setting(
+        'ASGI_LOOK_PUBLIC_URL',
+        'URL',
+        'Where people reach the service (https://pics.example.org), for the '
+        "absolute links of a picture's page (og:url, og:image, canonical); "
+        "unset, the request's scheme and Host. The root path follows it.",
+        public_url,
+        'public_url',
+        'DEFAULT_PUBLIC_URL',
     ),
     Setting(
         'ASGI_LOOK_PURGE_URL',

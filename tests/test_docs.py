@@ -211,6 +211,8 @@ def default_of(setting):
     value = getattr(Config, setting.default)
     if isinstance(value, tuple) and value:
         value = ','.join(value)
+    if value == '':
+        return '(empty)'
     return '(unset)' if value in (None, ()) else f'``{value}``'
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import falcon
 import falcon.asgi
 
+from asgilook import logs
 from asgilook.caching.cache import RedisCache
 from asgilook.caching.conditional import ConditionalRequests
 from asgilook.caching.memory import ResponseMemory
@@ -24,11 +26,13 @@ from asgilook.errors import UnknownCursor
 from asgilook.errors import UnsupportedImage
 from asgilook.http import advice
 from asgilook.http import formats
+from asgilook.http import pages
 from asgilook.http import uploads
 from asgilook.http.access import ANSWER
 from asgilook.http.access import AccessLog
 from asgilook.http.compression import Compression
 from asgilook.http.compression import Unknown
+from asgilook.http.compression import varied
 from asgilook.http.edge import ERROR_CACHE_CONTROL
 from asgilook.http.edge import Edge
 from asgilook.http.edge import Router
@@ -50,6 +54,8 @@ from asgilook.storage.store import Store
 
 #: Seconds a client is told to wait before it tries a store that is away again.
 RETRY_AFTER = 5
+
+logger = logging.getLogger(__name__)
 
 # NOTE: Falcon picks the handler of the most specific class in an error's MRO,
 #   so UnsupportedImage is a 415 although it is also an InvalidImage.
@@ -81,6 +87,18 @@ def _error_handler(http_error: Callable[..., falcon.HTTPError], title: str) -> A
         raise http_error(title=title, description=str(ex)) from ex
 
     return handle
+
+
+async def _unexpected(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: Any
+) -> None:
+    """Any other exception: a ``500``, and one line in the log, not a traceback.
+
+    NOTE: In place of Falcon's own handler, which logs the whole traceback;
+    it is logged at DEBUG here (see :func:`asgilook.logs.failure`).
+    """
+    logs.failure(logger, 'Could not answer %s %s', req.method, req.path, ex=ex)
+    raise falcon.HTTPInternalServerError() from ex
 
 
 class App(falcon.asgi.App):  # type: ignore[type-arg]
@@ -246,11 +264,18 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     store.on_render = metrics.render
     edge = Edge(config.cors_origins)
     access = AccessLog()
+
+    def sent(
+        origin: str | None, headers: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        # NOTE: Varied once, when remembered (see compression.varied).
+        return varied(edge.add(origin, headers))
+
     memory = ResponseMemory(
-        config.memory_cache, store.current, access.observing(metrics.observe), edge.add
+        config.memory_cache, store.current, access.observing(metrics.observe), sent
     )
-    cache = RedisCache(config, memory)
-    events = Events(config, cache.redis, cache.guard)
+    cache = RedisCache(config, memory, store.scope)
+    events = Events(config, cache.redis, cache.guard, cache.keys)
     purger = Purger(config.purge_url, config.purge_method)
     images = Images(config, store, events, purger)
     thumbnails = Thumbnails(store)
@@ -285,8 +310,10 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     )
     app.resp_options.media_handlers.update(formats.handlers())
     app.set_error_serializer(_serialize_error)
-    app.add_route('/', Gallery())
-    app.add_route('/static/{name}', Gallery(), suffix='asset')
+    gallery = Gallery()
+    app.add_route('/', gallery)
+    app.add_route('/static/{name}', gallery, suffix='asset')
+    app.add_route(pages.ROUTE, pages.Pictures(config, store, gallery))
     app.add_route('/events', events)
     app.add_route('/healthz', Health(store, cache.redis, cache.guard))
     app.add_route('/metrics', metrics)
@@ -297,6 +324,7 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     app.add_route(
         '/thumbnails/{image_id:uuid}/{width:int}x{height:int}.jpeg', thumbnails
     )
+    app.add_error_handler(Exception, _unexpected)
     for error_type, http_error, title in _ERRORS:
         app.add_error_handler(error_type, _error_handler(http_error, title))
     app.add_error_handler(falcon.HTTPRouteNotFound, advice.route_not_found)
