@@ -137,6 +137,8 @@ class Events:
         self._keys = keys
         self._subscribers: set[_Subscriber] = set()
         self._reader: asyncio.Task[None] | None = None
+        # Done once the reader knows where the stream is now (or gave up).
+        self._positioned: asyncio.Future[None] | None = None
 
     # Publishing
 
@@ -172,8 +174,11 @@ class Events:
         documents' URLs under ``root_path``."""
         subscriber = _Subscriber(self.BACKLOG)
         self._subscribers.add(subscriber)
-        self._ensure_reader()
+        positioned = self._ensure_reader()
         try:
+            # NOTE: Once the stream is open, nothing published is missed: the
+            #   reader knows where the stream was before it says a word.
+            await asyncio.shield(positioned)
             yield falcon.asgi.SSEvent(retry=self.RETRY, comment='asgilook events')
             sent = (0, 0)
             if last_event_id:
@@ -220,17 +225,26 @@ class Events:
         )
         return [_event(entry_id, fields) for entry_id, fields in entries]
 
-    def _ensure_reader(self) -> None:
+    def _ensure_reader(self) -> asyncio.Future[None]:
+        """A reader running; what is done once it knows where the stream is."""
         loop = asyncio.get_running_loop()
-        reader = self._reader
-        if reader is None or reader.done() or reader.get_loop() is not loop:
-            self._reader = loop.create_task(self._read())
+        reader, positioned = self._reader, self._positioned
+        if (
+            reader is None
+            or positioned is None
+            or reader.done()
+            or reader.get_loop() is not loop
+        ):
+            self._positioned = positioned = loop.create_future()
+            self._reader = loop.create_task(self._read(positioned))
+        return positioned
 
-    async def _read(self) -> None:
+    async def _read(self, positioned: asyncio.Future[None]) -> None:
         """Fan the stream out to this process's subscribers while there are any."""
         try:
             stream = await self._stream()
             last = await self._guard.call(lambda: self._last_id(stream))
+            positioned.set_result(None)
             while self._subscribers:
                 # NOTE: XREAD waits up to BLOCK by design: that much longer.
                 found = await self._guard.call(
@@ -250,6 +264,11 @@ class Events:
         except Unavailable:
             for subscriber in list(self._subscribers):
                 subscriber.end(UNAVAILABLE)
+        finally:
+            # NOTE: Gave up (or was stopped): the streams waiting on it go on,
+            #   to say so or to end.
+            if not positioned.done():
+                positioned.set_result(None)
 
     async def _stream(self) -> str:
         """The name of the deployment's stream.
