@@ -265,6 +265,9 @@
     img.removeAttribute('srcset');
     img.removeAttribute('src');
     if (lightbox.open && lightbox.dataset.id === id) {
+      // Its picture too, now: the lightbox lets go of it only once closed.
+      lightboxImage.removeAttribute('srcset');
+      lightboxImage.removeAttribute('src');
       // Focus goes to a neighbour, once the lightbox has closed.
       const neighbour = entry.tile.nextElementSibling ?? entry.tile.previousElementSibling;
       lightbox.dataset.id = neighbour?.dataset.id ?? '';
