@@ -25,14 +25,20 @@ def fake_redis_from_url(url):
     return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
 
 
-def draw_image(size=(640, 360), mode='RGB', format='PNG', background='black'):
-    """A picture of random yellow ellipses, encoded in ``format``."""
+def draw_image(
+    size=(640, 360), mode='RGB', format='PNG', background='black', rng=random
+):
+    """A picture of random yellow ellipses, encoded in ``format``.
+
+    ``rng``: where the ellipses come from (a seeded ``random.Random`` draws
+    the same picture every time).
+    """
     image = PIL.Image.new('RGB', size, color=background)
     draw = PIL.ImageDraw.Draw(image)
     width, height = size
     for _ in range(16):
-        x0, x1 = sorted(random.randint(0, width - 1) for _ in range(2))
-        y0, y1 = sorted(random.randint(0, height - 1) for _ in range(2))
+        x0, x1 = sorted(rng.randint(0, width - 1) for _ in range(2))
+        y0, y1 = sorted(rng.randint(0, height - 1) for _ in range(2))
         draw.ellipse([(x0, y0), (x1, y1)], fill='yellow', outline='red')
     output = io.BytesIO()
     image.convert(mode).save(output, format)
