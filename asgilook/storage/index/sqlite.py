@@ -282,9 +282,11 @@ class SQLiteIndex(Index):
             idle, self._idle = self._idle, []
         with self._fast_lock:
             fast, self._fast = self._fast, None
+            for connection in [*idle, *([fast] if fast else [])]:
+                connection.close()
+            # NOTE: Only now: closing the -shm sooner would drop the locks of
+            #   connections still open (see asgilook.storage.index.wal).
             self._wal.close()
-        for connection in [*idle, *([fast] if fast else [])]:
-            connection.close()
         with self._write_lock:
             turns, self._turns = self._turns, None
         if turns is not None:

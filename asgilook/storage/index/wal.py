@@ -20,6 +20,16 @@ header that is not initialised are no answer, and so is a database that is
 not in WAL mode (it has no ``-shm``): the caller asks the database. SQLite
 removes the ``-shm`` only when the last connection to the database closes;
 the caller keeps its own connection open for as long as it uses this one.
+
+NOTE: The file stays open from the first read until :meth:`close`, which the
+caller calls only once its connections are closed. SQLite's locks on the
+``-shm`` are POSIX record locks, which a process loses on closing *any*
+descriptor of the file, even one SQLite never knew of. Closing it after
+mapping it once dropped the lock that tells other processes that this one
+has the index in use: the next process to open the database then thought
+itself the first, cut the ``-shm`` down to rebuild it, and this process,
+reading its mapping meanwhile, died of SIGBUS (a backup taken under load
+killed the server that way).
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ class WalHeader:
 
     def __init__(self, database: str) -> None:
         self._path = f'{database}-shm'
+        self._descriptor: int | None = None
         self._map: mmap.mmap | None = None
 
     def read(self) -> bytes | None:
@@ -47,26 +58,29 @@ class WalHeader:
         open and has read it (so that the ``-shm`` file is the one in use).
         """
         if self._map is None:
-            try:
-                descriptor = os.open(self._path, os.O_RDONLY)
-            except OSError:
-                return None
+            if self._descriptor is None:
+                try:
+                    self._descriptor = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    return None
             try:
                 self._map = mmap.mmap(
-                    descriptor, 2 * HEADER_SIZE, mmap.MAP_SHARED, mmap.PROT_READ
+                    self._descriptor, 2 * HEADER_SIZE, mmap.MAP_SHARED, mmap.PROT_READ
                 )
             except (OSError, ValueError):
-                # NOTE: Shorter than two headers: not an index in use.
+                # NOTE: Shorter than two headers: not an index in use. The
+                #   descriptor stays open all the same (see the module's note).
                 return None
-            finally:
-                os.close(descriptor)
         header = self._map[: 2 * HEADER_SIZE]
         if header[:HEADER_SIZE] != header[HEADER_SIZE:] or not header[_IS_INIT]:
             return None
         return header
 
     def close(self) -> None:
-        """Let go of the mapping (with the connection it relied on)."""
+        """Let go of the mapping and the file, after the connections closed."""
         mapped, self._map = self._map, None
         if mapped is not None:
             mapped.close()
+        descriptor, self._descriptor = self._descriptor, None
+        if descriptor is not None:
+            os.close(descriptor)
