@@ -35,10 +35,13 @@ from asgilook.storage.blobs import Listed
 from asgilook.storage.blobs.local import LocalBlobs
 from asgilook.storage.crypto import is_sealed
 from asgilook.storage.index import Entry
+from asgilook.storage.index import UploadKey
 from asgilook.storage.index.sqlite import SQLiteIndex
 from asgilook.storage.store import Store
 from tests.helpers import draw_image
 from tests.helpers import stored_objects
+from tests.index_contents import contents
+from tests.index_contents import share
 from tests.servers import Uvicorn
 from tests.test_migrate import KEY_A
 from tests.test_migrate_index import fill
@@ -514,6 +517,51 @@ def test_restore_refuses_an_index_with_other_pictures(
     assert status == 0, out
 
 
+def test_a_backup_and_its_restore_carry_keys_visibility_and_the_secret(
+    capsys, tmp_path, environ, storage, dest, tokens
+):
+    shared = share(storage)
+    document = run_json(capsys, environ, 'backup', dest)
+    assert (document['status'], document['images']) == (0, 5)
+    target = tmp_path / 'restored'
+    into = {'ASGI_LOOK_STORAGE_PATH': str(target)}
+    status, out, _ = run(capsys, into, 'restore', dest)
+    assert status == 0
+    assert '5 index entries copied, 0 already there' in out
+    assert '2 upload keys copied' in out
+    assert asyncio.run(contents(SQLiteIndex(target))) == shared
+    assert asyncio.run(contents(SQLiteIndex(dest))) == shared
+
+
+def test_a_merge_adds_the_keys_it_lacks_and_keeps_its_own_secret(
+    capsys, tmp_path, environ, storage, dest, tokens
+):
+    shared = share(storage)
+    assert run(capsys, environ, 'backup', dest)[0] == 0
+    root = tmp_path / 'other'
+    other = {'ASGI_LOOK_STORAGE_PATH': str(root)}
+    asyncio.run(fill(other, ['mine']))
+
+    async def own_key():
+        index = SQLiteIndex(root)
+        try:
+            await index.add_key(UploadKey('alice', 'its-own-hash'))
+            return await index.url_secret()
+        finally:
+            await index.close()
+
+    secret = asyncio.run(own_key())
+    document = run_json(capsys, other, 'restore', dest, '--merge')
+    assert (document['status'], document['keys_copied']) == (0, 1)
+    entries, keys, kept = asyncio.run(contents(SQLiteIndex(root)))
+    assert kept == secret != shared[2]
+    assert [(key.name, key.key_hash, key.used) for key in keys] == [
+        ('alice', 'its-own-hash', 4000),
+        ('bob', 'hash-bob', 2000),
+    ]
+    assert entries[1:] == shared[0]
+
+
 def test_restore_of_a_damaged_backup_fails(capsys, tmp_path, environ, dest, tokens):
     assert run(capsys, environ, 'backup', dest)[0] == 0
     entry = sqlite_entries(dest)[0]
@@ -691,6 +739,28 @@ def test_a_postgres_index_is_backed_up_from_one_snapshot(
     assert sqlite_entries(dest) == postgres_entries(url)
     status, out = check(dest)
     assert status == 0, out
+
+
+@pytest.mark.postgres
+def test_a_postgres_backup_and_restore_carry_keys_visibility_and_the_secret(
+    capsys, tmp_path, postgres_server, environ, storage, dest, tokens
+):
+    from asgilook.storage.index.postgres import PostgresIndex
+
+    shared = share(storage)
+    url = postgres_server.database()
+    assert run(capsys, environ, 'migrate', '--to-database', url)[0] == 0
+    on_postgres = {**environ, 'ASGI_LOOK_DATABASE_URL': url}
+    assert run_json(capsys, on_postgres, 'backup', dest)['status'] == 0
+    assert asyncio.run(contents(SQLiteIndex(dest))) == shared
+    again = postgres_server.database()
+    into = {
+        'ASGI_LOOK_STORAGE_PATH': str(tmp_path / 'restored'),
+        'ASGI_LOOK_DATABASE_URL': again,
+    }
+    document = run_json(capsys, into, 'restore', dest)
+    assert (document['status'], document['keys_copied']) == (0, 2)
+    assert asyncio.run(contents(PostgresIndex(again))) == shared
 
 
 @pytest.mark.postgres

@@ -470,9 +470,9 @@ def test_what_a_service_changes_meanwhile_is_not_taken_for_damage(
             if action is not None:
                 await action()
 
-        async def page(self, limit=None, after=None, newest_first=False):
+        async def page(self, limit=None, after=None, newest_first=False, **which):
             await self.meddle(('page', after))
-            return await super().page(limit, after, newest_first)
+            return await super().page(limit, after, newest_first, **which)
 
         async def get(self, image_id):
             await self.meddle(('get', image_id))
@@ -739,3 +739,36 @@ def test_a_redis_that_cannot_be_told_is_said_and_is_no_failure(
     assert ' could not be told (' in out
     assert 'may show the images removed from the index for up to 60 minutes.' in out
     assert out.endswith('\nRepaired 1 problem.\n')
+
+
+def test_private_and_unlisted_pictures_are_checked_too(
+    capsys, quiet, config, monkeypatch
+):
+    """The check walks every picture the index lists to anyone, its key or
+    nobody: a damaged private picture is found like any other."""
+
+    async def made():
+        store = Store(config)
+        try:
+            return [
+                (
+                    await store.save(
+                        str(uuid.uuid4()), draw_image((256, 256)), visibility=v
+                    )
+                )[0]
+                for v in ('public', 'unlisted', 'private')
+            ]
+        finally:
+            await store.process_shutdown(None, None)
+
+    public, unlisted, private = asyncio.run(made())
+    root = storage(config)
+    monkeypatch.setenv('ASGI_LOOK_STORAGE_PATH', str(root))
+    private.path.unlink()
+
+    status, out, _ = run(capsys)
+
+    assert status != 0
+    assert ': 3 images,' in out
+    assert private.image_id in out
+    assert public.image_id not in out and unlisted.image_id not in out

@@ -37,6 +37,7 @@ from asgilook.storage.index import left_behind
 from asgilook.storage.index import redacted_database
 from asgilook.storage.index import sqlite
 from asgilook.storage.index.postgres import PostgresIndex
+from asgilook.storage.index.sqlite import SCHEMA_VERSION
 from asgilook.storage.index.sqlite import SQLiteIndex
 from asgilook.storage.store import Store
 from tests.helpers import draw_image
@@ -112,7 +113,7 @@ def test_an_older_sqlite_index_gets_a_deployment_id_when_upgraded(tmp_path):
 
     assert HEX.fullmatch(deployment_of(tmp_path))
     connection = sqlite3.connect(path)
-    assert connection.execute('PRAGMA user_version').fetchone() == (3,)
+    assert connection.execute('PRAGMA user_version').fetchone() == (SCHEMA_VERSION,)
     connection.close()
 
 

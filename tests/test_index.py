@@ -452,6 +452,9 @@ def test_sqlite_puts_that_wait_are_written_together_in_their_order(
 ):
     async def scenario(index):
         await put(index, 'before')
+        # NOTE: Its writer may still be about to find the queue empty: until
+        #   it has, it would take the next puts as well, past `taken`.
+        await until(lambda: not index._writing)
         commits = count_commits(monkeypatch)
         await index.close()  # New connections, traced.
         with turn_held(tmp_path):
@@ -482,6 +485,9 @@ def test_sqlite_a_batch_is_at_most_batch_puts(tmp_path, monkeypatch):
 
     async def scenario(index):
         await put(index, 'before')
+        # NOTE: Its writer may still be about to find the queue empty: until
+        #   it has, it would take the next puts as well, past `taken`.
+        await until(lambda: not index._writing)
         commits = count_commits(monkeypatch)
         await index.close()
         with turn_held(tmp_path):
@@ -502,6 +508,9 @@ def test_sqlite_a_batch_is_at_most_batch_puts(tmp_path, monkeypatch):
 def test_sqlite_a_put_given_up_before_its_batch_is_not_written(tmp_path):
     async def scenario(index):
         await put(index, 'before')
+        # NOTE: Its writer may still be about to find the queue empty: until
+        #   it has, it would take the next puts as well, past `taken`.
+        await until(lambda: not index._writing)
         with turn_held(tmp_path):
             kept = asyncio.create_task(put(index, 'kept'))
             await until(lambda: taken(index))
@@ -529,6 +538,9 @@ def test_sqlite_every_put_of_a_failed_batch_is_told_and_none_is_written(
 
     async def scenario(index):
         await put(index, 'before')
+        # NOTE: Its writer may still be about to find the queue empty: until
+        #   it has, it would take the next puts as well, past `taken`.
+        await until(lambda: not index._writing)
         monkeypatch.setattr(SQLiteIndex, '_put_all', broken)
         with turn_held(tmp_path):
             waiting = [

@@ -12,7 +12,6 @@ import asyncio
 import json
 import pathlib
 import sqlite3
-import uuid
 
 import httpx
 import pytest
@@ -21,18 +20,18 @@ from asgilook.commands import cli
 from asgilook.commands import index_move
 from asgilook.config import Config
 from asgilook.errors import StorageUnavailable
+from asgilook.storage.index import UploadKey
 from asgilook.storage.index.sqlite import SQLiteIndex
 from asgilook.storage.store import Store
 from tests.helpers import draw_image
+from tests.index_contents import contents
+from tests.index_contents import every_entry
+from tests.index_contents import share
+from tests.index_contents import uid
 from tests.servers import Uvicorn
 from tests.test_placeholders import gif
 
 IDS = ('first', 'second', 'replaced', 'deleted', 'animated', 'last')
-
-
-def uid(name):
-    """The image id of a picture of the tests, by name: a UUID, as routes take."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
 
 
 def run(capsys, environ, *args):
@@ -69,14 +68,11 @@ async def fill(environ, ids=IDS):
 
 
 async def entries(index):
-    """Every entry of an index, in upload order (a page of 2 at a time)."""
-    found = []
+    """Every entry of an index, then let go of it."""
     try:
-        while page := (await index.page(2, found[-1].image_id if found else None))[0]:
-            found += page
+        return await every_entry(index)
     finally:
         await index.close()
-    return found
 
 
 def sqlite_entries(root):
@@ -116,6 +112,12 @@ def before(storage, tokens):
     return found
 
 
+@pytest.fixture
+def shared(storage, before):
+    """What the SQLite index holds once some of its pictures are shared."""
+    return share(storage)
+
+
 # SQLite to SQLite: every path of the command, without a server
 
 
@@ -135,6 +137,42 @@ def test_sqlite_to_another_directory_keeps_every_entry(
     assert not (storage / 'index.sqlite3-wal').exists()
     # The renamed file is a whole SQLite database, without its WAL.
     assert sqlite_entries_of_file(storage / 'index.sqlite3.migrated') == before
+
+
+def test_keys_names_visibility_and_the_url_secret_move_too(
+    capsys, tmp_path, environ, shared
+):
+    other = tmp_path / 'other'
+    status, out, _ = run(
+        capsys, environ, 'migrate', '--to-database', f'sqlite://{other}'
+    )
+    assert status == 0
+    assert '2 upload keys copied, and the secret of signed URLs' in out
+    moved = asyncio.run(contents(SQLiteIndex(other)))
+    assert moved == shared
+    assert [entry.visibility for entry in moved[0]].count('private') == 1
+
+
+def test_a_key_the_destination_has_is_left_alone(tmp_path):
+    async def scenario():
+        source, target = SQLiteIndex(tmp_path / 'a'), SQLiteIndex(tmp_path / 'b')
+        try:
+            await source.add_key(UploadKey('alice', 'hash-1'))
+            await source.add_key(UploadKey('bob', 'hash-2'))
+            await source.add_key(UploadKey('carol', 'hash-3'))
+            await target.add_key(UploadKey('alice', 'another'))
+            await target.add_key(UploadKey('dave', 'hash-3'))
+            added = await index_move.copy_keys(source, target)
+            return added, [(key.name, key.key_hash) for key in await target.keys()]
+        finally:
+            await source.close()
+            await target.close()
+
+    for where in 'ab':
+        (tmp_path / where).mkdir()
+    added, keys = asyncio.run(scenario())
+    assert added == 1
+    assert keys == [('alice', 'another'), ('dave', 'hash-3'), ('bob', 'hash-2')]
 
 
 def sqlite_entries_of_file(path):
@@ -535,3 +573,18 @@ def test_an_interrupted_move_to_postgres_goes_on(
         3,
     )
     assert postgres_entries(url) == before
+
+
+@pytest.mark.postgres
+def test_keys_and_the_secret_go_to_postgres_and_back(
+    capsys, postgres_server, environ, storage, shared
+):
+    from asgilook.storage.index.postgres import PostgresIndex
+
+    url = postgres_server.database()
+    document = run_json(capsys, environ, 'migrate', '--to-database', url)
+    assert (document['status'], document['keys_copied']) == (0, 2)
+    assert asyncio.run(contents(PostgresIndex(url))) == shared
+    on_postgres = {**environ, 'ASGI_LOOK_DATABASE_URL': url}
+    assert run(capsys, on_postgres, 'migrate', '--to-database', 'sqlite')[0] == 0
+    assert asyncio.run(contents(SQLiteIndex(storage))) == shared

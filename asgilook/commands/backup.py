@@ -16,7 +16,9 @@ In this order, so that every picture the backup lists has all its objects:
    backup of ``index.sqlite3``; for PostgreSQL, every row read in one
    ``REPEATABLE READ`` transaction (one snapshot, however many uploads commit
    meanwhile; the :class:`~asgilook.storage.index.Index` interface reads a
-   page per statement, which is not one).
+   page per statement, which is not one). Every picture, whoever may see it,
+   the upload keys (their hashes only: the index never holds a key) and the
+   secret of signed URLs, so that the URLs it signed stay good.
 3. The objects of every version the snapshot lists, as they are stored (see
    :mod:`~asgilook.commands.backup_copy`). An object is written before the
    index lists its version, so each was there when the snapshot was taken;
@@ -72,6 +74,7 @@ from asgilook.errors import StoreError
 from asgilook.pictures import pixels
 from asgilook.storage.index import Entry
 from asgilook.storage.index import Index
+from asgilook.storage.index import UploadKey
 from asgilook.storage.index import open_index
 from asgilook.storage.index.sqlite import SQLiteIndex
 from asgilook.storage.objects import IMAGES
@@ -84,8 +87,13 @@ MARKER = 'asgilook-backup.json'
 PARTIAL = '.backup-partial'
 
 _ROWS = """
-SELECT id, file, width, height, modified, token_hash, placeholder, animated
+SELECT id, file, width, height, modified, token_hash, placeholder, animated,
+       name, visibility, owner, bytes
 FROM images ORDER BY seq
+"""
+_KEYS = """
+SELECT name, key_hash, quota, rate, admin, created, revoked FROM upload_keys
+ORDER BY seq
 """
 
 
@@ -128,21 +136,31 @@ def destination(dest: pathlib.Path, config: Config) -> None:
 
 
 def _entry(row: Any) -> Entry:
-    image_id, file, width, height, modified, token_hash, placeholder, animated = row
-    return Entry(
-        image_id, file, (width, height), modified, token_hash, placeholder, animated
-    )
+    (image_id, file, width, height, modified, token_hash, placeholder, animated,
+     name, visibility, owner, size) = row  # fmt: skip
+    return Entry(image_id, file, (width, height), modified, token_hash, placeholder,
+                 animated, name, visibility, owner, size)  # fmt: skip
 
 
 async def _postgres_snapshot(url: str, snapshot: Index) -> None:
-    """Every row of the PostgreSQL index, read in one snapshot, into ``snapshot``."""
+    """Every row of the PostgreSQL index, read in one snapshot, into ``snapshot``.
+
+    The pictures, then the upload keys, then the secret of signed URLs.
+    """
     import asyncpg
+
+    from asgilook.storage.index.postgres import create_schema
 
     try:
         connection = await asyncpg.connect(url, timeout=30)
     except (OSError, asyncpg.PostgresError) as ex:
         raise StorageUnavailable(f'The database cannot be reached ({ex}).') from ex
     try:
+        # NOTE: An index of an older asgilook is brought up to date first, as
+        #   the service would: the snapshot reads the columns of this one. A
+        #   database that holds no index is left alone (and cannot be read).
+        if await connection.fetchval("SELECT to_regclass('asgilook_schema')"):
+            await create_schema(connection)
         async with connection.transaction(isolation='repeatable_read', readonly=True):
             entries: list[Entry] = []
             async for row in connection.cursor(_ROWS):
@@ -151,6 +169,11 @@ async def _postgres_snapshot(url: str, snapshot: Index) -> None:
                     await snapshot.adopt(f'backup {entries[0].image_id}', entries)
                     entries = []
             await snapshot.adopt('backup, the last', entries)
+            for row in await connection.fetch(_KEYS):
+                await snapshot.add_key(UploadKey(*row.values()))
+            await snapshot.set_url_secret(
+                await connection.fetchval('SELECT secret FROM url_secret')
+            )
     except asyncpg.PostgresError as ex:
         raise StorageUnavailable(f'The index cannot be read ({ex}).') from ex
     finally:

@@ -162,7 +162,7 @@ async def copy_all(
     after = None
     try:
         async with asyncio.TaskGroup() as group:
-            while entries := (await index.page(PAGE, after))[0]:
+            while entries := (await index.page(PAGE, after, everyone=True))[0]:
                 after = entries[-1].image_id
                 for entry in entries:
                     await slots.acquire()

@@ -5,9 +5,13 @@ storage directory, or the PostgreSQL database of ``ASGI_LOOK_DATABASE_URL``)
 is copied into another one, entry by entry, with everything an entry holds
 (see :class:`~asgilook.storage.index.Entry`): its id, its version's file, its
 size, its time of upload, the hash of its delete token, its placeholder and
-whether it is animated, in upload order. URLs, ``ETag``\\ s, the order of the
-listing and the delete tokens handed out all stay true. The objects are not
-touched: the index names them by key.
+whether it is animated, its uploaded file's name, its visibility, its owner
+and its bytes, in upload order; every entry, whoever may see it. The upload
+keys go along (hashes, quotas, times of making and revoking; a key the
+destination has already is left alone), and so does the secret that signs
+URLs. URLs, signed ones too, ``ETag``\\ s, the order of the listing and the
+delete tokens handed out all stay true. The objects are not touched: the
+index names them by key.
 
 Only the :class:`~asgilook.storage.index.Index` interface is used: the source
 is read a page at a time (:meth:`~asgilook.storage.index.Index.page`), and
@@ -54,6 +58,7 @@ from asgilook.config import Config
 from asgilook.errors import StoreError
 from asgilook.storage.index import Entry
 from asgilook.storage.index import Index
+from asgilook.storage.index import KeyExists
 from asgilook.storage.index.sqlite import SQLiteIndex
 
 #: Entries read and adopted at a time.
@@ -142,7 +147,7 @@ class Pager:
 
     async def next(self) -> list[Entry]:
         """The next page; empty at the end."""
-        entries, _ = await self.index.page(self.batch, self.after)
+        entries, _ = await self.index.page(self.batch, self.after, everyone=True)
         if entries:
             self.after = entries[-1].image_id
         return entries
@@ -183,8 +188,25 @@ async def agree(
 
 async def fingerprint(index: Index) -> tuple[int, list[Entry]]:
     """What changes with any change of an index: its count and newest entry."""
-    newest, _ = await index.page(1, newest_first=True)
+    newest, _ = await index.page(1, newest_first=True, everyone=True)
     return await index.count(), newest
+
+
+async def copy_keys(source: Index, target: Index) -> int:
+    """Add the upload keys of ``source`` that ``target`` lacks; how many.
+
+    Each keeps its hash, quota, rate, role and times; its ``used`` is what
+    ``target`` holds of its pictures. A key that ``target`` has already (by
+    name, or by secret) is left as it is there.
+    """
+    there = {key.name for key in await target.keys()}
+    added = 0
+    for key in await source.keys():
+        if key.name not in there:
+            with contextlib.suppress(KeyExists):
+                await target.add_key(key)
+                added += 1
+    return added
 
 
 # The move
@@ -199,6 +221,8 @@ class Moved:
     #: Entries found at the destination from an earlier run, and copied now.
     there: int = 0
     copied: int = 0
+    #: Upload keys added to the destination.
+    keys: int = 0
     verified: bool = False
     #: Where the SQLite index moved out was renamed to.
     retired: pathlib.Path | None = None
@@ -229,6 +253,8 @@ async def move(moved: Moved, batch: int) -> None:
         while entries := await pager.next():
             await target.adopt(f'asgilook migrate {run} {pager.after}', entries)
             moved.copied += len(entries)
+        moved.keys = await copy_keys(source, target)
+        await target.set_url_secret(await source.url_secret())
         problem = None
         try:
             count, _ = await agree(source, target, batch, whole=True)
@@ -302,6 +328,7 @@ def _report(moved: Moved, status: int, problem: str | None, as_json: bool) -> in
             'to': {'kind': moved.target.kind, 'where': moved.target.where},
             'copied': moved.copied,
             'already_there': moved.there,
+            'keys_copied': moved.keys,
             'verified': moved.verified,
             'renamed_to': None if moved.retired is None else str(moved.retired),
             'problem': problem,
@@ -312,6 +339,8 @@ def _report(moved: Moved, status: int, problem: str | None, as_json: bool) -> in
     print(f'The index from {moved.source.kind}, {moved.source.where}')
     print(f'to {moved.target.kind}, {moved.target.where}:')
     print(f'  {moved.copied} entries copied, {moved.there} there from an earlier run')
+    if moved.keys:
+        print(f'  {moved.keys} upload keys copied, and the secret of signed URLs')
     if moved.verified:
         total = moved.copied + moved.there
         print(f'  verified: {total} entries, equal on both sides, in upload order')

@@ -8,14 +8,16 @@ storage directory, or ``ASGI_LOOK_STORAGE_URL`` and
 the index they name (``index.sqlite3`` in the storage directory, or
 ``ASGI_LOOK_DATABASE_URL``), each with every field, as
 :mod:`~asgilook.commands.index_move` moves an index: ids, upload order and
-times, delete tokens. The objects go first, so that the index never lists a
-picture whose objects are not there yet; the import manifest last, its lines
-added to the storage directory's.
+times, delete tokens, names, visibility and owners; with the upload keys and
+the secret of signed URLs. The objects go first, so that the index never
+lists a picture whose objects are not there yet; the import manifest last,
+its lines added to the storage directory's.
 
 The index must be empty, or hold the first entries of the backup from a
 restore that stopped (which goes on): anything else is refused, unless
 ``merge``: then the backup's pictures that the index does not have (by id)
-are added after its own, and those it has are left as they are.
+are added after its own, and those it has are left as they are (as are its
+keys, and its secret of signed URLs: only the keys it lacks are added).
 
 The backup is only read: its index is read from a copy made with SQLite's
 backup, as the service would otherwise open it for writing.
@@ -71,7 +73,11 @@ class Restored:
 
 
 async def _merge(copy: Index, into: Index, moved: index_move.Moved) -> None:
-    """Add the entries ``into`` lacks, by id; check that it has every id after."""
+    """Add the entries ``into`` lacks, by id; check that it has every id after.
+
+    The upload keys it lacks are added too. NOTE: Not the secret of signed
+    URLs: ``into`` is an index in use, whose own signed URLs must stay good.
+    """
     before = await into.count()
     pager = index_move.Pager(copy, index_move.DEFAULT_BATCH)
     run = uuid.uuid4().hex[:12]
@@ -84,6 +90,7 @@ async def _merge(copy: Index, into: Index, moved: index_move.Moved) -> None:
                 raise index_move.Failed(f'{entry.image_id} was not added')
     moved.copied = await into.count() - before
     moved.there = await copy.count() - moved.copied
+    moved.keys = await index_move.copy_keys(copy, into)
     moved.verified = True
 
 
@@ -156,6 +163,7 @@ def _report(restored: Restored, status: int, problem: str | None, as_json: bool)
             'storage': restored.storage,
             'objects': dataclasses.asdict(counts),
             'entries': {'copied': moved.copied, 'already_there': moved.there},
+            'keys_copied': moved.keys,
             'verified': moved.verified,
             'manifest_lines_added': restored.manifest,
             'problem': problem,
@@ -172,6 +180,8 @@ def _report(restored: Restored, status: int, problem: str | None, as_json: bool)
         f'{counts.there} already there ({counts.there_bytes} bytes)'
     )
     print(f'  {moved.copied} index entries copied, {moved.there} already there')
+    if moved.keys:
+        print(f'  {moved.keys} upload keys copied')
     if moved.verified:
         print('  verified: every entry of the backup is in the index')
     if restored.manifest:

@@ -71,7 +71,9 @@ class _Walk:
         #   listed meanwhile are left out; their objects are young.
         after = None
         while True:
-            entries, _ = await self._index.page(PAGE, after, newest_first=True)
+            entries, _ = await self._index.page(
+                PAGE, after, newest_first=True, everyone=True
+            )
             fresh = [entry for entry in entries if entry.file not in self.listed]
             self.listed.update(entry.file for entry in fresh)
             self._report.images += len(fresh)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import hashlib
 import os
 import pathlib
 import sqlite3
@@ -32,6 +33,12 @@ from asgilook.pictures import Size
 
 if TYPE_CHECKING:  # pragma: no cover
     from asgilook.config import Config
+
+#: Who sees a picture: everyone, in the listings (``PUBLIC``); whoever has its
+#: URL, but no listing but its owner's shows it (``UNLISTED``); its owner only
+#: (``PRIVATE``).
+PUBLIC, UNLISTED, PRIVATE = 'public', 'unlisted', 'private'
+VISIBILITIES = (PUBLIC, UNLISTED, PRIVATE)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,6 +59,74 @@ class Entry:
     placeholder: str = ''
     #: Whether the version has an animated rendition beside its still JPEG.
     animated: bool = False
+    #: The uploaded file's name as it was given; empty when none was.
+    name: str = ''
+    #: One of :data:`VISIBILITIES`: which listings show the picture.
+    visibility: str = PUBLIC
+    #: The name of the upload key it was uploaded with; empty for an open
+    #: upload, or one made before there were keys.
+    owner: str = ''
+    #: The bytes uploaded: what the version counts against its owner's quota.
+    bytes: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UploadKey:
+    """An upload key: who may upload, how much, and how often.
+
+    The secret key itself is never stored, only its SHA-256: whoever reads
+    the index (or a backup of it) learns no key from it.
+    """
+
+    #: What the key is called: the owner of the pictures uploaded with it.
+    #: Never used again for another key, even once it is revoked.
+    name: str
+    #: The SHA-256 of the secret key, in hex.
+    key_hash: str
+    #: The bytes that the key's pictures may hold together; None: no quota.
+    quota: int | None = None
+    #: Uploads a minute at most; None: no limit.
+    rate: int | None = None
+    #: Whether the key may manage every picture, as the admin token may.
+    admin: bool = False
+    #: When it was made: microseconds since the epoch, UTC (0: when stored).
+    created: int = 0
+    #: When it was revoked (microseconds, as ``created``); None: in use.
+    revoked: int | None = None
+    #: The sum of the ``bytes`` of the key's current pictures, as read.
+    used: int = 0
+
+
+class KeyExists(Exception):
+    """A key of that name exists (or existed: names are never reused)."""
+
+
+class QuotaExceeded(Exception):
+    """An upload would take its key's pictures over the key's quota.
+
+    Attributes:
+        key: the key, as it was when the upload was refused.
+        used: the bytes its pictures held then.
+        size: the bytes of the upload refused.
+    """
+
+    def __init__(self, key: UploadKey, used: int, size: int) -> None:
+        super().__init__(
+            f'The upload of {size} bytes would take the pictures of the key '
+            f'{key.name} to {used + size} bytes, over its quota of {key.quota}.'
+        )
+        self.key = key
+        self.used = used
+        self.size = size
+
+
+def key_hash(key: str) -> str:
+    """What the index keeps of an upload key: its SHA-256, in hex.
+
+    The one spelling that ``asgilook keys add`` stores and the service looks
+    keys up by.
+    """
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 class Behind(Exception):
@@ -141,12 +216,21 @@ class Index(abc.ABC):
         limit: int | None = None,
         after: str | None = None,
         newest_first: bool = False,
+        *,
+        owner: str | None = None,
+        everyone: bool = False,
     ) -> tuple[list[Entry], object]:
         """Up to ``limit`` entries in upload order, following image ``after``.
 
         With ``newest_first``, the newest first, and ``after`` an image that
         the page is older than. Also returns the :meth:`state` the page was
         read in, or an object that equals no state if that is not known.
+
+        Which entries: the :data:`PUBLIC` ones; with ``owner``, that key's
+        of every visibility (``owner`` wins over ``everyone``); with
+        ``everyone``, all of them (for admins, and the commands that copy or
+        check the whole index). ``after`` may be any image ever indexed, one
+        that the page would not show included: a page still fills ``limit``.
 
         Raises:
             UnknownCursor: there is no image ``after``, and never was.
@@ -193,11 +277,23 @@ class Index(abc.ABC):
         token_hash: str,
         placeholder: str = '',
         animated: bool = False,
+        *,
+        name: str = '',
+        visibility: str = PUBLIC,
+        owner: str = '',
+        bytes: int = 0,
     ) -> tuple[Entry, Entry | None]:
         """Record that ``file`` (already durable) is the image's version now.
 
         Returns the new entry (its time of upload is the index's), and the
         one it replaced (whose files the caller removes), if any.
+
+        Raises:
+            QuotaExceeded: ``owner`` names a key with a quota, and its
+                pictures would hold more than that: their ``bytes`` now,
+                less the version replaced if it is the owner's, plus
+                ``bytes``. Checked in the change itself, so puts at once
+                never pass it together; nothing was changed.
         """
 
     @abc.abstractmethod
@@ -219,6 +315,49 @@ class Index(abc.ABC):
         ``source`` names what they came from; a source adopted before is
         not adopted again (False), so images deleted since stay deleted.
         Entries for images the index has already are left out.
+        """
+
+    # Upload keys, and the secret of signed URLs.
+
+    @abc.abstractmethod
+    async def add_key(self, key: UploadKey) -> UploadKey:
+        """Store a new key (made now, if its ``created`` is 0); return it as stored.
+
+        Its ``revoked`` and ``created`` are kept as given (a copied key);
+        ``used`` is counted from the pictures the index has of that owner.
+
+        Raises:
+            KeyExists: a key of that name (or with that hash) was ever stored.
+        """
+
+    @abc.abstractmethod
+    async def keys(self) -> list[UploadKey]:
+        """Every key, revoked ones too, in the order they were stored."""
+
+    @abc.abstractmethod
+    async def key_by_hash(self, key_hash: str) -> UploadKey | None:
+        """The key whose secret hashes to ``key_hash``, revoked or not; or None."""
+
+    @abc.abstractmethod
+    async def revoke_key(self, name: str) -> UploadKey | None:
+        """Revoke the key ``name`` (once: again keeps the first time); None if
+        there is no such key."""
+
+    @abc.abstractmethod
+    async def url_secret(self) -> bytes:
+        """The 32 random bytes that sign URLs, made once with the index.
+
+        Every process of every machine using the index reads the same; the
+        copies that ``asgilook migrate``, ``backup`` and ``restore`` make
+        carry it, so that signed URLs handed out stay good.
+        """
+
+    @abc.abstractmethod
+    async def set_url_secret(self, secret: bytes) -> None:
+        """Make ``secret`` the index's: for a copy of another index only.
+
+        NOTE: Processes that read the old secret already keep it until they
+        start again: copy an index before serving from it.
         """
 
     @abc.abstractmethod

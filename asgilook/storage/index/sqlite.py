@@ -8,8 +8,14 @@ once both its files and its row are on disk.
 
 Each process keeps no images in memory: SQLite's page cache, bounded per
 connection, is all. Lookups and pages are queries on indexes (the image id,
-and the upload order as the primary key), so the first page of a new worker
-and the millionth page cost the same.
+the upload order as the primary key, and the upload order of the public
+pictures and of each owner's), so the first page of a new worker and the
+millionth page cost the same, however many pictures a page does not show.
+
+The tables and their versions are in :mod:`.sqlite_schema`; the upload keys
+and the secret of signed URLs, in :mod:`.sqlite_keys`. A put whose owner's
+key has a quota is checked in the batch that writes it, each put in turn
+(see :meth:`SQLiteIndex.put`).
 
 SQLite needs a local disk: its locks do not hold on a network file system.
 For several machines, use :mod:`asgilook.storage.index.postgres`.
@@ -28,7 +34,6 @@ import pathlib
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Sequence
@@ -39,76 +44,30 @@ from asgilook.errors import StorageFull
 from asgilook.errors import StorageUnavailable
 from asgilook.errors import UnknownCursor
 from asgilook.pictures import Size
+from asgilook.storage.index import PUBLIC
 from asgilook.storage.index import Behind
 from asgilook.storage.index import Entry
 from asgilook.storage.index import Index
+from asgilook.storage.index import QuotaExceeded
+from asgilook.storage.index import UploadKey
 from asgilook.storage.index import forbidden
 from asgilook.storage.index import newer_schema
 from asgilook.storage.index import not_found
+from asgilook.storage.index import sqlite_keys
+from asgilook.storage.index.sqlite_schema import _MIGRATIONS
+from asgilook.storage.index.sqlite_schema import COLUMNS as _COLUMNS
+from asgilook.storage.index.sqlite_schema import SCHEMA_VERSION
+from asgilook.storage.index.sqlite_schema import entry as _entry
+from asgilook.storage.index.sqlite_schema import migrate
+from asgilook.storage.index.sqlite_schema import page_query
 from asgilook.storage.index.wal import WalHeader
 
 T = TypeVar('T')
 
-SCHEMA_VERSION = 3
-
-#: The statements that make a database of each schema version from the one
-#: before. Each runs in the transaction that moves ``user_version`` on.
-_MIGRATIONS = {
-    1: """
-CREATE TABLE IF NOT EXISTS images (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    file TEXT NOT NULL,
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    modified INTEGER NOT NULL,
-    token_hash TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tombstones (
-    id TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    deleted INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tombstones_by_age ON tombstones (deleted);
-CREATE TABLE IF NOT EXISTS counters (
-    one INTEGER PRIMARY KEY CHECK (one = 1),
-    clock INTEGER NOT NULL,
-    images INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO counters VALUES (1, 0, 0);
-CREATE TABLE IF NOT EXISTS adopted (source TEXT PRIMARY KEY);
-""",
-    2: """
-ALTER TABLE images ADD COLUMN placeholder TEXT NOT NULL DEFAULT '';
-ALTER TABLE images ADD COLUMN animated INTEGER NOT NULL DEFAULT 0;
-""",
-    # NOTE: {deployment} is a new random id, in hex, whoever makes the table.
-    3: """
-CREATE TABLE IF NOT EXISTS deployment (
-    one INTEGER PRIMARY KEY CHECK (one = 1),
-    id TEXT NOT NULL
-);
-INSERT OR IGNORE INTO deployment VALUES (1, '{deployment}');
-""",
-}
-
-_COLUMNS = 'id, file, width, height, modified, token_hash, placeholder, animated'
+__all__ = ['SCHEMA_VERSION', 'TOMBSTONE_MICROSECONDS', '_MIGRATIONS', 'SQLiteIndex']
 
 #: How long a deleted image stays a cursor to page on from.
 TOMBSTONE_MICROSECONDS = 7 * 24 * 3600 * 1_000_000
-
-
-def _entry(row: tuple[Any, ...]) -> Entry:
-    image_id, file, width, height, modified, token_hash, placeholder, animated = row
-    return Entry(
-        image_id,
-        file,
-        (width, height),
-        modified,
-        token_hash,
-        placeholder,
-        bool(animated),
-    )
 
 
 def _now() -> int:
@@ -170,6 +129,8 @@ class SQLiteIndex(Index):
         self._known: collections.OrderedDict[str, Entry | None] = (
             collections.OrderedDict()
         )
+        # The URL secret, once read: it is made with the index, for good.
+        self._secret: bytes | None = None
 
     # Connections
 
@@ -198,13 +159,7 @@ class SQLiteIndex(Index):
                 raise newer_schema(str(self.path), version, SCHEMA_VERSION)
             if version < SCHEMA_VERSION:
                 with self._transaction(connection):
-                    for step in range(version + 1, SCHEMA_VERSION + 1):
-                        script = _MIGRATIONS[step].replace(
-                            '{deployment}', uuid.uuid4().hex
-                        )
-                        for statement in script.split(';'):
-                            connection.execute(statement)
-                    connection.execute(f'PRAGMA user_version = {SCHEMA_VERSION}')
+                    migrate(connection, version)
         self._ready = True
 
     @contextlib.contextmanager
@@ -365,8 +320,11 @@ class SQLiteIndex(Index):
         limit: int | None = None,
         after: str | None = None,
         newest_first: bool = False,
+        *,
+        owner: str | None = None,
+        everyone: bool = False,
     ) -> tuple[list[Entry], object]:
-        return await self._run(self._page, limit, after, newest_first)
+        return await self._run(self._page, limit, after, newest_first, owner, everyone)
 
     def _page(
         self,
@@ -374,6 +332,8 @@ class SQLiteIndex(Index):
         limit: int | None,
         after: str | None,
         newest_first: bool,
+        owner: str | None,
+        everyone: bool,
     ) -> tuple[list[Entry], object]:
         # NOTE: One read transaction: the page and its state are one snapshot.
         with self._transaction(connection, 'DEFERRED'):
@@ -392,14 +352,11 @@ class SQLiteIndex(Index):
                         'without "after".'
                     )
                 (position,) = found
-            if newest_first:
-                query = 'WHERE seq < ? ORDER BY seq DESC'
-            else:
-                query = 'WHERE seq > ? ORDER BY seq'
             rows = connection.execute(
-                f'SELECT {_COLUMNS} FROM images {query} LIMIT ?',
-                (position, -1 if limit is None else limit),
-            ).fetchall()
+                page_query(owner, everyone, newest_first),
+                (*([] if owner is None else [owner]), position,
+                 -1 if limit is None else limit),
+            ).fetchall()  # fmt: skip
         return [_entry(row) for row in rows], state
 
     async def count(self) -> int:
@@ -450,6 +407,11 @@ class SQLiteIndex(Index):
         token_hash: str,
         placeholder: str = '',
         animated: bool = False,
+        *,
+        name: str = '',
+        visibility: str = PUBLIC,
+        owner: str = '',
+        bytes: int = 0,
     ) -> tuple[Entry, Entry | None]:
         """Record a version; it is on disk when this returns.
 
@@ -459,7 +421,8 @@ class SQLiteIndex(Index):
         spent more on the hops, the turn and the commit than on its rows,
         and the turn was held while its thread waited for the interpreter.
         """
-        entry = Entry(image_id, file, size, 0, token_hash, placeholder, animated)
+        entry = Entry(image_id, file, size, 0, token_hash, placeholder, animated,
+                      name, visibility, owner, bytes)  # fmt: skip
         done: concurrent.futures.Future[tuple[Entry, Entry | None]]
         done = concurrent.futures.Future()
         with self._queue_lock:
@@ -497,17 +460,25 @@ class SQLiteIndex(Index):
                     done.set_exception(error)
             else:
                 for (_, done), result in zip(batch, written, strict=True):
-                    done.set_result(result)
+                    if isinstance(result, QuotaExceeded):
+                        done.set_exception(result)
+                    else:
+                        done.set_result(result)
 
     def _put_all(
         self, connection: sqlite3.Connection, entries: list[Entry]
-    ) -> list[tuple[Entry, Entry | None]]:
-        """Write ``entries`` in order in one transaction: each, and what it replaced."""
-        written = []
+    ) -> list[tuple[Entry, Entry | None] | QuotaExceeded]:
+        """Write ``entries`` in order in one transaction: each, and what it
+        replaced; or why it was refused, and it alone is not written."""
+        written: list[tuple[Entry, Entry | None] | QuotaExceeded] = []
         with self._turn(), self._transaction(connection):
             (clock,) = connection.execute('SELECT clock FROM counters').fetchone()
             added = 0
             for entry in entries:
+                refused = sqlite_keys.refused(connection, entry)
+                if refused is not None:
+                    written.append(refused)
+                    continue
                 row = connection.execute(
                     f'DELETE FROM images WHERE id = ? RETURNING {_COLUMNS}',
                     (entry.image_id,),
@@ -532,9 +503,11 @@ class SQLiteIndex(Index):
     def _insert(connection: sqlite3.Connection, entry: Entry) -> None:
         width, height = entry.size
         connection.execute(
-            f'INSERT INTO images ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+            f'INSERT INTO images ({_COLUMNS}) '
+            'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
             (entry.image_id, entry.file, width, height, entry.modified,
-             entry.token_hash, entry.placeholder, int(entry.animated)),
+             entry.token_hash, entry.placeholder, int(entry.animated), entry.name,
+             entry.visibility, entry.owner, entry.bytes),
         )  # fmt: skip
 
     async def delete(self, image_id: str, allowed: Callable[[Entry], bool]) -> Entry:
@@ -590,3 +563,33 @@ class SQLiteIndex(Index):
             self._tick(connection, len(added), newest)
             connection.execute('INSERT INTO adopted VALUES (?)', (source,))
         return True
+
+    # Upload keys, and the secret of signed URLs
+
+    async def add_key(self, key: UploadKey) -> UploadKey:
+        return await self._run(self._changed, sqlite_keys.add, key, _now())
+
+    async def keys(self) -> list[UploadKey]:
+        return await self._run(sqlite_keys.every)
+
+    async def key_by_hash(self, key_hash: str) -> UploadKey | None:
+        return await self._run(sqlite_keys.by_hash, key_hash)
+
+    async def revoke_key(self, name: str) -> UploadKey | None:
+        return await self._run(self._changed, sqlite_keys.revoke, name, _now())
+
+    async def url_secret(self) -> bytes:
+        if self._secret is None:
+            self._secret = await self._run(sqlite_keys.secret)
+        return self._secret
+
+    async def set_url_secret(self, secret: bytes) -> None:
+        await self._run(self._changed, sqlite_keys.set_secret, secret)
+        self._secret = secret
+
+    def _changed(
+        self, connection: sqlite3.Connection, change: Callable[..., T], *args: Any
+    ) -> T:
+        """``change(connection, *args)``, in a writer's turn and a transaction."""
+        with self._turn(), self._transaction(connection):
+            return change(connection, *args)

@@ -5,9 +5,11 @@ are created in that database on first use. Every change is one transaction
 that first moves on the ``counters`` row: its row lock makes writers take
 turns, so the upload order (``seq``), the commit order and the times of the
 changes (``modified``) all agree. Lookups and pages are queries on indexes
-(the image id, and ``seq`` as the primary key), so the millionth page costs
-what the first one does, and the number of images is kept in ``counters``
-rather than counted.
+(the image id, ``seq`` as the primary key, and ``seq`` of the public
+pictures and of each owner's), so the millionth page costs what the first
+one does, and the number of images is kept in ``counters`` rather than
+counted; so are the bytes of each upload key's pictures, in its row, which
+a put over its key's quota finds locked (see ``_QUOTAS`` in :mod:`.queries`).
 
 The fast path (:meth:`PostgresIndex.peek` and :meth:`PostgresIndex.state`)
 answers in the event loop without a query. Every change notifies the

@@ -14,11 +14,16 @@ import asyncio
 import dataclasses
 
 from asgilook.pictures import Size
+from asgilook.storage.index import PUBLIC
 from asgilook.storage.index import Entry
+from asgilook.storage.index import QuotaExceeded
+from asgilook.storage.index import UploadKey
 from asgilook.storage.index.postgres.connections import _Binding
 from asgilook.storage.index.postgres.connections import _PooledIndex
+from asgilook.storage.index.postgres.queries import _KEY_BY_NAME
 from asgilook.storage.index.postgres.queries import _PUT
 from asgilook.storage.index.postgres.queries import _entry
+from asgilook.storage.index.postgres.queries import _key
 
 
 class _BatchingIndex(_PooledIndex):
@@ -35,6 +40,11 @@ class _BatchingIndex(_PooledIndex):
         token_hash: str,
         placeholder: str = '',
         animated: bool = False,
+        *,
+        name: str = '',
+        visibility: str = PUBLIC,
+        owner: str = '',
+        bytes: int = 0,
     ) -> tuple[Entry, Entry | None]:
         """Record a version; it is committed when this returns.
 
@@ -44,7 +54,8 @@ class _BatchingIndex(_PooledIndex):
         made while it is held are the same for one or for many.
         """
         binding = self._bind()
-        entry = Entry(image_id, file, size, 0, token_hash, placeholder, animated)
+        entry = Entry(image_id, file, size, 0, token_hash, placeholder, animated,
+                      name, visibility, owner, bytes)  # fmt: skip
         done: asyncio.Future[tuple[Entry, Entry | None]] = binding.loop.create_future()
         binding.queued.append((entry, done))
         if binding.writer is None:
@@ -70,7 +81,11 @@ class _BatchingIndex(_PooledIndex):
                             done.set_exception(ex)
                     continue
                 for (_, done), result in zip(batch, written, strict=True):
-                    if not done.done():
+                    if done.done():
+                        continue
+                    if isinstance(result, QuotaExceeded):
+                        done.set_exception(result)
+                    else:
                         done.set_result(result)
         finally:
             # NOTE: Cancelled (the loop is closing): so is whatever waits.
@@ -95,10 +110,13 @@ class _BatchingIndex(_PooledIndex):
                 ids.add(entry.image_id)
         return batch
 
-    async def _put_all(self, entries: list[Entry]) -> list[tuple[Entry, Entry | None]]:
+    async def _put_all(
+        self, entries: list[Entry]
+    ) -> list[tuple[Entry, Entry | None] | QuotaExceeded]:
         """Write ``entries`` (no id twice) in order in one transaction.
 
-        Returns each as written, and the version it replaced.
+        Returns each as written, and the version it replaced; or why it was
+        refused (then it alone was not written).
         """
         ids = [entry.image_id for entry in entries]
         async with self._changing(ids, transaction=False) as connection:
@@ -111,14 +129,31 @@ class _BatchingIndex(_PooledIndex):
                 [entry.token_hash for entry in entries],
                 [entry.placeholder for entry in entries],
                 [entry.animated for entry in entries],
+                [entry.name for entry in entries],
+                [entry.visibility for entry in entries],
+                [entry.owner for entry in entries],
+                [entry.bytes for entry in entries],
             )
-        *taken, last = rows
-        replaced = {row['id']: _entry(row) for row in taken}
-        first = last['modified'] - len(entries) + 1
-        return [
-            (
-                dataclasses.replace(entry, modified=first + number),
-                replaced.get(entry.image_id),
+            # NOTE: Only for a put refused, a read after the change.
+            refused: dict[str, tuple[UploadKey, int]] = {}
+            for row in rows:
+                if row['refused']:
+                    key = await connection.fetchrow(_KEY_BY_NAME, row['owner'])
+                    refused[row['id']] = (_key(key), row['bytes'])
+        replaced = {row['id']: _entry(row) for row in rows if row['refused'] is False}
+        newest = next((row['modified'] for row in rows if row['id'] is None), 0)
+        time = newest - (len(entries) - len(refused))
+        written: list[tuple[Entry, Entry | None] | QuotaExceeded] = []
+        for entry in entries:
+            if entry.image_id in refused:
+                key, used = refused[entry.image_id]
+                written.append(QuotaExceeded(key, used, entry.bytes))
+                continue
+            time += 1
+            written.append(
+                (
+                    dataclasses.replace(entry, modified=time),
+                    replaced.get(entry.image_id),
+                )
             )
-            for number, entry in enumerate(entries)
-        ]
+        return written
