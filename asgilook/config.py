@@ -72,6 +72,11 @@ class Config:
     #   request's scheme and Host (see asgilook.http.pages).
     DEFAULT_PUBLIC_URL: str | None = None
     DEFAULT_PURGE_METHOD = 'PURGE'
+    # NOTE: Open uploads, as the tutorial has them; keys are asked for only
+    #   when the operator says so (see asgilook.http.sharing).
+    DEFAULT_UPLOADS = 'open'
+    DEFAULT_SIGNED_URL_TTL = 3600
+    DEFAULT_URL_SECRETS: tuple[str, ...] = ()
     #: The standard variables of S3 clients, which an s3:// storage URL uses.
     AWS_VARIABLES = (
         'AWS_ACCESS_KEY_ID',
@@ -110,6 +115,12 @@ class Config:
     purge_method: str
     #: The scheme and host of the service's absolute URLs, if fixed.
     public_url: str | None
+    #: ``open`` (anyone uploads) or ``keys`` (only with an upload key).
+    uploads: str
+    #: Seconds a private picture's signed links stay good.
+    signed_url_ttl: int
+    #: The secrets that sign links, the signing one first; empty: the index's.
+    url_secrets: tuple[str, ...]
     #: The AWS_* variables of the environment the config was read from.
     aws: dict[str, str]
 

@@ -80,6 +80,80 @@ def flag(raw: str) -> bool:
     raise ValueError(_FLAG)
 
 
+_SIZE = (
+    'a size in bytes such as 1000, 512k, 3MB, 1.5GB or 10GiB (k, MB, GB, TB '
+    'count in thousands; KiB, MiB, GiB, TiB in 1024s), under 8 EiB'
+)
+_PER_UNIT: dict[str, int] = {
+    '': 1,
+    'b': 1,
+    **{
+        f'{letter}{end}': 1000**power
+        for power, letter in enumerate('kmgtpe', 1)
+        for end in ('', 'b')
+    },
+    **{f'{letter}ib': 1024**power for power, letter in enumerate('kmgtpe', 1)},
+}
+# NOTE: The largest signed 64-bit number: a quota goes into a BIGINT column.
+_MAX_SIZE = 2**63 - 1
+_LETTERS = 'abcdefghijklmnopqrstuvwxyz'
+
+
+def byte_size(raw: str) -> int:
+    """A number of bytes, written as people write sizes: ``3MB``, ``10 GiB``.
+
+    A whole or decimal number (``1.5GB``), then, after optional spaces, a unit
+    in any case: none or ``B`` (bytes), ``k``/``kB``, ``MB``, ``GB``, ``TB``
+    (powers of 1000; ``B`` is always bytes, never bits) or ``KiB``, ``MiB``,
+    ``GiB``, ``TiB`` (powers of 1024); ``PB``, ``EB``, ``PiB`` and ``EiB``
+    too, for what :func:`format_bytes` shows. Zero is a size (nothing may be
+    stored). A fraction of a byte is dropped. ValueError for anything else:
+    signs, exponents, NaN, other units, over 2**63 - 1.
+    """
+    text = raw.strip().lower()
+    number = text.rstrip(_LETTERS)
+    per_unit = _PER_UNIT.get(text[len(number) :])
+    whole, point, fraction = number.rstrip().partition('.')
+    digits = whole + fraction
+    # NOTE: isascii() too, as isdigit() takes '²' and other scripts' digits;
+    #   the length keeps int() away from its limit on long numbers.
+    if (
+        per_unit is None
+        or not (whole.isascii() and whole.isdigit())
+        or (point and not (fraction.isascii() and fraction.isdigit()))
+        or len(digits) > 40
+    ):
+        raise ValueError(_SIZE)
+    size: int = int(digits) * per_unit // 10 ** len(fraction)
+    if size > _MAX_SIZE:
+        raise ValueError(_SIZE)
+    return size
+
+
+_DECIMAL_UNITS = ('B', 'kB', 'MB', 'GB', 'TB', 'PB', 'EB')
+
+
+def format_bytes(n: int) -> str:
+    """A number of bytes for people: ``512 B``, ``200 kB``, ``2.8 MB``.
+
+    Decimal units (powers of 1000), as file managers and phones show sizes,
+    and as :func:`byte_size` reads them back; one decimal under ten units,
+    none from ten up. NOTE: Rounded down, never up, so that "2.8 MB left"
+    never promises more room than there is.
+    """
+    if n < 0:
+        return f'-{format_bytes(-n)}'
+    power = 0
+    while power < len(_DECIMAL_UNITS) - 1 and n >= 1000 ** (power + 1):
+        power += 1
+    unit = 1000**power
+    name = _DECIMAL_UNITS[power]
+    tenths = n * 10 // unit
+    if power and tenths < 100 and tenths % 10:
+        return f'{tenths // 10}.{tenths % 10} {name}'
+    return f'{n // unit} {name}'
+
+
 #: Every origin may read (``ASGI_LOOK_CORS_ORIGINS``).
 ANY_ORIGIN = '*'
 _ORIGINS = '`*`, or comma-separated origins such as https://example.org'
@@ -191,6 +265,30 @@ def log_format(raw: str) -> str:
     if name not in LOG_FORMATS:
         raise ValueError(' or '.join(LOG_FORMATS))
     return name
+
+
+#: Who may upload (``ASGI_LOOK_UPLOADS``): anyone (the default), or only
+#: the holders of upload keys.
+UPLOADS = ('open', 'keys')
+
+
+def uploads(raw: str) -> str:
+    """``open`` or ``keys``, in any case; empty is ``open``."""
+    name = raw.strip().lower() or UPLOADS[0]
+    if name not in UPLOADS:
+        raise ValueError(' or '.join(UPLOADS))
+    return name
+
+
+_SECRETS = 'comma-separated secrets of 16 characters or more, or empty'
+
+
+def url_secrets(raw: str) -> tuple[str, ...]:
+    """Secrets that sign links, comma-separated, the one that signs first."""
+    secrets = tuple(part.strip() for part in raw.split(',') if part.strip())
+    if any(len(secret) < 16 for secret in secrets):
+        raise ValueError(_SECRETS)
+    return secrets
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -322,6 +420,34 @@ SETTINGS: tuple[Setting, ...] = (
         optional,
         'admin_token',
         'DEFAULT_ADMIN_TOKEN',
+    ),
+    Setting(
+        'ASGI_LOOK_UPLOADS',
+        'open or keys',
+        "`open`: anyone may upload (the tutorial's way); `keys`: only with an "
+        'upload key (`asgilook keys add`), as `Authorization: Bearer KEY`.',
+        uploads,
+        'uploads',
+        'DEFAULT_UPLOADS',
+    ),
+    Setting(
+        'ASGI_LOOK_SIGNED_URL_TTL',
+        'seconds',
+        'How long the signed links of a private picture stay good (rounded up '
+        'to a tenth of it, a minute at least).',
+        positive_int,
+        'signed_url_ttl',
+        'DEFAULT_SIGNED_URL_TTL',
+    ),
+    Setting(
+        'ASGI_LOOK_URL_SECRETS',
+        'text, ...',
+        "Secrets that sign private pictures' links, the signing one first, "
+        'older ones after it until their links expire; unset, a random secret '
+        'kept in the index.',
+        url_secrets,
+        'url_secrets',
+        'DEFAULT_URL_SECRETS',
     ),
     Setting(
         'ASGI_LOOK_IMAGE_WORKERS',

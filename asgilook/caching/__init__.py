@@ -12,6 +12,8 @@
   ``X-ASGILook-Cache`` and ``Cache-Status`` (RFC 9211).
 - :mod:`~asgilook.caching.guard`: time limits and a circuit breaker around
   every Redis call, so that Redis stays an accelerator and never a dependency.
+- :mod:`~asgilook.caching.rates`: upload rates per upload key, a sliding
+  minute shared through Redis (per process while Redis is away).
 
 Layer: below :mod:`asgilook.http`, above :mod:`asgilook.storage` and
 :mod:`asgilook.pictures`. It may import those two, :mod:`asgilook.config`,

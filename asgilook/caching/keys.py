@@ -13,7 +13,8 @@ another's entries, or stream another's events. Each deployment has a scope
   current here: it is a miss, and replaced. An image version's entry
   carries the scope itself.
 * Every other key has the scope in its name: the generation, the event
-  stream (``asgilook-events:<scope>``).
+  stream (``asgilook-events:<scope>``), the upload rates of upload keys
+  (``asgilook-rate:<scope>:<key name>``).
 * ``ASGI_LOOK_REDIS_PREFIX`` (empty by default) goes in front of every key,
   entries included, for deployments that share a Redis on purpose and want
   no key in common.
@@ -40,6 +41,8 @@ ENTRY = 'asgilook:'
 GENERATION = 'asgilook-generation'
 #: The name of a deployment's event stream, before its scope.
 EVENTS = 'asgilook-events'
+#: The name of an upload key's recent uploads, before the scope and key name.
+RATE = 'asgilook-rate'
 
 
 class Keys:
@@ -101,3 +104,7 @@ class Keys:
     def events(self, scope: str) -> str:
         """The key of the deployment's stream of events."""
         return f'{self.prefix}{EVENTS}:{scope}'
+
+    def rate(self, scope: str, name: str) -> str:
+        """The key of the recent uploads of the upload key ``name``."""
+        return f'{self.prefix}{RATE}:{scope}:{name}'
