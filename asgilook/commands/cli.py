@@ -11,6 +11,7 @@ check`` is :func:`asgilook.commands.check.run`, which compares a storage directo
 its index, and repairs what it can; ``asgilook migrate`` and ``asgilook rekey``
 (their arguments are in :mod:`asgilook.commands.objects_args`) copy a storage's
 objects elsewhere, and put them under the current encryption key.
+``asgilook keys`` (:mod:`asgilook.commands.keys`) adds, lists and revokes upload keys.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 
 from asgilook.commands import backup_args
+from asgilook.commands import keys_args
 from asgilook.commands import objects_args
 from asgilook.commands import serve
 from asgilook.commands.defaults import DEFAULT_GRACE
@@ -213,6 +215,7 @@ def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     objects_args.add_rekey(commands, environ, _positive)
     backup_args.add_backup(commands, environ, _positive)
     backup_args.add_restore(commands, environ, _positive)
+    keys_args.add_keys(commands, environ)
     return parser
 
 
