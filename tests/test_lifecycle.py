@@ -95,7 +95,7 @@ def test_delete_token_is_shown_once(client):
     assert 'delete_token' not in listing[0]
     assert set(listing[0]) == {
         'id', 'image', 'modified', 'size', 'thumbnails', 'version', 'srcset',
-        'placeholder', 'animation', 'page',
+        'placeholder', 'animation', 'page', 'name', 'visibility',
     }  # fmt: skip
 
 

@@ -254,6 +254,10 @@ class ResponseMemory:
             #   for Falcon.
             headers = scope['headers'] = [tuple(pair) for pair in headers]
         asked = _asked(headers)
+        if b'authorization' in asked:
+            # NOTE: Credentials may change the answer (a key lists its own
+            #   pictures): the app answers them.
+            return False
         accept = asked.get(b'accept')
         if accept is None:
             # Nothing to negotiate: a thumbnail is a JPEG, kept by its path.
@@ -322,6 +326,7 @@ _ASKED = frozenset(
         b'range',
         b'if-range',
         b'origin',
+        b'authorization',
     }
 )
 

@@ -12,6 +12,10 @@
 - ``images``: the resources of the image collection, single images and
   thumbnails.
 - ``uploads``: reading an upload's bytes, raw or as a form, within its limits.
+- ``sharing``: who may upload, see and delete what: upload keys (quotas,
+  rates), visibility, and the signed links of private pictures.
+- ``signing``: signed, expiring URLs (HMAC, rotatable secrets).
+- ``pages``: a page per picture, ``GET /pictures/{id}``, that unfurls.
 - ``formats``: JSON or MessagePack, by ``Accept``.
 - ``advice``: Falcon's errors (no route, wrong method, bad parameter) mapped to
   the service's titles, with a hint of what the client meant.

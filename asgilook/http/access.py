@@ -20,7 +20,8 @@ and its fields, which :class:`asgilook.logs.JSONFormatter` writes as JSON, are
 answered it, ``(no route)`` if none did), ``status``, ``bytes``,
 ``duration`` (seconds), ``cache`` (what ``X-ASGILook-Cache`` said, or None),
 ``client`` (its address, as uvicorn gives it: a proxy's ``X-Forwarded-For``
-with ``--proxy-headers``) and ``request_id``.
+with ``--proxy-headers``), ``request_id`` and ``upload_key`` (the name of the
+upload key the request bore, or None; never the key).
 
 Unless a logging configuration turns the logger on (``asgilook serve`` does;
 plain ``uvicorn`` does not, without ``--log-config``), no record is made; the
@@ -75,6 +76,7 @@ class _Answer:
         'bytes',
         'cache',
         'sent',
+        'upload_key',
     )
 
     def __init__(self, request_id: str, path: str, client: str | None) -> None:
@@ -87,6 +89,8 @@ class _Answer:
         self.cache: str | None = None
         #: When its last byte was sent (time.perf_counter()), if it was.
         self.sent: float | None = None
+        #: The name of the upload key the request came with, if any.
+        self.upload_key: str | None = None
 
 
 class AccessLog:
@@ -158,6 +162,13 @@ def _note(route: str | None, cache: str | None) -> None:
         if route:
             answer.route = route
         answer.cache = cache
+
+
+def note_key(name: str) -> None:
+    """Tell the access record of the request in hand the upload key it bears."""
+    answer = logs.CURRENT.get()
+    if isinstance(answer, _Answer):
+        answer.upload_key = name
 
 
 def _request_id(scope: dict[str, Any]) -> str:
@@ -234,6 +245,7 @@ def _write(scope: dict[str, Any], answer: _Answer, seconds: float) -> None:
             'cache': answer.cache,
             'client': answer.client,
             'request_id': answer.request_id,
+            'upload_key': answer.upload_key,
         },
     )
     logger.handle(record)

@@ -14,6 +14,7 @@ from asgilook import logs
 from asgilook.caching.cache import RedisCache
 from asgilook.caching.conditional import ConditionalRequests
 from asgilook.caching.memory import ResponseMemory
+from asgilook.caching.rates import Rates
 from asgilook.config import Config
 from asgilook.errors import DamagedObject
 from asgilook.errors import DeleteForbidden
@@ -50,6 +51,7 @@ from asgilook.http.mount import mount
 from asgilook.http.mount import prefixing
 from asgilook.http.openapi import OpenAPI
 from asgilook.http.purge import Purger
+from asgilook.http.sharing import Sharing
 from asgilook.storage.store import Store
 
 #: Seconds a client is told to wait before it tries a store that is away again.
@@ -277,8 +279,9 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     cache = RedisCache(config, memory, store.scope)
     events = Events(config, cache.redis, cache.guard, cache.keys)
     purger = Purger(config.purge_url, config.purge_method)
-    images = Images(config, store, events, purger)
-    thumbnails = Thumbnails(store)
+    sharing = Sharing(config, store, Rates(cache.redis, cache.guard, cache.keys))
+    images = Images(config, store, events, purger, sharing)
+    thumbnails = Thumbnails(store, sharing)
 
     # NOTE: Falcon runs process_response (and process_shutdown) in reverse
     #   order: the cache first, then the conditional requests, which so see
@@ -313,7 +316,7 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     gallery = Gallery()
     app.add_route('/', gallery)
     app.add_route('/static/{name}', gallery, suffix='asset')
-    app.add_route(pages.ROUTE, pages.Pictures(config, store, gallery))
+    app.add_route(pages.ROUTE, pages.Pictures(config, store, gallery, sharing))
     app.add_route('/events', events)
     app.add_route('/healthz', Health(store, cache.redis, cache.guard))
     app.add_route('/metrics', metrics)

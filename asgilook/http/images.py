@@ -26,9 +26,14 @@ from asgilook.http.purge import image_keys
 from asgilook.http.purge import listing_keys
 from asgilook.http.purge import purged_keys
 from asgilook.http.purge import set_keys
+from asgilook.http.sharing import Sharing
+from asgilook.http.sharing import bearer
 from asgilook.http.uploads import upload
 from asgilook.pictures import Size
 from asgilook.pictures import renditions
+from asgilook.storage.index import PRIVATE
+from asgilook.storage.index import PUBLIC
+from asgilook.storage.index import QuotaExceeded
 from asgilook.storage.store import Body
 from asgilook.storage.store import Commit
 from asgilook.storage.store import Content
@@ -55,13 +60,6 @@ class Page(NamedTuple):
     #: The id of the image the page follows.
     after: str | None
     newest_first: bool
-
-
-def _bearer_token(req: falcon.asgi.Request) -> str | None:
-    scheme, _, token = (req.auth or '').partition(' ')
-    if scheme.lower() != 'bearer' or not token.strip():
-        return None
-    return token.strip()
 
 
 def _before_commit(resp: falcon.asgi.Response) -> Commit | None:
@@ -187,6 +185,11 @@ class _ImageFiles:
         if size is not None:
             resp.vary = ['Accept']
         resp.context.versioned = None
+        if image.visibility == PRIVATE:
+            # NOTE: Only the browser holding the signed link keeps it, no
+            #   longer than the link is good (see asgilook.http.sharing).
+            resp.cache_control = ['private', f'max-age={_private_max_age(resp)}']
+            return
         if served != wanted:
             resp.cache_control = list(REVALIDATED)
             return
@@ -195,6 +198,31 @@ class _ImageFiles:
         resp.context.versioned = Versioned(
             key, image.image_id, image.file, renditions.variant(served)
         )
+
+
+#: The query parameter that names an upload (a form's "name" field too).
+NAME = 'name'
+#: The most characters of a name kept.
+NAME_LENGTH = 255
+
+
+def _name(given: str | None) -> str:
+    """An upload's name as kept: its last path part, without control characters.
+
+    NOTE: Browsers send a file's name alone, but some old ones and other
+    clients send a whole path (``C:\\fakepath\\cat.jpg``): only its last
+    part names the picture. Shown escaped wherever it is shown.
+    """
+    if not given:
+        return ''
+    last = given.replace('\\', '/').rsplit('/', 1)[-1]
+    kept = ''.join(char for char in last if char.isprintable()).strip()
+    return kept[:NAME_LENGTH]
+
+
+def _private_max_age(resp: falcon.asgi.Response) -> int:
+    """How long a private picture's answer may be kept: until its link expires."""
+    return int(getattr(resp.context, 'private_max_age', 0))
 
 
 def _window(
@@ -276,11 +304,13 @@ class Images:
         store: Store,
         events: Events | None = None,
         purger: Purger | None = None,
+        sharing: Sharing | None = None,
     ) -> None:
         self._config = config
         self._store = store
         self._events = events
         self._purger = purger or Purger(None, config.purge_method)
+        self._sharing = sharing or Sharing(config, store, None)
         self._files = _ImageFiles(config, store)
 
     def _page(self, req: falcon.asgi.Request) -> Page:
@@ -305,7 +335,8 @@ class Images:
         so they make no new cache entries either. Other routes of this
         resource are not cached whole.
         """
-        if req.uri_template != '/images':
+        if req.uri_template != '/images' or req.auth:
+            # NOTE: A listing with a key lists that key's own pictures.
             return None
         return self._url(self._page(req)) + formats.variant(req)
 
@@ -329,25 +360,42 @@ class Images:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
         page = self._page(req)
+        key = await self._sharing.key(req)
         # One more than asked tells whether another page follows.
         images, state = await self._store.page(
-            page.limit + 1, page.after, page.newest_first
+            page.limit + 1,
+            page.after,
+            page.newest_first,
+            owner=None if key is None or key.admin else key.name,
+            everyone=key is not None and key.admin,
         )
         if len(images) > page.limit:
             images = images[: page.limit]
             next_page = self._url(page, images[-1].image_id, full=True)
             resp.set_header('Link', f'<{next_page}>; rel="next"')
         root = req.root_path
-        body = formats.send(
-            req, resp, [rooted(image.serialize(), root) for image in images]
-        )
+        documents = [
+            rooted(
+                image.serialize()
+                if image.visibility != PRIVATE
+                else await self._sharing.document(image),
+                root,
+            )
+            for image in images
+        ]
+        body = formats.send(req, resp, documents)
         resp.set_header('ETag', conditional.etag_of(body))
+        if key is not None:
+            # NOTE: One key's own listing: for its holder alone, kept by no
+            #   shared cache and not by this process's memory.
+            resp.cache_control = ['private', 'no-cache']
+            return
         resp.cache_control = list(REVALIDATED)
         set_keys(resp, listing_keys(image.image_id for image in images))
         # NOTE: A page changes only when the index does: it stays right for
         #   as long as the index is in the state it was read in.
-        key = self._url(page) + formats.variant(req)
-        resp.context.versioned = Versioned(key, None, state)
+        target = self._url(page) + formats.variant(req)
+        resp.context.versioned = Versioned(target, None, state)
 
     on_head = on_get
 
@@ -357,6 +405,7 @@ class Images:
         # NOTE: image_id arrives as a UUID from the route's converter; the store
         #   keys images by its canonical string form.
         image = await self._store.get(str(image_id))
+        await self._sharing.check(req, resp, image)
         await self._files.answer(req, resp, image, None, image.uri)
 
     on_head_image = on_get_image
@@ -365,6 +414,7 @@ class Images:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: uuid.UUID
     ) -> None:
         image = await self._store.get(str(image_id))
+        await self._sharing.check(req, resp, image)
         await self._files.answer(
             req, resp, image, None, image.animation_uri, animation=True
         )
@@ -374,14 +424,33 @@ class Images:
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
+        # NOTE: Who uploads, and whether they may, is settled before the body
+        #   is read: a refusal costs the client no upload.
+        sharing = self._sharing
+        sharing.visibility(req)
+        name = _name(req.get_param(NAME))
+        key = await sharing.uploader(req, req.content_length)
         async with upload(req, self._config.max_upload_bytes) as data:
             req.context.upload_bytes = len(data)
+            fields = getattr(req.context, 'form_fields', None) or {}
+            visibility = sharing.visibility(req, fields.get('visibility'))
+            name = _name(fields.get('name')) or name or _name(fields.get('filename'))
+            if key is not None:
+                sharing.check_quota(key, len(data))
             image_id = str(self._config.uuid_generator())
-            image, delete_token = await self._store.save(
-                image_id, data, _before_commit(resp)
-            )
-        document = image.serialize()
-        resp.location = image.uri
+            try:
+                image, delete_token = await self._store.save(
+                    image_id,
+                    data,
+                    _before_commit(resp),
+                    name=name,
+                    visibility=visibility,
+                    owner='' if key is None else key.name,
+                )
+            except QuotaExceeded as ex:
+                raise sharing.refused(ex) from None
+        document = await sharing.document(image)
+        resp.location = document['image']
         # NOTE: The delete token is shown here once and never again: the
         #   store keeps only its hash. The events get the document below the
         #   root, for each page to get it under its own.
@@ -390,13 +459,15 @@ class Images:
         resp.status = falcon.HTTP_201
         if image.replaced:
             self._purger.forget(purged_keys(image_id))
-        if self._events is not None:
+        if self._events is not None and image.visibility == PUBLIC:
+            # NOTE: Only public pictures are announced: the others are listed
+            #   to their key alone.
             await self._events.publish(CREATED, document)
 
     async def on_delete_image(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: uuid.UUID
     ) -> None:
-        token = _bearer_token(req)
+        token = bearer(req)
         if token is None:
             # An unknown id is a 404 whoever asks; the listing is public anyway.
             await self._store.get(str(image_id))
@@ -409,15 +480,16 @@ class Images:
         image = await self._store.delete(str(image_id), token, _before_commit(resp))
         resp.status = falcon.HTTP_204
         self._purger.forget(purged_keys(image.image_id))
-        if self._events is not None:
+        if self._events is not None and image.visibility == PUBLIC:
             await self._events.publish(DELETED, image.serialize())
 
 
 class Thumbnails:
     """``/thumbnails/{id}/{width}x{height}.jpeg``: one size of the fixed series."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, sharing: Sharing | None = None) -> None:
         self._store = store
+        self._sharing = sharing or Sharing(store.config, store, None)
         self._files = _ImageFiles(store.config, store)
 
     async def on_get(
@@ -430,6 +502,7 @@ class Thumbnails:
     ) -> None:
         size = (width, height)
         image = await self._store.get(str(image_id))
+        await self._sharing.check(req, resp, image)
         self._store.check_thumbnail(image, size)
         await self._files.answer(req, resp, image, size, image.thumbnail_uri(size))
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import html
 import string
 import uuid
+from collections.abc import Callable
 
 import falcon
 import falcon.asgi
@@ -44,7 +45,11 @@ from asgilook.http.images import REVALIDATED
 from asgilook.http.mount import quoted
 from asgilook.http.purge import image_keys
 from asgilook.http.purge import set_keys
+from asgilook.http.sharing import Sharing
+from asgilook.http.sharing import signed
 from asgilook.pictures import Size
+from asgilook.storage.index import PRIVATE
+from asgilook.storage.index import PUBLIC
 from asgilook.storage.store import Image
 from asgilook.storage.store import Store
 
@@ -84,15 +89,32 @@ _NOT_FOUND = """<!doctype html>
 
 
 def describe(image: Image) -> tuple[str, str]:
-    """The page's title, and its description."""
+    """The page's title, and its description: the picture's name if it has one."""
     width, height = image.size
     day = f'{image.modified:%d %b %Y}'.lstrip('0')
-    title = f'Picture of {width} × {height} pixels - asgilook'
+    title = f'{alt(image)} - asgilook'
+    named = f'"{image.name}", a picture' if image.name else 'A picture'
     description = (
-        f'A picture of {width} × {height} pixels, shared on asgilook on {day}: '
+        f'{named} of {width} × {height} pixels, shared on asgilook on {day}: '
         'see it, copy its link or download the original.'
     )
     return title, description
+
+
+def alt(image: Image) -> str:
+    """What the picture is, for people who cannot see it: its name, if given."""
+    width, height = image.size
+    return image.name or f'Picture of {width} × {height} pixels'
+
+
+def download_name(image: Image) -> str:
+    """The file name a download of the original JPEG is offered under."""
+    stem = image.name.rpartition('.')[0] or image.name
+    return f'{stem or f"asgilook-{image.image_id}"}.jpeg'
+
+
+def _as_is(uri: str) -> str:
+    return uri
 
 
 def preview(image: Image) -> tuple[str, Size]:
@@ -117,10 +139,17 @@ def sizes(size: Size) -> str:
 class Pictures:
     """``/pictures/{image_id}``: the page of one picture."""
 
-    def __init__(self, config: Config, store: Store, gallery: Gallery) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        gallery: Gallery,
+        sharing: Sharing | None = None,
+    ) -> None:
         self._config = config
         self._store = store
         self._gallery = gallery
+        self._sharing = sharing or Sharing(config, store, None)
 
     def _origin(self, req: falcon.asgi.Request) -> str:
         """The scheme and host of the page's absolute URLs."""
@@ -143,26 +172,53 @@ class Pictures:
     ) -> None:
         try:
             image = await self._store.get(str(image_id))
+            await self._sharing.check(req, resp, image)
         except ImageNotFound as ex:
             if req.client_prefers((falcon.MEDIA_JSON, 'text/html')) != 'text/html':
                 raise
             self._not_found(req, resp, str(ex))
             return
-        body = self.render(image, self._origin(req), req.root_path).encode()
+        link = _as_is
+        if image.visibility == PRIVATE:
+            signer = await self._sharing.signer()
+
+            def link(uri: str) -> str:
+                return signed(signer, uri)
+
+        body = self.render(image, self._origin(req), req.root_path, link).encode()
         resp.data = body
         resp.content_type = HTML
         resp.set_header('ETag', conditional.etag_of(body))
-        resp.cache_control = list(REVALIDATED)
         resp.set_header('Content-Security-Policy', POLICY)
         resp.set_header('Referrer-Policy', REFERRER_POLICY)
         set_keys(resp, image_keys(image.image_id))
+        if image.visibility != PUBLIC:
+            # NOTE: Shared by link, not to be found: no search engine lists
+            #   it. A private page is kept by no shared cache either.
+            resp.set_header('X-Robots-Tag', 'noindex')
+        if image.visibility == PRIVATE:
+            resp.cache_control = ['private', 'no-cache']
+            resp.context.cache_key = None
+            return
+        resp.cache_control = list(REVALIDATED)
         if self._config.public_url:
             resp.context.versioned = Versioned(req.path, image.image_id, image.file)
 
     on_head = on_get
 
-    def render(self, image: Image, origin: str, root_path: str = '') -> str:
-        """The page of ``image``, its absolute URLs at ``origin``."""
+    def render(
+        self,
+        image: Image,
+        origin: str,
+        root_path: str = '',
+        link: Callable[[str], str] | None = None,
+    ) -> str:
+        """The page of ``image``, its absolute URLs at ``origin``.
+
+        ``link`` makes the URL of each of the picture's own URIs (signed
+        ones, for a private picture).
+        """
+        link = link or _as_is
         prefix = quoted(root_path)
         title, description = describe(image)
         width, height = image.size
@@ -170,22 +226,22 @@ class Pictures:
         values = {
             'title': title,
             'description': description,
-            'page': f'{origin}{prefix}{image.page_uri}',
-            'og_image': f'{origin}{prefix}{preview_uri}',
+            'page': f'{origin}{prefix}{link(image.page_uri)}',
+            'og_image': f'{origin}{prefix}{link(preview_uri)}',
             'og_width': preview_width,
             'og_height': preview_height,
-            'alt': f'Picture of {width} × {height} pixels',
-            'src': f'{prefix}{preview_uri}',
+            'alt': alt(image),
+            'src': f'{prefix}{link(preview_uri)}',
             'srcset': ', '.join(
-                f'{prefix}{uri} {side}w' for uri, (side, _) in image.sources()
+                f'{prefix}{link(uri)} {side}w' for uri, (side, _) in image.sources()
             ),
             'sizes': sizes(image.size),
             'width': width,
             'height': height,
             'iso': image.modified.isoformat(timespec='seconds'),
             'date': f'{image.modified:%d %b %Y, %H:%M} UTC'.lstrip('0'),
-            'original': f'{prefix}{image.uri}?v={image.version}',
-            'download': f'asgilook-{image.image_id}.jpeg',
+            'original': f'{prefix}{link(f"{image.uri}?v={image.version}")}',
+            'download': download_name(image),
         }
         template = string.Template(self._gallery.template(TEMPLATE, root_path))
         return template.substitute(

@@ -30,6 +30,9 @@ from asgilook.config import Config
 from asgilook.errors import InvalidImage
 
 IMAGE_FIELD = 'image'
+#: The small text fields a form may carry beside the picture, and the most
+#: characters each may have: the picture's name, and who may see it.
+TEXT_FIELDS = {'name': 255, 'visibility': 16}
 
 # NOTE: A form carries boundaries and part headers around the picture (and
 #   perhaps a few small fields, like a title): this much more than the
@@ -105,7 +108,9 @@ async def upload(req: falcon.asgi.Request, max_bytes: int) -> AsyncIterator[byte
     try:
         chunks = share.admit(body.chunks())
         if form:
-            data = await _read_form(req, chunks, max_bytes, limit)
+            data, req.context.form_fields = await _read_form(
+                req, chunks, max_bytes, limit
+            )
         else:
             data = await _read(chunks, max_bytes)
             _check_complete(len(data), length)
@@ -180,8 +185,11 @@ async def _counted(
 
 async def _read_form(
     req: falcon.asgi.Request, chunks: AsyncIterable[bytes], max_bytes: int, limit: int
-) -> bytes:
-    """The ``image`` field of a ``multipart/form-data`` body.
+) -> tuple[bytes, dict[str, str]]:
+    """The ``image`` field of a ``multipart/form-data`` body, and its text fields.
+
+    The text fields are those of :data:`TEXT_FIELDS`, and ``filename``: the
+    name the picture's part was sent under, if any. Others are read past.
 
     NOTE: ``req.get_media()`` would hand Falcon's multipart parser the request
     stream itself. The same parser (the app's handler for the media type) gets
@@ -191,6 +199,7 @@ async def _read_form(
     """
     handler = req.options.media_handlers[falcon.MEDIA_MULTIPART]
     data = None
+    fields: dict[str, str] = {}
     try:
         # NOTE: Falcon's multipart reader takes any async iterator of bytes.
         form = cast(
@@ -204,8 +213,13 @@ async def _read_form(
         # NOTE: The form is read to its closing boundary, past the picture:
         #   that boundary is what proves that the whole form arrived.
         async for part in form:
+            if part.name in TEXT_FIELDS:
+                fields[part.name] = await _text_field(part, TEXT_FIELDS[part.name])
+                continue
             if part.name != IMAGE_FIELD:
                 continue
+            if part.filename:
+                fields['filename'] = part.filename
             if data is not None:
                 raise _bad_form(
                     'The form has more than one "image" field, and an upload '
@@ -220,7 +234,26 @@ async def _read_form(
         raise _bad_form('A part header of the form is not UTF-8') from ex
     if data is None:
         raise _bad_form('The form has no "image" field')
-    return data
+    return data, fields
+
+
+async def _text_field(part: falcon.asgi.multipart.BodyPart, most: int) -> str:
+    """A small text field of the form, as UTF-8 text of at most ``most`` characters."""
+    too_long = _bad_form(f'The "{part.name}" field is longer than {most} characters')
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in part.stream:
+        size += len(chunk)
+        if size > 4 * most:  # UTF-8 takes at most 4 bytes a character.
+            raise too_long
+        chunks.append(chunk)
+    try:
+        text = b''.join(chunks).decode()
+    except UnicodeDecodeError:
+        raise _bad_form(f'The "{part.name}" field is not UTF-8 text') from None
+    if len(text) > most:
+        raise too_long
+    return text
 
 
 def _bad_form(reason: str) -> falcon.HTTPBadRequest:

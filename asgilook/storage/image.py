@@ -32,6 +32,9 @@ class Image:
         path: pathlib.Path | None = None,
         placeholder: str = '',
         animated: bool = False,
+        name: str = '',
+        visibility: str = 'public',
+        owner: str = '',
     ) -> None:
         self._config = config
         self.image_id = image_id
@@ -41,6 +44,12 @@ class Image:
         self.placeholder = placeholder
         #: Whether there is an animated rendition (:attr:`animation_path`).
         self.animated = animated
+        #: The uploaded file's name, as given ('' if none was).
+        self.name = name
+        #: ``public``, ``unlisted`` or ``private`` (see asgilook.http.sharing).
+        self.visibility = visibility
+        #: The name of the upload key it was uploaded with ('' if none).
+        self.owner = owner
         #: Whether storing this version replaced another of the same id (as
         #: :meth:`asgilook.storage.store.Store.save` tells).
         self.replaced = False
@@ -145,6 +154,8 @@ class Image:
             'placeholder': self.placeholder or None,
             'animation': self.animation_uri if self.animated else None,
             'page': self.page_uri,
+            'name': self.name or None,
+            'visibility': self.visibility,
         }
 
 

@@ -36,9 +36,11 @@ from asgilook.storage.blobs import Reader
 from asgilook.storage.blobs.sealed import Window
 from asgilook.storage.image import Image
 from asgilook.storage.image import http_date
+from asgilook.storage.index import PUBLIC
 from asgilook.storage.index import Behind
 from asgilook.storage.index import Entry
 from asgilook.storage.index import Index
+from asgilook.storage.index import UploadKey
 from asgilook.storage.index import WrongIndex
 from asgilook.storage.index import journal
 from asgilook.storage.index import left_behind
@@ -237,6 +239,9 @@ class Store:
             path=self._root / 'images' / entry.file,
             placeholder=entry.placeholder,
             animated=entry.animated,
+            name=entry.name,
+            visibility=entry.visibility,
+            owner=entry.owner,
         )
 
     async def get(self, image_id: str) -> Image:
@@ -304,18 +309,40 @@ class Store:
         limit: int | None = None,
         after: str | None = None,
         newest_first: bool = False,
+        *,
+        owner: str | None = None,
+        everyone: bool = False,
     ) -> tuple[list[Image], object]:
         """As :meth:`list_images` (newest first if asked), and the index's version.
 
-        The version is what the page was read from: see
+        Public pictures only, unless ``owner`` names an upload key (its
+        pictures, whatever their visibility) or ``everyone`` is true (every
+        picture). The version is what the page was read from: see
         :data:`asgilook.caching.memory.Current`.
         """
         index = await self._open()
-        entries, state = await index.page(limit, after, newest_first)
+        entries, state = await index.page(
+            limit, after, newest_first, owner=owner, everyone=everyone
+        )
         return [self._image(entry) for entry in entries], state
 
+    async def key(self, key_hash: str) -> UploadKey | None:
+        """The upload key whose SHA-256 is ``key_hash``, revoked or not."""
+        return await (await self._open()).key_by_hash(key_hash)
+
+    async def url_secret(self) -> bytes:
+        """The secret the index keeps for signing links."""
+        return await (await self._open()).url_secret()
+
     async def save(
-        self, image_id: str, data: bytes, before_commit: Commit | None = None
+        self,
+        image_id: str,
+        data: bytes,
+        before_commit: Commit | None = None,
+        *,
+        name: str = '',
+        visibility: str = PUBLIC,
+        owner: str = '',
     ) -> tuple[Image, str]:
         """Store an upload, and its thumbnails, under ``image_id``.
 
@@ -330,6 +357,11 @@ class Store:
             before_commit: Awaited once the files are safely on disk, just
                 before the image becomes visible (the cache drops what the
                 change makes stale there).
+            name: The uploaded file's name, if it had one.
+            visibility: Who may see it (see :mod:`asgilook.http.sharing`).
+            owner: The upload key it comes with: its pictures' sizes count
+                against the key's quota, exactly (the index refuses one too
+                many with QuotaExceeded, and its files are removed).
 
         Returns:
             The image, and the token that may delete it. Only a hash of the
@@ -337,26 +369,30 @@ class Store:
         """
         decoded, small = await self._renderer.decode(data)
         index = await self._open()
-        name = f'{image_id}.{secrets.token_hex(6)}.jpeg'
+        file = f'{image_id}.{secrets.token_hex(6)}.jpeg'
         token = secrets.token_urlsafe(24)
         try:
             placeholder, animated = await self._renderer.write_version(
-                name, data, decoded, small
+                file, data, decoded, small
             )
             if before_commit is not None:
                 await before_commit()
         except BaseException:
-            await self._objects.discard_version(name)
+            await self._objects.discard_version(file)
             raise
         entry, replaced = await self._commit(
-            name,
+            file,
             index.put(
                 image_id,
-                name,
+                file,
                 decoded.size,
                 _token_hash(token),
                 placeholder,
                 animated=animated,
+                name=name,
+                visibility=visibility,
+                owner=owner,
+                bytes=len(data),
             ),
         )
         image = self._image(entry)
@@ -408,25 +444,44 @@ class Store:
             DeleteForbidden: the token may not delete it; nothing changed.
         """
         admin = self._config.admin_token
-        by_admin = admin is not None and hmac.compare_digest(token, admin)
+        index = await self._open()
+        # NOTE: An upload key deletes what it uploaded; an admin key, any
+        #   picture. A token is both looked up as a key and compared with the
+        #   picture's own token: they never collide (a key's SHA-256 is no
+        #   picture's token hash but by chance).
+        key = await index.key_by_hash(_token_hash(token))
+        if key is not None and key.revoked is not None:
+            key = None
+        by_admin = (admin is not None and hmac.compare_digest(token, admin)) or (
+            key is not None and key.admin
+        )
 
         def allowed(entry: Entry) -> bool:
-            return by_admin or hmac.compare_digest(_token_hash(token), entry.token_hash)
+            return (
+                by_admin
+                or (key is not None and entry.owner == key.name)
+                or hmac.compare_digest(_token_hash(token), entry.token_hash)
+            )
 
-        index = await self._open()
         await index.check(image_id, allowed)
         if before_commit is not None:
             await before_commit()
         entry = await index.delete(image_id, allowed)
         # NOTE: An operator reading the log tells an admin's deletion from
-        #   the uploader's own.
+        #   the uploader's own, and which key made it.
+        how = 'its delete token'
+        if key is not None:
+            how = f'the {"admin" if key.admin else "upload"} key {key.name}'
+        elif by_admin:
+            how = 'the admin token'
         logger.info(
             'Image %s deleted with %s',
             image_id,
-            'the admin token' if by_admin else 'its delete token',
+            how,
             extra={
                 'image_id': image_id,
                 'deleted_by': 'admin' if by_admin else 'owner',
+                **({'upload_key': key.name} if key is not None else {}),
             },
         )
         await self._objects.discard_version(entry.file)
