@@ -10,48 +10,21 @@ import falcon
 import falcon.inspect
 import httpx
 import hypothesis
-import msgpack
 import openapi_spec_validator
 import pytest
 import redis
-import requests
 import schemathesis
-from schemathesis.checks import allow_header_conformance
-from schemathesis.checks import content_type_conformance
-from schemathesis.checks import negative_data_rejection
-from schemathesis.checks import not_a_server_error
-from schemathesis.checks import response_headers_conformance
-from schemathesis.checks import response_schema_conformance
-from schemathesis.checks import status_code_conformance
-from schemathesis.checks import unsupported_method
-from schemathesis.core.failures import Failure
-from schemathesis.core.failures import FailureGroup
 from schemathesis.generation import GenerationMode
 
 from asgilook.http.app import create_app
 from tests.helpers import draw_image
+from tests.openapi_cases import send
 from tests.servers import Uvicorn
 
 METHODS = frozenset(method.lower() for method in falcon.constants.COMBINED_METHODS)
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    negative_data_rejection,
-    # Other methods are 405, and Allow lists the documented ones.
-    unsupported_method,
-    allow_header_conformance,
-]
 # NOTE: The Redis database of this module's server, apart from the other
 #   end-to-end tests' (database 0) that share the session's redis-server.
 REDIS_DB = 7
-
-
-@schemathesis.deserializer(falcon.MEDIA_MSGPACK)
-def _msgpack(ctx, response):
-    return msgpack.unpackb(response.content)
 
 
 def documented(document):
@@ -268,31 +241,6 @@ def run_config(uploads, assets):
     )
 
 
-def send(case, base_url, failures):
-    """Send ``case``; add what the checks found, in words, to ``failures``.
-
-    Returns the response, or None if there was none.
-    """
-    try:
-        response = case.call(base_url=base_url)
-    except requests.RequestException as ex:
-        failures.append(f'{case.as_curl_command(base_url=base_url)}\n  {ex!r}')
-        return None
-    try:
-        case.validate_response(
-            response, checks=CHECKS, transport_kwargs={'base_url': base_url}
-        )
-    except (Failure, FailureGroup) as ex:
-        found = ex.exceptions if isinstance(ex, FailureGroup) else [ex]
-        failures.extend(
-            f'{case.as_curl_command(base_url=base_url)}\n'
-            f'  {response.status_code} {response.content[:300]!r}\n'
-            f'  {failure.title}: {failure.message}'
-            for failure in found
-        )
-    return response
-
-
 def exercise(schema, base_url, steer=lambda case: None, only=None):
     """Send what schemathesis makes of each operation; the failures, in words.
 
@@ -356,6 +304,9 @@ def load(service, uploads, assets, document=None):
 
 
 @pytest.mark.e2e
+# NOTE: Some thousand requests, a minute and a half on an idle machine; more
+#   under coverage on a busy one, which the default timeout is too short for.
+@pytest.mark.timeout(300)
 def test_the_service_answers_as_documented(service, uploads, assets):
     accept = itertools.cycle([None, falcon.MEDIA_MSGPACK, falcon.MEDIA_JSON])
 

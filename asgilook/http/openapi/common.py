@@ -7,6 +7,8 @@ from typing import Any
 import falcon
 
 from asgilook.caching.cache import RedisCache
+from asgilook.http.sharing import EXPIRES
+from asgilook.http.sharing import SIGNATURE
 
 Schema = dict[str, Any]
 
@@ -16,6 +18,9 @@ MSGPACK = falcon.MEDIA_MSGPACK
 CACHE = RedisCache.CACHE_HEADER
 
 UUID_PATTERN = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
+#: What a private picture's URLs end with: a signed link's query (see
+#: asgilook.http.signing), which the others' URLs do without.
+SIGNED_QUERY = f'(\\?{EXPIRES}=[0-9]+&{SIGNATURE}=[A-Za-z0-9_-]+)?'
 TEXT = {'schema': {'type': 'string'}}
 BINARY = {'schema': {'type': 'string', 'format': 'binary'}}
 

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from asgilook.http.gallery import INDEX
 from asgilook.http.gallery import STATIC
+from asgilook.http.images import NAME
+from asgilook.http.images import NAME_LENGTH
 from asgilook.http.images import Images
 from asgilook.http.openapi.common import Schema
+from asgilook.http.sharing import EXPIRES
+from asgilook.http.sharing import SIGNATURE
+from asgilook.http.sharing import VISIBILITY
 from asgilook.pictures import renditions
+from asgilook.storage.index import PUBLIC
+from asgilook.storage.index import VISIBILITIES
 
 
 def parameters() -> Schema:
     return {
         **_picture_parameters(),
         **_listing_parameters(),
+        **_sharing_parameters(),
         **_asset_parameters(),
         **_header_parameters(),
         **_cors_parameters(),
@@ -96,6 +104,57 @@ def _listing_parameters() -> Schema:
                 'enum': [Images.OLDEST, Images.NEWEST],
                 'default': Images.OLDEST,
             },
+        },
+    }
+
+
+def _sharing_parameters() -> Schema:
+    """An upload's name and visibility; a private picture's signed link."""
+    return {
+        'Visibility': {
+            'name': VISIBILITY,
+            'in': 'query',
+            'description': (
+                'Who may see the picture: `public` (listed to everyone), '
+                '`unlisted` (served to whoever has its URLs, listed to its '
+                'upload key alone) or `private` (served only through signed '
+                "links, which expire; the upload's document holds them). A "
+                "form's `visibility` field, if it has one, wins."
+            ),
+            'schema': {'type': 'string', 'enum': list(VISIBILITIES), 'default': PUBLIC},
+        },
+        'Name': {
+            'name': NAME,
+            'in': 'query',
+            'description': (
+                "The picture's name (a file name, a title): its last path part "
+                f'is kept, without control characters, cut to {NAME_LENGTH} '
+                "characters. A form's `name` field wins, and without either, "
+                'the name of the file the form sent is kept.'
+            ),
+            'schema': {'type': 'string'},
+        },
+        # NOTE: Plain strings: a public picture is served whatever they say,
+        #   and a private one is a 404 unless they make a good link.
+        'Expires': {
+            'name': EXPIRES,
+            'in': 'query',
+            'description': (
+                "A private picture's signed link: when it expires, in seconds "
+                'since the epoch. The links are in its document; a public or '
+                'unlisted picture is served whatever this says.'
+            ),
+            'schema': {'type': 'string', 'examples': ['1767225600']},
+        },
+        'Signature': {
+            'name': SIGNATURE,
+            'in': 'query',
+            'description': (
+                "A private picture's signed link: the signature of its path "
+                'and `expires`. Without a good one, unexpired, the private '
+                'picture is a `404`, as if it did not exist.'
+            ),
+            'schema': {'type': 'string'},
         },
     }
 

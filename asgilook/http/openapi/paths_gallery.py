@@ -46,30 +46,34 @@ def get_picture() -> Schema:
             'srcset>` of its renditions), its size and date, its link and a '
             'download of the original; OpenGraph and Twitter tags whose URLs '
             "are absolute (`ASGI_LOOK_PUBLIC_URL`, else the request's scheme "
-            'and Host). Other parameters are ignored.'
+            "and Host); its name, if it has one. A private picture's page, "
+            "only through a signed link (its document's `page`), its URLs "
+            'signed too. Other parameters are ignored.'
         ),
         'tags': ['gallery'],
         'operationId': 'getPicture',
-        'parameters': parameter_refs('ImageId', 'IfNoneMatch'),
+        'parameters': parameter_refs('ImageId', 'Expires', 'Signature', 'IfNoneMatch'),
         'responses': {
             '200': {
                 'description': 'The page.',
                 'headers': header_refs(
                     'ETag',
-                    'Cache-Control.no-cache',
+                    'Cache-Control.own',
                     CACHE,
                     'Content-Security-Policy',
                     'Referrer-Policy',
                     'Surrogate-Key',
                     'Cache-Tag',
+                    'X-Robots-Tag',
                 ),
                 'content': {'text/html': TEXT},
             },
             **not_modified(),
             '404': {
                 'description': (
-                    'No such picture (`Not Found`): a small page for a client '
-                    'that prefers `text/html` (a browser), else the error body.'
+                    'No such picture, or a private one without a good signed '
+                    'link (`Not Found`): a small page for a client that '
+                    'prefers `text/html` (a browser), else the error body.'
                 ),
                 'headers': header_refs('Vary', 'Cache-Control.no-store'),
                 'content': {**data(schema_ref('Error')), 'text/html': TEXT},
@@ -105,8 +109,9 @@ def get_events(config: Config) -> Schema:
     return {
         'summary': 'Live events',
         'description': (
-            'Server-Sent Events: `image-created` and `image-deleted`, with the '
-            'image document as data, and a keep-alive comment every '
+            'Server-Sent Events: `image-created` and `image-deleted` of public '
+            'pictures (the others are never announced), with the image '
+            'document as data, and a keep-alive comment every '
             f'{config.events_keepalive:g} s. The stream does not end by itself.'
         ),
         'tags': ['events'],

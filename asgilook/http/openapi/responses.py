@@ -20,6 +20,7 @@ from asgilook.http.limits import MAX_QUERY
 from asgilook.http.limits import MAX_TARGET
 from asgilook.http.openapi.common import BINARY
 from asgilook.http.openapi.common import CACHE
+from asgilook.http.openapi.common import SIGNED_QUERY
 from asgilook.http.openapi.common import UUID_PATTERN
 from asgilook.http.openapi.common import Schema
 from asgilook.http.openapi.common import data
@@ -31,23 +32,42 @@ from asgilook.http.purge import LISTING_KEY
 from asgilook.http.purge import MAX_KEYS_LENGTH
 from asgilook.http.purge import image_key
 from asgilook.http.uploads import IMAGE_FIELD
+from asgilook.http.uploads import TEXT_FIELDS
 from asgilook.pictures import renditions
+
+# The form's text fields, by name: `name` or `visibility`.
+_TEXT_FIELDS = ' or '.join(f'`{name}`' for name in TEXT_FIELDS)
 
 # Errors: each a response of its own, with the one error body.
 ERRORS = {
     '400': (
         'BadRequest',
         'A bad parameter (a `limit` out of bounds, a thumbnail `format` that '
-        'is none of the formats), or an `after` that names no image (`Invalid '
-        'Parameter`); or a bad upload: `Invalid Image` (empty, truncated or '
-        f'corrupt), `Invalid Form` (no `{IMAGE_FIELD}` field, two, or a malformed '
-        'form), `Incomplete Upload` (the body ended before its Content-Length).',
+        'is none of the formats, a `visibility` that is none of the three), '
+        'or an `after` that names no image (`Invalid Parameter`); or a bad '
+        'upload: `Invalid Image` (empty, truncated or corrupt), `Invalid Form` '
+        f'(no `{IMAGE_FIELD}` field, two, a malformed form, or a '
+        f'{_TEXT_FIELDS} field that is not UTF-8 or too long), `Incomplete '
+        'Upload` (the body ended before its Content-Length).',
     ),
-    '401': ('Unauthorized', 'No bearer token (`Token Required`).'),
-    '403': ('Forbidden', 'The token may not delete this image (`Forbidden`).'),
+    '401': (
+        'Unauthorized',
+        'No bearer token where one is needed (`Token Required`; an upload '
+        'with `ASGI_LOOK_UPLOADS=keys`: `Upload Key Required`), or, for an '
+        'upload or a listing, a bearer token that is no upload key in use '
+        '(`Invalid Upload Key`).',
+    ),
+    '403': (
+        'Forbidden',
+        'The token may not delete this image: it is neither its delete token, '
+        'nor the upload key it came with, nor an admin token or key '
+        '(`Forbidden`).',
+    ),
     '404': (
         'NotFound',
-        'No such image, version (`?v=`), thumbnail size or asset (`Not Found`).',
+        'No such image, version (`?v=`), thumbnail size or asset (`Not Found`); '
+        'or a private picture asked for without a good signed link (none, a '
+        'wrong `signature`, or an `expires` past), as if it did not exist.',
     ),
     '405': (
         'MethodNotAllowed',
@@ -63,7 +83,9 @@ ERRORS = {
     '413': (
         'ContentTooLarge',
         'The upload is over the byte limit (`Upload Too Large`), or the '
-        'picture over the pixel limit (`Image Too Large`).',
+        'picture over the pixel limit (`Image Too Large`); or its upload key '
+        'has too little of its quota left to keep it (`Quota Exceeded`: the '
+        'description says how much is left).',
     ),
     '414': (
         'UriTooLong',
@@ -79,6 +101,11 @@ ERRORS = {
         'UnsupportedMediaType',
         'The upload is not a picture in an accepted format (`Unsupported Image '
         'Format`).',
+    ),
+    '429': (
+        'TooManyRequests',
+        'Its upload key has made as many uploads this minute as its rate '
+        'allows (`Too Many Uploads`); `Retry-After` says when to try again.',
     ),
     '431': (
         'RequestHeaderFieldsTooLarge',
@@ -149,10 +176,35 @@ def headers() -> Schema:
             'schema': {'type': 'string', 'pattern': '^</images\\?[^>]+>; rel="next"$'},
         },
         'Location': {
-            'description': 'The URI of the stored picture.',
+            'description': (
+                "The URI of the stored picture: its document's `image`, a "
+                'signed link for a private one.'
+            ),
             'required': True,
-            'schema': {'type': 'string', 'pattern': f'^/images/{UUID_PATTERN}\\.jpeg$'},
+            'schema': {
+                'type': 'string',
+                'pattern': f'^/images/{UUID_PATTERN}\\.jpeg{SIGNED_QUERY}$',
+            },
         },
+        **_range_headers(),
+        **_access_headers(),
+        'Allow': {
+            'description': (
+                "The URL's methods, `OPTIONS` included: the same in its `405` "
+                'and its `OPTIONS` answer.'
+            ),
+            'required': True,
+            'schema': {'type': 'string', 'pattern': '^[A-Z]+(, [A-Z]+)*$'},
+        },
+        **_edge_headers(),
+        **_page_headers(),
+        **_key_headers(),
+    }
+
+
+def _range_headers() -> Schema:
+    """The headers of byte ranges."""
+    return {
         'Accept-Ranges': {
             'description': 'Byte ranges of this file may be asked for.',
             'required': True,
@@ -168,6 +220,12 @@ def headers() -> Schema:
             'required': True,
             'schema': {'type': 'string', 'pattern': '^bytes \\*/[0-9]+$'},
         },
+    }
+
+
+def _access_headers() -> Schema:
+    """The headers of refusals and of pictures shared by link only."""
+    return {
         'Retry-After': {
             'description': 'Seconds to wait before trying again.',
             'schema': {'type': 'integer', 'minimum': 0},
@@ -177,17 +235,14 @@ def headers() -> Schema:
             'required': True,
             'schema': {'type': 'string', 'pattern': '^Bearer'},
         },
-        'Allow': {
+        'X-Robots-Tag': {
             'description': (
-                "The URL's methods, `OPTIONS` included: the same in its `405` "
-                'and its `OPTIONS` answer.'
+                'The page of an unlisted or private picture is shared by '
+                'link, not to be found: search engines are asked not to list '
+                'it.'
             ),
-            'required': True,
-            'schema': {'type': 'string', 'pattern': '^[A-Z]+(, [A-Z]+)*$'},
+            'schema': {'type': 'string', 'enum': ['noindex']},
         },
-        **_edge_headers(),
-        **_page_headers(),
-        **_key_headers(),
     }
 
 
@@ -210,18 +265,19 @@ def _key_headers() -> Schema:
             'required': True,
             'schema': {'type': 'string', 'pattern': f'^{key},{IMAGES_KEY}$'},
         },
+        # NOTE: Not required: an upload key's own listing is for its holder
+        #   alone, kept by no cache in front, so it has no keys to purge.
         'Surrogate-Key.listing': {
             'description': (
                 f'`{LISTING_KEY}` and the key of each picture the page shows, '
                 f'separated by spaces; `{LISTING_KEY}` alone when they would '
-                f'take over {MAX_KEYS_LENGTH:,} bytes.'
+                f'take over {MAX_KEYS_LENGTH:,} bytes. Not on the listing of '
+                'an upload key.'
             ),
-            'required': True,
             'schema': {'type': 'string', 'pattern': f'^{listed}$'},
         },
         'Cache-Tag.listing': {
             'description': 'The same keys, separated by commas (Cloudflare).',
-            'required': True,
             'schema': {'type': 'string', 'pattern': f'^{listed.replace(" ", ",")}$'},
         },
     }
@@ -309,6 +365,14 @@ def _page_headers() -> Schema:
     }
 
 
+#: What is for one client alone (an upload key's listing, a private
+#: picture's page) is kept by no shared cache: ``private`` says so.
+_OWN = ('private', *REVALIDATED)
+#: A private picture's file: kept by the browser that holds its link, for as
+#: many seconds as the link has left (see asgilook.http.sharing).
+_PRIVATE_FILE = '^private, max-age=[0-9]+$'
+
+
 def _cache_control_headers() -> Schema:
     """``Cache-Control.{kind}``: the values that each kind of answer has."""
     return {
@@ -316,11 +380,20 @@ def _cache_control_headers() -> Schema:
             'Ask again every time: the `ETag` makes it a `304` while nothing changed.',
             REVALIDATED,
         ),
+        'Cache-Control.own': _cache_control(
+            'Ask again every time; `private` too (kept by the browser alone, '
+            "by no cache in front) for an upload key's listing and a private "
+            "picture's page.",
+            REVALIDATED,
+            _OWN,
+        ),
         'Cache-Control.image': _cache_control(
             'A minute, so that a deleted picture is gone from caches within a '
-            'minute; with `?v=`, for good.',
+            "minute; with `?v=`, for good. A private picture's: `private`, "
+            'until its signed link expires.',
             SHORT_LIVED,
             IMMUTABLE,
+            pattern=_PRIVATE_FILE,
         ),
         'Cache-Control.thumbnail': _cache_control(
             'As a picture; but ask again every time for a JPEG sent while '
@@ -328,6 +401,7 @@ def _cache_control_headers() -> Schema:
             SHORT_LIVED,
             IMMUTABLE,
             REVALIDATED,
+            pattern=_PRIVATE_FILE,
         ),
         'Cache-Control.asset': _cache_control(
             "Ask again every time; with the `?v=` of the asset's hash, for good.",
@@ -340,12 +414,15 @@ def _cache_control_headers() -> Schema:
     }
 
 
-def _cache_control(description: str, *values: tuple[str, ...]) -> Schema:
-    return {
-        'description': description,
-        'required': True,
-        'schema': {'type': 'string', 'enum': [', '.join(value) for value in values]},
-    }
+def _cache_control(
+    description: str, *values: tuple[str, ...], pattern: str | None = None
+) -> Schema:
+    """A ``Cache-Control`` of one of ``values``, or else of ``pattern``."""
+    schema: Schema = {'type': 'string', 'enum': [', '.join(value) for value in values]}
+    if pattern is not None:
+        enum = schema.pop('enum')
+        schema['anyOf'] = [{'enum': enum}, {'pattern': pattern}]
+    return {'description': description, 'required': True, 'schema': schema}
 
 
 def responses() -> Schema:
@@ -409,6 +486,7 @@ _ERROR_HEADERS = {
     '401': ('WWW-Authenticate',),
     '405': ('Allow',),
     '416': ('Content-Range.unsatisfiable',),
+    '429': ('Retry-After',),
     '503': ('Retry-After',),
 }
 

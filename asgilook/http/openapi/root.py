@@ -69,8 +69,10 @@ def _document(config: Config) -> Schema:
             'description': (
                 'A self-hosted image-sharing service: upload a picture, list '
                 'it, fetch it and its thumbnails, delete it, watch changes '
-                'live. Every answer that is data (image documents, listings, '
-                'errors, health) is JSON, or MessagePack for `Accept: '
+                'live; keep pictures unlisted or private (signed links), '
+                'and give uploaders keys. Every answer that is data (image '
+                'documents, listings, errors, health) is JSON, or MessagePack '
+                'for `Accept: '
                 'application/msgpack`. Each path answers `OPTIONS` (and CORS '
                 'preflights) with its methods; a method it does not list is a '
                 '`405`, and one that HTTP does not define a `501` '
@@ -82,7 +84,10 @@ def _document(config: Config) -> Schema:
         'tags': [
             {'name': 'images', 'description': 'Upload, list, fetch and delete.'},
             {'name': 'thumbnails', 'description': 'The fixed series of sizes.'},
-            {'name': 'events', 'description': 'Uploads and deletions, live.'},
+            {
+                'name': 'events',
+                'description': 'Uploads and deletions of public pictures, live.',
+            },
             {'name': 'gallery', 'description': 'The web page and its assets.'},
             {'name': 'operations', 'description': 'Health and metrics.'},
             {'name': 'meta', 'description': 'This document.'},
@@ -106,6 +111,18 @@ def components(config: Config) -> Schema:
                     "The image's `delete_token`, or the admin token "
                     '(`ASGI_LOOK_ADMIN_TOKEN`).'
                 ),
-            }
+            },
+            'uploadKey': {
+                'type': 'http',
+                'scheme': 'bearer',
+                'description': (
+                    'An upload key, made by `asgilook keys add NAME` and shown '
+                    'once. Its pictures are its own: it lists them, whatever '
+                    'their visibility, and deletes them; an admin key '
+                    '(`--admin`) lists and deletes every picture. A key may '
+                    'hold a quota (`413`) and a rate (`429`); a revoked or '
+                    'unknown one is a `401`.'
+                ),
+            },
         },
     }

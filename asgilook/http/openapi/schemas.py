@@ -6,11 +6,14 @@ from asgilook.config import Config
 from asgilook.http.events import CREATED
 from asgilook.http.events import DELETED
 from asgilook.http.events import UNAVAILABLE
+from asgilook.http.images import NAME_LENGTH
 from asgilook.http.images import Images
 from asgilook.http.openapi.common import JSON
+from asgilook.http.openapi.common import SIGNED_QUERY
 from asgilook.http.openapi.common import UUID_PATTERN
 from asgilook.http.openapi.common import Schema
 from asgilook.http.openapi.common import schema_ref
+from asgilook.storage.index import VISIBILITIES
 from asgilook.storage.space import FLOOR
 
 # An IMF-fixdate (RFC 9110, section 5.6.7), as Falcon writes every HTTP date.
@@ -87,13 +90,17 @@ def _image_documents(config: Config) -> Schema:
 
 
 def _image_properties(config: Config) -> Schema:
-    """The fields of the image document."""
+    """The fields of the image document.
+
+    NOTE: Every URI of a private picture's document is a signed link, which
+    ends with ``?expires=...&signature=...`` (``srcset``'s after its ``?v=``).
+    """
     return {
         'id': {'type': 'string', 'format': 'uuid'},
         'image': {
             'type': 'string',
             'description': 'The URI of the picture: `/images/{id}.jpeg`.',
-            'pattern': f'^/images/{UUID_PATTERN}\\.jpeg$',
+            'pattern': f'^/images/{UUID_PATTERN}\\.jpeg{SIGNED_QUERY}$',
         },
         'modified': {'description': 'The time of upload.', **schema_ref('HttpDate')},
         'size': {
@@ -115,7 +122,9 @@ def _image_properties(config: Config) -> Schema:
             ),
             'items': {
                 'type': 'string',
-                'pattern': f'^/thumbnails/{UUID_PATTERN}/[0-9]+x[0-9]+\\.jpeg$',
+                'pattern': (
+                    f'^/thumbnails/{UUID_PATTERN}/[0-9]+x[0-9]+\\.jpeg{SIGNED_QUERY}$'
+                ),
             },
         },
         'version': {
@@ -127,9 +136,18 @@ def _image_properties(config: Config) -> Schema:
             'type': 'string',
             'description': (
                 'Every rendition under its `?v=` URL with its width, smallest '
-                'first, for an `<img srcset>`.'
+                'first, for an `<img srcset>`; signed links for a private '
+                'picture, as its other URIs are.'
             ),
         },
+        **_shared_properties(),
+    }
+
+
+def _shared_properties() -> Schema:
+    """The fields of the image document for pages and sharing: its
+    placeholder, animation, page, name and visibility."""
+    return {
         'placeholder': {
             'type': ['string', 'null'],
             'description': (
@@ -145,7 +163,7 @@ def _image_properties(config: Config) -> Schema:
                 'For an animated upload (GIF, WebP, APNG), the URI of its '
                 'animated WebP: `/images/{id}.webp`; else null.'
             ),
-            'pattern': f'^/images/{UUID_PATTERN}\\.webp$',
+            'pattern': f'^/images/{UUID_PATTERN}\\.webp{SIGNED_QUERY}$',
         },
         'page': {
             'type': 'string',
@@ -153,7 +171,28 @@ def _image_properties(config: Config) -> Schema:
                 "The URI of the picture's page, for people and link previews: "
                 '`/pictures/{id}`.'
             ),
-            'pattern': f'^/pictures/{UUID_PATTERN}$',
+            'pattern': f'^/pictures/{UUID_PATTERN}{SIGNED_QUERY}$',
+        },
+        'name': {
+            'type': ['string', 'null'],
+            'description': (
+                "The picture's name, as its uploader gave it (`name`), or the "
+                'name of the file the form sent; its last path part, at most '
+                f'{NAME_LENGTH} characters. Null when it has none.'
+            ),
+            'minLength': 1,
+            'maxLength': NAME_LENGTH,
+        },
+        'visibility': {
+            'type': 'string',
+            'description': (
+                'Who may see it. `public`: everyone, in every listing. '
+                '`unlisted`: whoever has its URLs; listed to its upload key '
+                'alone. `private`: only through signed links, which expire '
+                '(`expires`, `signature`): the URLs of this document are such '
+                'links, and without one the picture is a `404`.'
+            ),
+            'enum': list(VISIBILITIES),
         },
     }
 
