@@ -1,7 +1,8 @@
 // asgilook's gallery: the listing page by page in justified rows, a
 // lightbox whose URL is the picture's page, uploads (chosen, dropped or
-// pasted) with progress, deletion with the tokens this browser was given, and
-// live updates.
+// pasted) with progress, deletion with the tokens this browser was given, an
+// upload key kept for uploads that need one (its own pictures listed too,
+// private and unlisted ones included), and live updates.
 (() => {
   'use strict';
 
@@ -19,6 +20,7 @@
   // and a long queue of parallel uploads would only split the bandwidth.
   const PARALLEL_UPLOADS = 2;
   const TOKENS_KEY = 'asgilook.tokens';
+  const UPLOAD_KEY = 'asgilook.key';
   // How much upscaling a rendition may take rather than one twice as large
   // (four times the bytes) be loaded: 15 %, which no one sees in a photo.
   const UPSCALE = 1.15;
@@ -39,11 +41,26 @@
   const stage = lightbox.querySelector('.stage');
   const said = lightbox.querySelector('.said');
   const confirmDelete = $('#confirm-delete');
+  const visibilityChoice = $('#visibility');
+  const keyState = $('#key-state');
+  const useKey = $('#use-key');
+  const forgetKeyButton = $('#forget-key');
+  const keyDialog = $('#key-dialog');
+  const keyForm = $('#key-form');
+  const keyInput = $('#key-input');
+  const keyError = $('#key-error');
+  const keyText = $('#key-text');
+  // What the key dialog says, when it is opened from its button.
+  const KEY_INTRO = keyText.textContent;
 
   /** id -> {doc, tile} for every picture on the page. */
   const shown = new Map();
   /** Ids known to be deleted: a listing fetched before the deletion must not bring them back. */
   const gone = new Set();
+  /** Ids of the pictures the upload key kept here owns: from its listing, or uploaded with it. */
+  const owned = new Set();
+  // NOTE: Held here too (see readKey): without storage, it lasts as long as the page.
+  let uploadKey = readKey();
 
   function el(tag, attributes = {}, ...children) {
     const node = document.createElement(tag);
@@ -56,17 +73,33 @@
     return node;
   }
 
-  // A document names its pictures by their paths, the root included.
-  const versioned = (doc, uri) => `${uri}?v=${doc.version}`;
+  // A document names its pictures by their paths, the root included; a
+  // private picture's are signed, their query already begun.
+  const versioned = (doc, uri) => `${uri}${uri.includes('?') ? '&' : '?'}v=${doc.version}`;
   const srcset = (doc) => doc.srcset;
 
-  function describe(doc) {
+  const isPublic = (doc) => (doc.visibility ?? 'public') === 'public';
+  const BADGES = { private: 'Private', unlisted: 'Unlisted' };
+
+  /** The picture's size and date, in words. */
+  function sizeAndDate(doc) {
     const [width, height] = doc.size;
     const when = new Date(doc.modified);
     const date = Number.isNaN(when.getTime())
       ? doc.modified
       : when.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
-    return `Picture of ${width} × ${height} pixels, uploaded ${date}`;
+    return `${width} × ${height} pixels, uploaded ${date}`;
+  }
+
+  /** The picture's alt text: the name it was uploaded under, if it has one. */
+  function describe(doc) {
+    return doc.name || `Picture of ${sizeAndDate(doc)}`;
+  }
+
+  /** The lightbox's caption: the name, the size and date, who may see it. */
+  function caption(doc) {
+    const parts = [doc.name, doc.name ? sizeAndDate(doc) : describe(doc), BADGES[doc.visibility]];
+    return parts.filter(Boolean).join(' · ');
   }
 
   // Delete tokens
@@ -159,15 +192,23 @@
     // tile until the thumbnail covers it.
     if (doc.placeholder) img.style.backgroundImage = `url("${doc.placeholder}")`;
     const link = el('a', { href: doc.page }, img);
+    // Who may see it, for its owner: a badge read out with the link. The
+    // name is the picture's alt text already: shown, not read twice.
+    if (BADGES[doc.visibility]) {
+      link.append(el('span', { class: `badge ${doc.visibility}` }, BADGES[doc.visibility]));
+    }
+    if (doc.name) link.append(el('span', { class: 'label', 'aria-hidden': 'true' }, doc.name));
     const tile = el('li', { class: 'tile', 'data-id': doc.id }, link);
     markMine(tile);
     return tile;
   }
 
-  /** Whether this browser holds the tile's delete token. */
+  /** Whether this browser may delete the tile's picture: its delete token,
+   * or the upload key it keeps owns it. */
   function markMine(tile) {
-    tile.dataset.mine = String(Boolean(readTokens()[tile.dataset.id]));
-    if (lightbox.open && lightbox.dataset.id === tile.dataset.id) showActions();
+    const id = tile.dataset.id;
+    tile.dataset.mine = String(Boolean(readTokens()[id]) || owned.has(id));
+    if (lightbox.open && lightbox.dataset.id === id) showActions();
   }
 
   let laidOutAt = 0; // the gallery's width at the last layout
@@ -255,8 +296,10 @@
     return tile;
   }
 
-  function removeTile(id) {
-    gone.add(id);
+  /** Take a picture's tile away: deleted, unless `deleted` is false (no
+   * longer to be listed here, as when its key is forgotten). */
+  function removeTile(id, deleted = true) {
+    if (deleted) gone.add(id);
     const entry = shown.get(id);
     if (!entry) return;
     // A picture deleted just after it appeared may still be loading: cancel
@@ -303,8 +346,12 @@
     }
   }
 
-  async function fetchPage(url) {
-    const resp = await fetch(url, { headers: { Accept: 'application/json' } });
+  /** The headers of a request made with upload key `key`, if any. */
+  const withKey = (key, headers = {}) => (key ? { ...headers, Authorization: `Bearer ${key}` } : headers);
+
+  /** A page of the listing: everyone's, or with `key`, the key's own. */
+  async function fetchPage(url, key = null) {
+    const resp = await fetch(url, { headers: withKey(key, { Accept: 'application/json' }) });
     if (!resp.ok) throw new HttpError(resp.status, await errorMessage(resp));
     const next = /<([^>]*)>\s*;\s*rel="?next"?/.exec(resp.headers.get('Link') ?? '');
     return { docs: await resp.json(), next: next ? next[1] : null };
@@ -318,9 +365,10 @@
   let nextPage = null;
   let syncing = null;
 
-  /** Bring the first page up to date: add what is new, drop what is gone. */
+  /** Bring the first page up to date: add what is new, drop what is gone;
+   * then the same for the key's own pictures. */
   function sync() {
-    syncing ??= syncFirstPage().finally(() => { syncing = null; });
+    syncing ??= syncFirstPage().then(syncOwn).finally(() => { syncing = null; });
     return syncing;
   }
 
@@ -346,30 +394,44 @@
     // What the page covers: down to its last picture shown, or everything
     // when no page follows it. What else was shown in that range is deleted.
     const last = page.next ? previous : null;
+    // Only public pictures are in it: the others are the key's to list.
     if (last || !page.next) {
       for (const tile of [...gallery.children]) {
         const id = tile.dataset.id;
-        if (!ids.has(id) && before.has(id)) removeTile(id);
+        if (!ids.has(id) && before.has(id) && isPublic(shown.get(id).doc)) removeTile(id);
         if (tile === last) break;
       }
     }
     if (!listed || !page.next) nextPage = page.next;
     listed = true;
+    placePending();
     updateEmpty();
     watchSentinel();
   }
 
   let loadingMore = false;
 
+  /** The next page of the listing, and of the key's own pictures. */
   async function loadMore() {
-    if (loadingMore || !listed || !nextPage) return;
+    if (loadingMore || !listed || !(nextPage || ownNext)) return;
     loadingMore = true;
+    try {
+      if (nextPage) await loadMorePublic();
+      if (ownNext) await loadMoreOwn();
+    } finally {
+      loadingMore = false;
+    }
+    placePending();
+    watchSentinel();
+  }
+
+  async function loadMorePublic() {
     let page;
     try {
       page = await fetchPage(nextPage).catch((ex) => {
         // The page's cursor was deleted meanwhile: go on from the last
-        // picture still shown instead.
-        const lastTile = gallery.lastElementChild;
+        // public picture still shown instead.
+        const lastTile = [...gallery.children].findLast((tile) => isPublic(shown.get(tile.dataset.id).doc));
         if (ex.status !== 400 || !lastTile) throw ex;
         const after = encodeURIComponent(lastTile.dataset.id);
         return fetchPage(`${FIRST_PAGE}&after=${after}`);
@@ -377,13 +439,10 @@
     } catch (ex) {
       showNotice(`More pictures could not be loaded: ${ex.message}`);
       return;
-    } finally {
-      loadingMore = false;
     }
     showNotice('');
     for (const doc of page.docs) addTile(doc);
     nextPage = page.next;
-    watchSentinel();
   }
 
   const nearTheEnd = new IntersectionObserver(
@@ -395,8 +454,210 @@
     // Observing again reports the sentinel afresh: while it stays in view
     // (a short page, a tall screen) no new intersection would be reported.
     nearTheEnd.unobserve(sentinel);
-    if (nextPage) nearTheEnd.observe(sentinel);
+    if (nextPage || ownNext) nearTheEnd.observe(sentinel);
   }
+
+  // The upload key's own pictures. Everyone's listing has the public ones;
+  // the key's own listing adds its unlisted and private ones, merged in by
+  // date, their links signed afresh at every sync.
+
+  let ownNext = null; // the key's listing's next page
+  let ownListed = false; // whether its first page has been shown
+  /** Own pictures older than every tile, while the listing has more pages. */
+  const pending = [];
+
+  const takenAt = (doc) => Date.parse(doc.modified) || 0;
+
+  /** Show one of the key's pictures: a public one comes with the listing. */
+  function placeOwn(doc) {
+    owned.add(doc.id);
+    const entry = shown.get(doc.id);
+    if (entry) {
+      refresh(entry, doc);
+      markMine(entry.tile);
+      return;
+    }
+    if (isPublic(doc) || gone.has(doc.id)) return;
+    const when = takenAt(doc);
+    const older = [...gallery.children].find((tile) => takenAt(shown.get(tile.dataset.id).doc) < when);
+    if (older || !nextPage) addTile(doc, older ?? null);
+    else pending.push(doc);
+  }
+
+  /** A private picture's document anew: its links signed for longer. */
+  function refresh(entry, doc) {
+    if (isPublic(doc) || doc.srcset === entry.doc.srcset) return;
+    entry.doc = doc;
+    const img = entry.tile.querySelector('img');
+    img.srcset = srcset(doc);
+    img.src = versioned(doc, doc.thumbnails.at(-1) ?? doc.image);
+    entry.tile.querySelector('a').href = doc.page;
+  }
+
+  function placePending() {
+    for (const doc of pending.splice(0)) placeOwn(doc);
+  }
+
+  async function syncOwn() {
+    const key = uploadKey;
+    if (!key) return;
+    const before = new Set(shown.keys());
+    let page;
+    try {
+      page = await fetchPage(FIRST_PAGE, key);
+    } catch (ex) {
+      if (ex.status === 401 && key === uploadKey) {
+        forgetKey();
+        showNotice(`Your upload key was forgotten: ${ex.message}`);
+      }
+      return;
+    }
+    if (key !== uploadKey) return;
+    // What the page covers (down to its oldest, or everything) and does not
+    // have is deleted, if it was there before the page was asked for.
+    const ids = new Set(page.docs.map((doc) => doc.id));
+    const oldest = page.next ? takenAt(page.docs.at(-1)) : -Infinity;
+    for (const { doc } of [...shown.values()]) {
+      const covered = owned.has(doc.id) && !isPublic(doc) && takenAt(doc) >= oldest;
+      if (covered && before.has(doc.id) && !ids.has(doc.id)) removeTile(doc.id);
+    }
+    for (const doc of page.docs) placeOwn(doc);
+    if (!ownListed || !page.next) ownNext = page.next;
+    ownListed = true;
+    updateEmpty();
+    watchSentinel();
+  }
+
+  async function loadMoreOwn() {
+    const key = uploadKey;
+    try {
+      const page = await fetchPage(ownNext, key);
+      if (key !== uploadKey) return;
+      for (const doc of page.docs) placeOwn(doc);
+      ownNext = page.next;
+    } catch {
+      // Its cursor was deleted, or the key revoked: the next sync says.
+      ownNext = null;
+    }
+  }
+
+  // The upload key: asked for when an upload is refused for want of one (or
+  // given with "Enter upload key"), checked, and kept in localStorage.
+
+  function readKey() {
+    try {
+      return localStorage.getItem(UPLOAD_KEY) || null;
+    } catch {
+      return null;
+    }
+  }
+
+  function keepKey(key) {
+    try {
+      localStorage.setItem(UPLOAD_KEY, key);
+    } catch {
+      // Kept for this page only.
+    }
+    useKeyNow(key);
+  }
+
+  function forgetKey() {
+    try {
+      localStorage.removeItem(UPLOAD_KEY);
+    } catch {
+      // Nothing was kept.
+    }
+    useKeyNow(null);
+  }
+
+  /** Use `key` from now on: what the last one listed goes, the new one's comes. */
+  function useKeyNow(key) {
+    if (key === uploadKey) return;
+    uploadKey = key;
+    for (const { doc } of [...shown.values()]) {
+      if (owned.has(doc.id) && !isPublic(doc)) removeTile(doc.id, false);
+    }
+    owned.clear();
+    pending.length = 0;
+    ownNext = null;
+    ownListed = false;
+    for (const { tile } of shown.values()) markMine(tile);
+    showKeyState();
+    if (key) syncOwn();
+  }
+
+  function showKeyState() {
+    keyState.textContent = uploadKey ? 'Uploads use your upload key.' : 'Have an upload key?';
+    useKey.hidden = Boolean(uploadKey);
+    forgetKeyButton.hidden = !uploadKey;
+  }
+
+  /** Whether `key` is one the service takes: why not, if it is not. */
+  async function keyProblem(key) {
+    try {
+      const headers = withKey(key, { Accept: 'application/json' });
+      const resp = await fetch(at('images?limit=1'), { headers });
+      if (resp.status === 401) return `That key is not accepted: ${await errorMessage(resp)}`;
+    } catch {
+      // Unreachable for now: the upload says, when it is tried.
+    }
+    return null;
+  }
+
+  let asking = null;
+  /** Whether uploads were refused for want of a key, and no key was given. */
+  let declined = false;
+
+  /** Ask for a key (once, however many uploads wait for it), saying why
+   * (`why`), or what went wrong (`reason`); resolves to the key kept, or
+   * null if none was given. */
+  function askForKey(reason = '', why = '') {
+    asking ??= new Promise((resolve) => {
+      keyText.textContent = why ? `${why} ${KEY_INTRO}` : KEY_INTRO;
+      keyError.textContent = reason;
+      keyInput.value = '';
+      keyDialog.returnValue = '';
+      keyDialog.addEventListener('close', () => {
+        asking = null;
+        const given = keyDialog.returnValue === 'ok';
+        declined = !given;
+        resolve(given ? uploadKey : null);
+      }, { once: true });
+      keyDialog.showModal();
+    });
+    return asking;
+  }
+
+  keyForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const key = keyInput.value.trim();
+    const submit = keyForm.querySelector('button[type="submit"]');
+    submit.disabled = true;
+    keyError.textContent = '';
+    const problem = await keyProblem(key);
+    submit.disabled = false;
+    if (problem) {
+      keyError.textContent = problem;
+      keyInput.select();
+      return;
+    }
+    keepKey(key);
+    keyDialog.close('ok');
+  });
+
+  keyDialog.addEventListener('click', (event) => {
+    if (event.target.closest('button[value="cancel"]')) keyDialog.close('cancel');
+  });
+
+  useKey.addEventListener('click', async () => {
+    await askForKey();
+    (uploadKey ? forgetKeyButton : useKey).focus();
+  });
+
+  forgetKeyButton.addEventListener('click', () => {
+    forgetKey();
+    useKey.focus();
+  });
 
   // Live updates, or polling while the event stream is unavailable
 
@@ -466,7 +727,10 @@
     return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
   }
 
-  function enqueue(files) {
+  /** Upload `files`, seen by whom the form says (or `visibility`). */
+  function enqueue(files, visibility = visibilityChoice.value) {
+    // Chosen again: a key may be asked for again.
+    declined = false;
     for (const file of files) {
       const progress = el('progress', { max: 1, value: 0, 'aria-label': `Upload of ${file.name}` });
       const state = el('span', { class: 'state' }, 'waiting');
@@ -476,7 +740,7 @@
         progress,
         state);
       uploadList.append(row);
-      queue.push({ file, row, progress, state });
+      queue.push({ file, visibility, row, progress, state });
     }
     uploadRegion.hidden = !uploadList.children.length;
     // The newest row in view, in a list that scrolls.
@@ -511,18 +775,56 @@
     }
   }
 
-  /** Upload one file; resolves (never rejects) once its row says how it went. */
-  function send({ file, row, progress, state }) {
+  /** Upload one file; resolves (never rejects) once its row says how it went.
+   *
+   * Refused for want of an upload key (or for a wrong one), it asks for one
+   * and goes again with it.
+   */
+  async function send(job) {
+    for (;;) {
+      const key = uploadKey;
+      let answer = await post(job, key);
+      // A large upload refused before it is read may come back as a broken
+      // connection rather than its 401: an empty one says which it was.
+      if (answer.broken && !key && await keyNeeded()) answer = { status: 401, body: null };
+      if (answer.status !== 401) return settle(job, answer, key);
+      // Another upload was given a key meanwhile: this one goes with it.
+      if (uploadKey && uploadKey !== key) continue;
+      // A key refused is wrong, or revoked: forgotten, and another asked for.
+      if (key) forgetKey();
+      const reason = key ? `Your upload key was not accepted: ${answer.body?.description ?? ''}` : '';
+      // NOTE: Not asked again for each file of a batch once it was declined.
+      const why = 'Uploads here need an upload key.';
+      if ((declined && !key) || !(await askForKey(reason, why))) return settle(job, NO_KEY, key);
+      job.state.textContent = 'waiting';
+      job.progress.value = 0;
+    }
+  }
+
+  /** What an upload's row says when no key was given for it. */
+  const NO_KEY = {
+    status: 401,
+    body: { description: 'Uploads here need an upload key: choose “Enter upload key” to give yours.' },
+  };
+
+  /** Whether uploads here need a key: what an empty upload is answered. */
+  async function keyNeeded() {
+    try {
+      const resp = await fetch(at('images'), { method: 'POST', headers: { Accept: 'application/json' } });
+      return resp.status === 401;
+    } catch {
+      return false;
+    }
+  }
+
+  /** POST one file, with its progress on its row: resolves to the answer. */
+  function post({ file, visibility, progress, state }, key) {
     return new Promise((resolve) => {
-      const fail = (message) => {
-        row.classList.add('failed');
-        state.replaceChildren(el('span', { class: 'error' }, message));
-      };
       const xhr = new XMLHttpRequest();
-      xhr.addEventListener('loadend', () => resolve());
       xhr.open('POST', at('images'));
       xhr.responseType = 'json';
       xhr.setRequestHeader('Accept', 'application/json');
+      if (key) xhr.setRequestHeader('Authorization', `Bearer ${key}`);
       // fetch() cannot report upload progress; XMLHttpRequest can.
       xhr.upload.addEventListener('progress', (event) => {
         if (!event.lengthComputable) return;
@@ -534,25 +836,63 @@
         progress.removeAttribute('value');
         state.textContent = 'processing…';
       });
-      xhr.addEventListener('load', () => {
-        const body = xhr.response;
-        if (xhr.status !== 201 || !body || !body.id) {
-          fail(body?.description || body?.title || `${xhr.status} ${xhr.statusText}`);
-          return;
-        }
-        const { delete_token: token, ...doc } = body;
-        if (token) keepToken(doc.id, token);
-        addTile(doc, gallery.firstChild);
-        row.classList.add('done');
-        progress.value = progress.max;
-        offerLink(state, doc);
-      });
-      xhr.addEventListener('error', () => fail('The connection broke off before the upload finished.'));
-      xhr.addEventListener('abort', () => fail('The upload was cancelled.'));
+      xhr.addEventListener('load', () => resolve({
+        status: xhr.status,
+        statusText: xhr.statusText,
+        body: xhr.response,
+        retryAfter: xhr.getResponseHeader('Retry-After'),
+      }));
+      xhr.addEventListener('error', () => resolve({
+        broken: true,
+        error: 'The connection broke off before the upload finished.',
+      }));
+      xhr.addEventListener('abort', () => resolve({ error: 'The upload was cancelled.' }));
       const body = new FormData();
+      // Before the picture: the server reads the form in order. The
+      // picture's part carries the file's name, which the service keeps.
+      body.append('visibility', visibility);
       body.append('image', file, file.name);
       xhr.send(body);
     });
+  }
+
+  /** Say on the upload's row how it went; show the picture if it is in. */
+  function settle({ file, visibility, row, progress, state }, answer, key) {
+    const body = answer.body;
+    if (answer.error || answer.status !== 201 || !body || !body.id) {
+      row.classList.add('failed');
+      const message = answer.error || body?.description || body?.title
+        || `${answer.status} ${answer.statusText}`;
+      state.replaceChildren(el('span', { class: 'error' }, message));
+      if (answer.status === 429) offerRetry(state, row, file, visibility, answer.retryAfter);
+      // Longer now, in a list that scrolls: the reason in view.
+      row.scrollIntoView({ block: 'nearest' });
+      return;
+    }
+    const { delete_token: token, ...doc } = body;
+    if (key && key === uploadKey) owned.add(doc.id);
+    if (token) keepToken(doc.id, token);
+    // NOTE: From the answer, not the events: a private or unlisted picture
+    //   is never announced, not even to its owner.
+    addTile(doc, gallery.firstChild);
+    row.classList.add('done');
+    progress.value = progress.max;
+    offerLink(state, doc);
+  }
+
+  /** A row refused for too many uploads: when to try again, and a button to. */
+  function offerRetry(state, row, file, visibility, retryAfter) {
+    const seconds = parseInt(retryAfter, 10);
+    const error = state.querySelector('.error');
+    if (seconds > 0 && !/try again/i.test(error.textContent)) {
+      error.append(` Try again in ${seconds} s.`);
+    }
+    const retry = el('button', { type: 'button', class: 'link-action' }, 'Try again');
+    retry.addEventListener('click', () => {
+      row.remove();
+      enqueue([file], visibility);
+    });
+    state.append(' ', retry);
   }
 
   form.addEventListener('submit', (event) => {
@@ -656,7 +996,8 @@
   }
 
   async function deleteImage(id) {
-    const token = readTokens()[id];
+    // The key, for its own pictures: it deletes them from any browser.
+    const token = owned.has(id) && uploadKey ? uploadKey : readTokens()[id];
     const entry = shown.get(id);
     if (!token || !entry || !(await confirmed())) return;
     const button = lightbox.querySelector('button.delete');
@@ -670,6 +1011,7 @@
       if (resp.status === 204 || resp.status === 404) {
         // Gone either way: 404 means it was deleted already.
         forgetToken(id);
+        owned.delete(id);
         removeTile(id);
         return;
       }
@@ -721,7 +1063,8 @@
     lightbox.querySelector('.next').disabled = !tile.nextElementSibling && !nextPage;
     const download = lightbox.querySelector('a.download');
     download.href = versioned(doc, doc.image);
-    download.download = `asgilook-${doc.id}.jpeg`;
+    // The JPEG, under the name the picture was uploaded with if it has one.
+    download.download = doc.name ? `${doc.name.replace(/\.[^.]*$/, '')}.jpeg` : `asgilook-${doc.id}.jpeg`;
   }
 
   /** Show picture `id` in the lightbox, opening it if need be. */
@@ -733,7 +1076,7 @@
     // Before it opens: focus goes to the close button (autofocus), never to
     // a button about to be disabled.
     showActions();
-    lightbox.querySelector('.caption').textContent = describe(doc);
+    lightbox.querySelector('.caption').textContent = caption(doc);
     said.textContent = '';
     if (!lightbox.open) lightbox.showModal();
     showPicture(doc);
@@ -810,7 +1153,7 @@
   // On the document: focus may be anywhere (on the page itself, after a
   // click on the picture) while the lightbox is open.
   document.addEventListener('keydown', (event) => {
-    if (!lightbox.open || confirmDelete.open) return;
+    if (!lightbox.open || confirmDelete.open || keyDialog.open) return;
     if (event.altKey || event.ctrlKey || event.metaKey) return;
     if (event.key === 'ArrowRight') step(true);
     else if (event.key === 'ArrowLeft') step(false);
@@ -849,10 +1192,12 @@
 
   // Another tab of this browser uploaded or deleted a picture.
   window.addEventListener('storage', (event) => {
-    if (event.key !== TOKENS_KEY) return;
+    if (event.key === UPLOAD_KEY || event.key === null) useKeyNow(readKey());
+    if (event.key !== TOKENS_KEY && event.key !== null) return;
     for (const { tile } of shown.values()) markMine(tile);
   });
 
+  showKeyState();
   sync();
   connect();
 })();
