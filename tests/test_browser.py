@@ -800,6 +800,30 @@ def lightbox_loaded(driver):
     return state if state['complete'] and state['naturalWidth'] > 0 else None
 
 
+def swipe(driver, dx, dy):
+    """One finger across the lightbox's picture, by ``dx``, ``dy`` CSS pixels,
+    as the touch screen reports it (Chromium's input events, not script)."""
+    stage = driver.find_element(By.CSS_SELECTOR, '#lightbox .stage')
+    box = driver.execute_script(
+        'const r = arguments[0].getBoundingClientRect();'
+        'return [r.left + r.width / 2, r.top + r.height / 2];',
+        stage,
+    )
+    x, y = box[0] - dx / 2, box[1] - dy / 2
+    for kind, points in (
+        ('touchStart', [{'x': x, 'y': y}]),
+        ('touchMove', [{'x': x + dx / 2, 'y': y + dy / 2}]),
+        ('touchMove', [{'x': x + dx, 'y': y + dy}]),
+        ('touchEnd', []),
+    ):
+        driver.execute_cdp_cmd(
+            'Input.dispatchTouchEvent', {'type': kind, 'touchPoints': points}
+        )
+        # NOTE: A finger takes its time: events sent at once are taken for a
+        #   tap, which clicks where it ends.
+        time.sleep(0.05)
+
+
 def until_lightbox(driver, key, value):
     """Wait until the lightbox's ``key`` (see :data:`LIGHTBOX`) is ``value``."""
 
@@ -856,6 +880,15 @@ def test_the_lightbox_is_the_pictures_page_and_back_closes_it(
     driver.find_element(By.CSS_SELECTOR, '#lightbox button.prev').click()
     until_lightbox(driver, 'path', documents[first]['page'])
     driver.find_element(By.CSS_SELECTOR, '#lightbox button.next').click()
+    until_lightbox(driver, 'path', documents[second]['page'])
+    # A finger's swipe to the right goes back, to the left forward; a short
+    # or mostly vertical one does nothing.
+    swipe(driver, 40, 0)
+    swipe(driver, 120, 200)
+    assert driver.execute_script(LIGHTBOX)['path'] == documents[second]['page']
+    swipe(driver, 160, 10)
+    until_lightbox(driver, 'path', documents[first]['page'])
+    swipe(driver, -160, -10)
     until_lightbox(driver, 'path', documents[second]['page'])
 
     # Back closes it, at the gallery's URL; focus is on the tile last shown.
