@@ -209,3 +209,39 @@ def test_a_key_must_be_32_bytes_of_base64(tmp_path, name, raw):
         f'{name} must be the base64 of 32 random bytes '
         f'(`openssl rand -base64 32`), not {raw!r}'
     )
+
+
+def test_sharing_settings(tmp_path):
+    config = Config.from_environ(
+        {
+            'ASGI_LOOK_STORAGE_PATH': str(tmp_path),
+            'ASGI_LOOK_UPLOADS': ' Keys ',
+            'ASGI_LOOK_SIGNED_URL_TTL': '600',
+            'ASGI_LOOK_URL_SECRETS': (
+                ' a-second-secret-now-signs, the-first-secret-of-many,'
+            ),
+        }
+    )
+    assert config.uploads == 'keys'
+    assert config.signed_url_ttl == 600
+    assert config.url_secrets == (
+        'a-second-secret-now-signs',
+        'the-first-secret-of-many',
+    )
+    default = Config.from_environ({'ASGI_LOOK_STORAGE_PATH': str(tmp_path)})
+    assert default.uploads == 'open' and default.url_secrets == ()
+
+
+@pytest.mark.parametrize(
+    ('name', 'raw', 'words'),
+    [
+        ('ASGI_LOOK_UPLOADS', 'maybe', 'open or keys'),
+        ('ASGI_LOOK_URL_SECRETS', 'long-enough-secret-here,short', '16 characters'),
+    ],
+)
+def test_a_sharing_setting_that_cannot_be_is_refused(tmp_path, name, raw, words):
+    with pytest.raises(ValueError) as caught:
+        Config.from_environ({'ASGI_LOOK_STORAGE_PATH': str(tmp_path), name: raw})
+    assert name in str(caught.value)
+    assert words in str(caught.value)
+    assert repr(raw) in str(caught.value)

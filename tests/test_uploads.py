@@ -105,6 +105,53 @@ def test_a_form_without_exactly_one_image_is_400(client, config, parts, words):
     assert stored_files(config) == files_before
 
 
+def raw_form(*parts):
+    """A multipart/form-data body of ``(headers, data)`` parts, byte for byte."""
+    boundary = b'asgilook-test-boundary'
+    body = b''.join(
+        b'--' + boundary + b'\r\n' + headers + b'\r\n\r\n' + data + b'\r\n'
+        for headers, data in parts
+    )
+    body += b'--' + boundary + b'--\r\n'
+    return body, {'Content-Type': f'multipart/form-data; boundary={boundary.decode()}'}
+
+
+PICTURE_PART = (
+    b'Content-Disposition: form-data; name="image"\r\nContent-Type: image/png',
+    draw_image((32, 24)),
+)
+
+
+def test_a_picture_part_without_a_file_name_is_stored_without_a_name(client):
+    body, headers = raw_form(PICTURE_PART)
+    resp = client.simulate_post('/images', body=body, headers=headers)
+    assert resp.status_code == 201
+    assert resp.json['name'] is None
+    assert resp.json['size'] == [32, 24]
+
+
+@pytest.mark.parametrize(
+    ('value', 'words'),
+    [
+        # NOTE: More bytes than 255 characters of UTF-8 can take: refused
+        #   before they are all read.
+        (b'x' * 1021, 'is longer than 255 characters'),
+        (b'\xff\xfe photo', 'is not UTF-8 text'),
+    ],
+    ids=['too-many-bytes', 'not-utf-8'],
+)
+def test_a_name_field_that_is_not_a_name_is_400(client, config, value, words):
+    files_before = stored_files(config)
+    name_part = (b'Content-Disposition: form-data; name="name"', value)
+    body, headers = raw_form(name_part, PICTURE_PART)
+
+    resp = client.simulate_post('/images', body=body, headers=headers)
+
+    assert_error(resp, 400, 'Invalid Form', f'The "name" field {words}')
+    assert stored_files(config) == files_before
+    assert client.simulate_get('/images').json == []
+
+
 def test_an_empty_image_field_is_400(client):
     body, headers = form(image_part(b''))
     resp = client.simulate_post('/images', body=body, headers=headers)
