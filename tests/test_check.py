@@ -134,6 +134,10 @@ def damaged(config):
             images['young'].path,
             series_of(images['young']),
             young_partial,
+            # The uploads kept as they came of both unlisted pictures (the
+            # orphan's is not made old).
+            images['young'].path.with_suffix('.original'),
+            orphan.path.with_suffix('.original'),
         ],
         strays=strays,
     )
@@ -220,7 +224,9 @@ def test_check_reports_every_kind_of_damage_and_changes_nothing(capsys, quiet, d
         '  images/.lost.jpeg.0123abcd.partial  4 B, 2.0 h old\n',
         f'  thumbnails/{series_of(images["intact"]).name}/'
         '.320x180.webp.89abcdef.partial  4 B, 2.0 h old\n',
-        'Left alone (younger than --grace, 3600 s: maybe uploads in progress): 3, ',
+        # The partial, the young picture's objects, and the orphan's upload
+        # kept as it came (not made old).
+        'Left alone (younger than --grace, 3600 s: maybe uploads in progress): 5, ',
         '  images/.upload.jpeg.fedcba98.partial  11 B, 0 min old\n',
         '\n10 problems found; nothing was changed. --repair repairs them (but not a '
         'missing animation).\n',
@@ -334,6 +340,7 @@ def test_json_lists_every_problem(capsys, quiet, damaged, monkeypatch):
         'no-picture': 2,
         'thumbnails': 2,
         'animation': 1,
+        'kept-original': 0,
         'damaged': 0,
         'orphan': 3,
         'partial': 2,
@@ -362,7 +369,7 @@ def test_json_lists_every_problem(capsys, quiet, damaged, monkeypatch):
     status, out, err = run(capsys, '--storage', root, '--json', '--grace', '0')
     document = json.loads(out)
     assert document['left_alone'] == []
-    assert len(document['problems']['orphan']) == 5
+    assert len(document['problems']['orphan']) == 7
     assert len(document['problems']['partial']) == 3
 
 
@@ -401,7 +408,8 @@ def test_a_postgresql_index(capsys, quiet, config, postgres_server):
     root = storage(config)
     images['a'].path.unlink()
     images['b'].thumbnail_path((64, 64)).unlink()
-    make_old(images['orphan'].path, series_of(images['orphan']))
+    orphan = images['orphan'].path
+    make_old(orphan, orphan.with_suffix('.original'), series_of(images['orphan']))
     # No SQLite index is made, or needed.
     assert not (root / SQLiteIndex.FILE).exists()
 
@@ -411,16 +419,17 @@ def test_a_postgresql_index(capsys, quiet, config, postgres_server):
         f'Checked {root} against its index (PostgreSQL at {url}): 3 images, '
     )
     assert out.endswith(
-        '\n4 problems found; nothing was changed. --repair repairs them.\n'
+        '\n5 problems found; nothing was changed. --repair repairs them.\n'
     )
 
     status, out, err = run(capsys, '--storage', root, '--database-url', url, '--repair')
     assert (status, err) == (0, '')
-    assert out.endswith('\nRepaired 4 problems.\n')
+    assert out.endswith('\nRepaired 5 problems.\n')
 
     status, out, err = run(capsys, '--storage', root, '--database-url', url)
     assert status == 0
-    assert re.search(r': 2 images, 6 files, [\d.]+ kB\.\n\nNo problems found\.\n$', out)
+    # Each image's JPEG, its PNG kept as uploaded, and two thumbnails.
+    assert re.search(r': 2 images, 8 files, [\d.]+ kB\.\n\nNo problems found\.\n$', out)
     assert not (root / SQLiteIndex.FILE).exists()
 
 

@@ -39,6 +39,7 @@ from asgilook.storage.crypto import Keyring
 from asgilook.storage.index.sqlite import SQLiteIndex
 from asgilook.storage.objects import Objects
 from asgilook.storage.objects import animation_key
+from asgilook.storage.objects import kept_key
 from asgilook.storage.objects import original_key
 from asgilook.storage.objects import thumbnail_key
 from asgilook.storage.objects import thumbnails_prefix
@@ -233,11 +234,12 @@ def test_every_kind_of_damage_on_s3_is_found_and_repaired(capsys, s3):
         f'  {thumbnails_prefix(files["no-thumbnails"])}  320x180.jpeg, 160x90.jpeg\n',
         'Images missing their animation (it cannot be made again): 1\n',
         f'  {animation_key(files["moving"])}  missing\n',
-        'Orphans (objects and thumbnail folders no image refers to): 3, ',
+        'Orphans (objects and thumbnail folders no image refers to): 4, ',
         f'  {original_key(orphan)}  ',
+        f'  {kept_key(orphan)}  ',
         f'  {animation_key(orphan)}  ',
         f'  {thumbnails_prefix(orphan)}  ',
-        '\n8 problems found; nothing was changed. --repair repairs them (but not a '
+        '\n9 problems found; nothing was changed. --repair repairs them (but not a '
         'missing animation).\n',
     ]:
         assert expected in out
@@ -252,8 +254,9 @@ def test_every_kind_of_damage_on_s3_is_found_and_repaired(capsys, s3):
         'no-picture': 2,
         'thumbnails': 2,
         'animation': 1,
+        'kept-original': 0,
         'damaged': 0,
-        'orphan': 3,
+        'orphan': 4,
         'partial': 0,
     }
 
@@ -261,10 +264,10 @@ def test_every_kind_of_damage_on_s3_is_found_and_repaired(capsys, s3):
     assert status == 1
     assert out.count('  -> removed from the index\n') == 2
     assert out.count('  -> rendered again\n') == 2
-    assert out.count('  -> removed\n') == 3
+    assert out.count('  -> removed\n') == 4
     assert 'cannot be repaired: it was made from the upload' in out
-    assert out.endswith('\nRepaired 7 of 8 problems; 1 could not be (see above).\n')
-    for key in (original_key(orphan), animation_key(orphan)):
+    assert out.endswith('\nRepaired 8 of 9 problems; 1 could not be (see above).\n')
+    for key in (original_key(orphan), kept_key(orphan), animation_key(orphan)):
         assert call(raw(s3), 'size', key) is None
     assert listing(s3, thumbnails_prefix(orphan)) == []
     assert listing(s3, thumbnails_prefix(files['gone'])) == []
@@ -346,16 +349,21 @@ def test_renditions_apart_local_thumbnails_and_originals_on_s3(capsys, s3, tmp_p
         s3.originals,
         str(renditions),
     )
-    assert [p['path'] for p in document['left_alone']] == [original_key(orphan)]
+    # With the upload kept beside it, written at the same time.
+    assert [p['path'] for p in document['left_alone']] == [
+        original_key(orphan),
+        kept_key(orphan),
+    ]
 
     status, out, err = checked(capsys, s3, '--grace', '0', '--repair')
     assert (status, err) == (0, '')
-    assert out.endswith('\nRepaired 6 problems.\n')
+    assert out.endswith('\nRepaired 7 problems.\n')
     assert decode(thumbnail.read_bytes(), (160, 90))
     assert not partial.exists()
     assert not (renditions / thumbnails_prefix(orphan)).exists()
     assert not (renditions / animation_key(orphan)).exists()
     assert call(raw(s3), 'size', original_key(orphan)) is None
+    assert call(raw(s3), 'size', kept_key(orphan)) is None
     assert not (renditions / thumbnails_prefix(files['gone'])).exists()
 
     status, out, err = checked(capsys, s3, '--grace', '0')
@@ -589,6 +597,7 @@ def test_verify_reads_plain_objects_whole_and_finds_the_same(capsys, local):
         'no-picture': 2,
         'thumbnails': 1,
         'animation': 0,
+        'kept-original': 0,
         'damaged': 0,
         'orphan': 0,
         'partial': 0,
@@ -606,7 +615,8 @@ def test_listings_of_many_pages_are_never_held_whole(
     orphans = {f'orphan-{n}': draw_image((256, 256)) for n in range(3)}
     images = asyncio.run(save(site.config, {**pictures, **orphans}, tuple(orphans)))
     objects, size = counted(site)
-    assert objects == 9 * 3  # an original and two thumbnails each
+    # An original, the PNG kept as uploaded and two thumbnails each.
+    assert objects == 9 * 4
 
     class Tracked(Listed):
         """A Listed that can be told apart once dropped."""
@@ -641,12 +651,13 @@ def test_listings_of_many_pages_are_never_held_whole(
         for name in orphans
         for key in (
             original_key(images[name].file),
+            kept_key(images[name].file),
             thumbnails_prefix(images[name].file),
         )
     )
     folder = next(p for p in document['problems']['orphan'] if p['path'].endswith('/'))
     assert folder['bytes'] == sum(item.size for item in listing(site, folder['path']))
-    assert document['found'] == 6 and status == 1
+    assert document['found'] == 9 and status == 1
     # Each object of the listings was dropped before the next came.
     assert len(listed) == objects and max(listed) <= 2
 

@@ -143,6 +143,11 @@ def test_usage_examples_work_when_pasted(tmp_path, redis_server, client):
     with PIL.Image.open(work / 'animation.webp') as animation:
         assert (animation.format, animation.n_frames) == ('WEBP', 2)
     assert '/static/gallery.js?v=' in (work / 'gallery.html').read_text()
+    # The GIF kept as uploaded: curl -J names it after the picture.
+    animated = json.loads((work / 'animated.json').read_text())
+    name = f'asgilook-{animated["id"]}.gif' if client == 'curl' else 'original.gif'
+    with PIL.Image.open(work / name) as original:
+        assert (original.format, original.n_frames) == ('GIF', 2)
     # The kept upload was deleted; the two shown ones (raw, form) and the
     # animation remain, and no listing ever showed a delete token.
     kept = json.loads((work / 'upload.json').read_text())
@@ -300,6 +305,7 @@ SAMPLES = {
     '$VERSION': '6c1f0a3b9e2d',
     '$THUMB': '/thumbnails/f2375273-8049-4b10-b17e-8851db9ac7af/400x300.jpeg',
     '$ANIMATION': '/images/f2375273-8049-4b10-b17e-8851db9ac7af.webp',
+    '$ORIGINAL': '/images/f2375273-8049-4b10-b17e-8851db9ac7af/original',
     '$TOKEN': 'token',
 }
 HTTPIE_OPTIONS_WITH_VALUES = {'--output', '-o'}

@@ -95,7 +95,7 @@ def test_delete_token_is_shown_once(client):
     assert 'delete_token' not in listing[0]
     assert set(listing[0]) == {
         'id', 'image', 'modified', 'size', 'thumbnails', 'version', 'srcset',
-        'placeholder', 'animation', 'page', 'name', 'visibility',
+        'placeholder', 'animation', 'page', 'name', 'visibility', 'original',
     }  # fmt: skip
 
 
@@ -124,7 +124,8 @@ def test_delete_with_its_token_removes_everything(client, config):
         assert listing.headers['X-ASGILook-Cache'] == 'Miss'
         assert [item['id'] for item in listing.json] == [kept['id']]
     remaining = (config.storage_path / 'images').listdir()
-    assert [path.basename.split('.')[0] for path in remaining] == [kept['id']]
+    # Its JPEG and the PNG kept as uploaded.
+    assert [path.basename.split('.')[0] for path in remaining] == [kept['id']] * 2
 
 
 def test_admin_token_deletes_any_image(config, caplog):

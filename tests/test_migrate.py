@@ -38,8 +38,9 @@ from tests.test_placeholders import gif
 KEY_A = base64.b64encode(bytes(range(32))).decode()
 KEY_B = base64.b64encode(bytes(range(100, 132))).decode()
 IDS = ('picture-0', 'picture-1', 'animated')
-#: Two stills of two thumbnails each; an animation, its thumbnail, its WebP.
-OBJECTS = 9
+#: Two stills of two thumbnails each; an animation, its thumbnail, its WebP;
+#: and each upload kept as it came (two PNGs, a GIF).
+OBJECTS = 12
 WHOLE = 1 << 40
 SOI = b'\xff\xd8'
 
@@ -92,6 +93,8 @@ async def served(environ, ids=IDS):
             if image.animated:
                 content = await store.read_animation(image, WHOLE)
                 found[f'{image_id} animation'] = content.body
+            content = await store.read_kept(image, WHOLE)
+            found[f'{image_id} kept'] = content.body
     finally:
         await store.process_shutdown(None, None)
     assert len(found) == OBJECTS
@@ -172,7 +175,7 @@ def test_local_to_local_serves_every_picture_byte_for_byte(capsys, tmp_path, sou
     asyncio.run(upload(source, ['late']))
     status, document, err = run_json(capsys, source, 'migrate', '--to', target)
     assert document['objects'] == {
-        'copied': 3,
+        'copied': 4,
         'already_there': OBJECTS,
         'gone': 0,
         'failed': 0,
@@ -234,13 +237,17 @@ def test_renditions_to_splits_them(capsys, tmp_path, source):
     assert status == 0, out
     assert f'renditions from {source["ASGI_LOOK_STORAGE_PATH"]} to {renditions}:' in out
     assert f'and ASGI_LOOK_RENDITIONS_URL={renditions}' in out
-    assert all(key.endswith('.jpeg') for key in stored_objects(originals))
-    assert len(stored_objects(originals)) == 3
+    # The JPEGs, and the uploads kept beside them.
+    assert {key.rpartition('.')[2] for key in stored_objects(originals)} == {
+        'jpeg',
+        'original',
+    }
+    assert len(stored_objects(originals)) == 6
     assert {key.split('/')[0] for key in stored_objects(renditions)} == {
         'images',
         'thumbnails',
     }
-    assert len(stored_objects(renditions)) == OBJECTS - 3
+    assert len(stored_objects(renditions)) == OBJECTS - 6
     moved = {
         **source,
         'ASGI_LOOK_STORAGE_URL': str(originals),
@@ -325,6 +332,7 @@ def test_a_storage_that_keeps_failing_stops_the_run(
 def test_the_summary_lists_the_first_failures(capsys, tmp_path, source, monkeypatch):
     failing_puts(monkeypatch, after=0)
     monkeypatch.setattr(objects_walk, 'KEPT', 7)
+    monkeypatch.setattr(objects_walk, 'STOP_AFTER', OBJECTS + 1)
 
     status, out, err = run(capsys, source, 'migrate', '--to', tmp_path / 'target')
 
@@ -455,7 +463,9 @@ def test_ctrl_c_interrupts_a_run_and_the_next_goes_on(
     status, document, err = run_json(capsys, source, 'migrate', '--to', target)
     assert status == 0
     assert document['objects']['already_there'] >= 2
-    assert document['objects']['copied'] + document['objects']['already_there'] == 9
+    assert document['objects']['copied'] + document['objects']['already_there'] == (
+        OBJECTS
+    )
 
 
 def test_the_progress_bar_is_shown_on_a_terminal(capsys, tmp_path, source, monkeypatch):

@@ -194,10 +194,12 @@ def fetch(url, uri):
 
 
 def uris(document):
-    """Every picture of a listed document: original, thumbnails, animation."""
+    """Every picture of a listed document: original, thumbnails, animation,
+    and the upload kept as it came."""
     found = [document['image'], *document['thumbnails']]
-    if document['animation']:
-        found.append(document['animation'])
+    for field in ('animation', 'original'):
+        if document[field]:
+            found.append(document[field])
     return found
 
 
@@ -208,6 +210,8 @@ def key_of(document, uri):
         return f'images/{stem}.jpeg'
     if uri == document['animation']:
         return f'images/{stem}.webp'
+    if uri == document['original']:
+        return f'images/{stem}.original'
     return f'thumbnails/{stem}/{uri.rpartition("/")[2]}'
 
 
@@ -218,6 +222,12 @@ def check_picture(document, uri, data):
         assert image.format == 'WEBP'
         assert image.n_frames == 3
         image.seek(2)
+        image.load()
+        return
+    if uri == document['original']:
+        image = PIL.Image.open(io.BytesIO(data))
+        assert image.format in ('PNG', 'GIF', 'WEBP')
+        assert image.size == tuple(document['size'])
         image.load()
         return
     size = tuple(document['size'])

@@ -72,8 +72,12 @@ def test_renditions_kept_apart_from_the_originals(tmp_path):
 
     image, (ok, detail), thumbnail = asyncio.run(scenario())
     assert ok and detail.count('writable') == 2 and 'renditions' in detail
-    assert files_under(tmp_path / 'originals') == [f'images/{image.file}']
     version = image.file.removesuffix('.jpeg')
+    # The JPEG, and the PNG kept as uploaded.
+    assert files_under(tmp_path / 'originals') == [
+        f'images/{image.file}',
+        f'images/{version}.original',
+    ]
     assert files_under(tmp_path / 'fast') == [f'thumbnails/{version}/128x64.jpeg']
     assert thumbnail.size == len(thumbnail.body) > 0
     # The storage directory keeps what is local by nature: the index.

@@ -135,9 +135,10 @@ def test_the_page_has_the_tags_that_unfurl_a_link(client):
     # Its link, to copy; the original, to download; the way back.
     assert page.inputs['link']['value'] == url
     assert 'copy-link' in page.buttons
+    # The PNG uploaded, as it was: the JPEG is its conversion.
     download = page.anchor('action')
-    assert download['href'] == f'{document["image"]}?v={version}'
-    assert download['download'] == f'asgilook-{image_id}.jpeg'
+    assert download['href'] == f'{document["original"]}?v={version}'
+    assert download['download'] == f'asgilook-{image_id}.png'
     assert page.anchor('back')['href'] == '/'
     assert [script['src'].split('?')[0] for script in page.scripts] == [
         '/static/picture.js'

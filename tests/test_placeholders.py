@@ -137,8 +137,9 @@ def test_a_change_whose_commit_was_not_confirmed_keeps_its_files(
     monkeypatch.setattr(SQLiteIndex, '_put_all', lost)
     with pytest.raises(StorageUnavailable):
         asyncio.run(store.save('unknown', draw_image((256, 256))))
-    # It may have committed: its files stay (unlisted at worst).
-    assert len(os.listdir(tmp_path / 'images')) == 1
+    # It may have committed: its files stay (unlisted at worst), the JPEG
+    # and the PNG kept as uploaded.
+    assert len(os.listdir(tmp_path / 'images')) == 2
     assert len(os.listdir(tmp_path / 'thumbnails')) == 1
 
 

@@ -76,8 +76,10 @@ def post(client, key=None, body=PICTURE, params=None, headers=None):
 
 
 def originals(config):
+    """The stored JPEGs (not the PNGs kept as uploaded beside them)."""
     folder = os.path.join(os.fspath(config.storage_path), 'images')
-    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    found = os.listdir(folder) if os.path.isdir(folder) else []
+    return sorted(name for name in found if name.endswith('.jpeg'))
 
 
 def ids(listing):

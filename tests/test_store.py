@@ -59,8 +59,13 @@ def test_images_survive_a_new_store_on_the_same_directory(config, store, tmp_pat
     ]
     assert [image.image_id for image in after] == ['b', 'c', 'a']
     assert after[-1].size == (256, 128)
-    # The replaced version's file is gone; one file per image remains.
-    assert len(files_in(tmp_path / 'images')) == 3
+    # The replaced version's files are gone; one version per image remains,
+    # its JPEG and the PNG kept as uploaded.
+    assert len(files_in(tmp_path / 'images')) == 6
+    assert {name.rpartition('.')[2] for name in files_in(tmp_path / 'images')} == {
+        'jpeg',
+        'original',
+    }
 
 
 def test_modified_follows_the_upload_order(store):

@@ -88,7 +88,7 @@ PARTIAL = '.backup-partial'
 
 _ROWS = """
 SELECT id, file, width, height, modified, token_hash, placeholder, animated,
-       name, visibility, owner, bytes
+       name, visibility, owner, bytes, original
 FROM images ORDER BY seq
 """
 _KEYS = """
@@ -137,9 +137,9 @@ def destination(dest: pathlib.Path, config: Config) -> None:
 
 def _entry(row: Any) -> Entry:
     (image_id, file, width, height, modified, token_hash, placeholder, animated,
-     name, visibility, owner, size) = row  # fmt: skip
+     name, visibility, owner, size, original) = row  # fmt: skip
     return Entry(image_id, file, (width, height), modified, token_hash, placeholder,
-                 animated, name, visibility, owner, size)  # fmt: skip
+                 animated, name, visibility, owner, size, original)  # fmt: skip
 
 
 async def _postgres_snapshot(url: str, snapshot: Index) -> None:
@@ -249,10 +249,10 @@ def _prune(dest: pathlib.Path, files: set[str]) -> int:
     """Remove the objects that no file of ``files`` names, and half-written ones."""
     removed = 0
     for path in sorted((dest / IMAGES).glob('*')):
-        name = path.name
-        version = (
-            f'{name.removesuffix(".webp")}.jpeg' if name.endswith('.webp') else name
-        )
+        stem, _, suffix = path.name.rpartition('.')
+        # NOTE: An animation (.webp) and a kept original (.original) are
+        #   named after their version's original (.jpeg).
+        version = f'{stem}.jpeg' if suffix in ('webp', 'original') else path.name
         # NOTE: A half-written file (.NAME.HEX.partial) is never one of them.
         if version not in files:
             path.unlink()

@@ -10,8 +10,9 @@ be the same (objects never change once written: a new version has new
 keys); with ``verify``, its bytes are read and compared instead.
 
 Each version is copied whole, its objects named by its index entry: the
-original, the animation if it has one, and the thumbnails listed under its
-prefix (the JPEG series, and the AVIF and WebP ones made so far).
+original, the original kept as uploaded and the animation if it has them,
+and the thumbnails listed under its prefix (the JPEG series, and the AVIF
+and WebP ones made so far).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from asgilook.storage.index import Entry
 from asgilook.storage.index import Index
 from asgilook.storage.objects import Objects
 from asgilook.storage.objects import animation_key
+from asgilook.storage.objects import kept_key
 from asgilook.storage.objects import original_key
 from asgilook.storage.objects import thumbnails_prefix
 
@@ -111,7 +113,8 @@ class Copied:
     """What was copied of a version."""
 
     entry: Entry
-    #: Whether its original (and its animation, if it has one) was there.
+    #: Whether its original (and its kept original and animation, if it has
+    #: them) was there.
     whole: bool
     #: The keys of its thumbnails that were copied or there.
     thumbnails: frozenset[str]
@@ -124,6 +127,12 @@ async def copy_version(
     whole = await copy_object(
         source.originals, target.originals, original_key(entry.file), verify, counts
     )
+    if entry.original:
+        key = kept_key(entry.file)
+        kept = await copy_object(
+            source.originals, target.originals, key, verify, counts
+        )
+        whole = whole and kept
     if entry.animated:
         key = animation_key(entry.file)
         animation = await copy_object(

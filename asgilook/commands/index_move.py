@@ -5,13 +5,13 @@ storage directory, or the PostgreSQL database of ``ASGI_LOOK_DATABASE_URL``)
 is copied into another one, entry by entry, with everything an entry holds
 (see :class:`~asgilook.storage.index.Entry`): its id, its version's file, its
 size, its time of upload, the hash of its delete token, its placeholder and
-whether it is animated, its uploaded file's name, its visibility, its owner
-and its bytes, in upload order; every entry, whoever may see it. The upload
-keys go along (hashes, quotas, times of making and revoking; a key the
-destination has already is left alone), and so does the secret that signs
-URLs. URLs, signed ones too, ``ETag``\\ s, the order of the listing and the
-delete tokens handed out all stay true. The objects are not touched: the
-index names them by key.
+whether it is animated, its uploaded file's name, its visibility, its owner,
+its bytes and the format of its kept original, in upload order; every entry,
+whoever may see it. The upload keys go along (hashes, quotas, times of making
+and revoking; a key the destination has already is left alone), and so does
+the secret that signs URLs. URLs, signed ones too, ``ETag``\\ s, the order of
+the listing and the delete tokens handed out all stay true. The objects are
+not touched: the index names them by key.
 
 Only the :class:`~asgilook.storage.index.Index` interface is used: the source
 is read a page at a time (:meth:`~asgilook.storage.index.Index.page`), and

@@ -8,10 +8,11 @@ storage directory, or ``ASGI_LOOK_STORAGE_URL`` and
 the index they name (``index.sqlite3`` in the storage directory, or
 ``ASGI_LOOK_DATABASE_URL``), each with every field, as
 :mod:`~asgilook.commands.index_move` moves an index: ids, upload order and
-times, delete tokens, names, visibility and owners; with the upload keys and
-the secret of signed URLs. The objects go first, so that the index never
-lists a picture whose objects are not there yet; the import manifest last,
-its lines added to the storage directory's.
+times, delete tokens, names, visibility, owners and kept originals; with the
+upload keys and the secret of signed URLs. The objects go first (the kept
+originals among them), so that the index never lists a picture whose objects
+are not there yet; the import manifest last, its lines added to the storage
+directory's.
 
 The index must be empty, or hold the first entries of the backup from a
 restore that stopped (which goes on): anything else is refused, unless

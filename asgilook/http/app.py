@@ -323,6 +323,7 @@ def create_app(config: Config | None = None) -> falcon.asgi.App[Any, Any]:
     app.add_route('/images', images)
     app.add_route('/images/{image_id:uuid}.jpeg', images, suffix='image')
     app.add_route('/images/{image_id:uuid}.webp', images, suffix='animation')
+    app.add_route('/images/{image_id:uuid}/original', images, suffix='original')
     app.add_route('/openapi.json', OpenAPI(config))
     app.add_route(
         '/thumbnails/{image_id:uuid}/{width:int}x{height:int}.jpeg', thumbnails

@@ -16,6 +16,8 @@ from asgilook.caching import memory
 from asgilook.caching import ranges
 from asgilook.caching.cache import Versioned
 from asgilook.config import Config
+from asgilook.errors import ImageNotFound
+from asgilook.http import downloads
 from asgilook.http import formats
 from asgilook.http.events import CREATED
 from asgilook.http.events import DELETED
@@ -51,6 +53,9 @@ IMMUTABLE = ('public', 'max-age=31536000', 'immutable')
 #: A listing changes with every upload: always ask again (the ETag saves the
 #: body when nothing changed).
 REVALIDATED = ('no-cache',)
+#: What :meth:`_ImageFiles.answer` serves for the original kept as uploaded
+#: (its ETag's suffix: ``"<version>-original"``).
+KEPT = 'original'
 
 
 class Page(NamedTuple):
@@ -71,9 +76,9 @@ def _before_commit(resp: falcon.asgi.Response) -> Commit | None:
 class _ImageFiles:
     """Answers a GET or HEAD with one file of an image version.
 
-    Shared by the original and the thumbnails: validators from the index, a
-    304 without touching the file, files that the response memory keeps
-    whole, bigger ones in chunks.
+    Shared by the original, the one kept as uploaded, the animation and the
+    thumbnails: validators from the index, a 304 without touching the file,
+    files that the response memory keeps whole, bigger ones in chunks.
     """
 
     def __init__(self, config: Config, store: Store) -> None:
@@ -90,15 +95,7 @@ class _ImageFiles:
         animation: bool = False,
     ) -> None:
         """Answer with the original, the thumbnail of ``size``, or the animation."""
-        version = req.get_param('v')
-        if version is not None and version != image.version:
-            raise falcon.HTTPNotFound(
-                title='Not Found',
-                description=(
-                    f'Version {version!r} of image {image.image_id} is not its '
-                    f'current one; the current one is at {uri}?v={image.version}.'
-                ),
-            )
+        version = _version(req, image, uri)
         wanted = renditions.JPEG if size is None else _format(req)
         if animation:
             wanted = renditions.ANIMATION
@@ -161,6 +158,43 @@ class _ImageFiles:
             return max(whole_up_to, memory.largest(self._config.memory_cache))
         return whole_up_to
 
+    async def answer_kept(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image: Image
+    ) -> None:
+        """Answer with the original kept as uploaded, to be saved as a file.
+
+        Raises:
+            ImageNotFound: the image has none (or no longer has it).
+        """
+        uri = image.original_uri
+        version = _version(req, image, uri)
+        _check_kept(image)
+        self._describe(resp, image, None, uri, version, KEPT, KEPT)
+        etag = image.etag(None, KEPT)
+        if conditional.not_modified(
+            req.get_header('If-None-Match'),
+            req.get_header('If-Modified-Since'),
+            etag,
+            image.modified,
+        ):
+            conditional.not_modified_response(resp)
+            return
+        whole_up_to = self._whole_up_to(req, f'{uri}?v={version}' if version else uri)
+        window = _window(req, etag, image.modified)
+        content = await self._store.read_kept(image, whole_up_to, window)
+        if content is None:
+            # NOTE: Replaced or deleted meanwhile: its objects are gone. The
+            #   client's validators were for that version: all of this one.
+            image = await self._store.get(image.image_id)
+            _check_kept(image)
+            self._describe(resp, image, None, uri, None, KEPT, KEPT)
+            content = await self._store.read_kept(image, whole_up_to)
+        if content is None:
+            raise ImageNotFound(
+                f'The original kept of image {image.image_id} is missing.'
+            )
+        await _send(req, resp, content)
+
     @staticmethod
     def _describe(
         resp: falcon.asgi.Response,
@@ -180,7 +214,21 @@ class _ImageFiles:
         resp.set_header('ETag', image.etag(size, served))
         resp.set_header('Accept-Ranges', ranges.ACCEPT_RANGES)
         resp.last_modified = image.modified
-        resp.content_type = renditions.MEDIA_TYPES[served]
+        if served == KEPT:
+            resp.content_type = image.original_type
+            resp.set_header(
+                'Content-Disposition',
+                downloads.content_disposition(
+                    downloads.ATTACHMENT, image, image.original
+                ),
+            )
+        else:
+            resp.content_type = renditions.MEDIA_TYPES[served]
+        if size is None and served == renditions.JPEG:
+            resp.set_header(
+                'Content-Disposition',
+                downloads.content_disposition(downloads.INLINE, image, served),
+            )
         set_keys(resp, image_keys(image.image_id))
         if size is not None:
             resp.vary = ['Accept']
@@ -195,9 +243,9 @@ class _ImageFiles:
             return
         resp.cache_control = list(IMMUTABLE if version else SHORT_LIVED)
         key = f'{uri}?v={version}' if version else uri
-        resp.context.versioned = Versioned(
-            key, image.image_id, image.file, renditions.variant(served)
-        )
+        # NOTE: The kept original's URL is its own: it needs no variant.
+        variant = '' if served == KEPT else renditions.variant(served)
+        resp.context.versioned = Versioned(key, image.image_id, image.file, variant)
 
 
 #: The query parameter that names an upload (a form's "name" field too).
@@ -218,6 +266,33 @@ def _name(given: str | None) -> str:
     last = given.replace('\\', '/').rsplit('/', 1)[-1]
     kept = ''.join(char for char in last if char.isprintable()).strip()
     return kept[:NAME_LENGTH]
+
+
+def _version(req: falcon.asgi.Request, image: Image, uri: str) -> str | None:
+    """The version a request's ``?v=`` names, if any; it must be the current one.
+
+    Raises:
+        falcon.HTTPNotFound: it names another.
+    """
+    version = req.get_param('v')
+    if version is not None and version != image.version:
+        raise falcon.HTTPNotFound(
+            title='Not Found',
+            description=(
+                f'Version {version!r} of image {image.image_id} is not its '
+                f'current one; the current one is at {uri}?v={image.version}.'
+            ),
+        )
+    return version
+
+
+def _check_kept(image: Image) -> None:
+    """Raise ImageNotFound unless the image has an original kept as uploaded."""
+    if not image.original:
+        raise ImageNotFound(
+            f'Image {image.image_id} has no original kept beside its JPEG (its '
+            f'"original" is null): its picture is at {image.uri}.'
+        )
 
 
 def _private_max_age(resp: falcon.asgi.Response) -> int:
@@ -420,6 +495,15 @@ class Images:
         )
 
     on_head_animation = on_get_animation
+
+    async def on_get_original(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: uuid.UUID
+    ) -> None:
+        image = await self._store.get(str(image_id))
+        await self._sharing.check(req, resp, image)
+        await self._files.answer_kept(req, resp, image)
+
+    on_head_original = on_get_original
 
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response

@@ -118,7 +118,7 @@ def _prefixed(name: bytes, value: bytes, prefix: bytes) -> bytes:
 
 
 #: The fields of an image document that hold its URLs (paths of the app).
-_URL_FIELDS = ('image', 'animation', 'page')
+_URL_FIELDS = ('image', 'animation', 'page', 'original')
 
 
 def rooted(document: dict[str, Any], root_path: str) -> dict[str, Any]:

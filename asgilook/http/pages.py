@@ -37,6 +37,7 @@ from asgilook.caching import conditional
 from asgilook.caching.cache import Versioned
 from asgilook.config import Config
 from asgilook.errors import ImageNotFound
+from asgilook.http.downloads import file_name
 from asgilook.http.edge import ERROR_CACHE_CONTROL
 from asgilook.http.gallery import POLICY
 from asgilook.http.gallery import REFERRER_POLICY
@@ -48,6 +49,7 @@ from asgilook.http.purge import set_keys
 from asgilook.http.sharing import Sharing
 from asgilook.http.sharing import signed
 from asgilook.pictures import Size
+from asgilook.pictures import renditions
 from asgilook.storage.index import PRIVATE
 from asgilook.storage.index import PUBLIC
 from asgilook.storage.store import Image
@@ -107,10 +109,17 @@ def alt(image: Image) -> str:
     return image.name or f'Picture of {width} × {height} pixels'
 
 
-def download_name(image: Image) -> str:
-    """The file name a download of the original JPEG is offered under."""
-    stem = image.name.rpartition('.')[0] or image.name
-    return f'{stem or f"asgilook-{image.image_id}"}.jpeg'
+def download(image: Image) -> tuple[str, str]:
+    """The ``?v=`` URI of the original to download, and its file name.
+
+    The original kept as uploaded (a transparent PNG, an animated GIF ...)
+    if there is one, else the JPEG (see :mod:`asgilook.pictures.kept`).
+    """
+    if image.original:
+        uri, extension = image.original_uri, image.original
+    else:
+        uri, extension = image.uri, renditions.JPEG
+    return f'{uri}?v={image.version}', file_name(image, extension)
 
 
 def _as_is(uri: str) -> str:
@@ -223,6 +232,7 @@ class Pictures:
         title, description = describe(image)
         width, height = image.size
         preview_uri, (preview_width, preview_height) = preview(image)
+        original, name = download(image)
         values = {
             'title': title,
             'description': description,
@@ -240,8 +250,8 @@ class Pictures:
             'height': height,
             'iso': image.modified.isoformat(timespec='seconds'),
             'date': f'{image.modified:%d %b %Y, %H:%M} UTC'.lstrip('0'),
-            'original': f'{prefix}{link(f"{image.uri}?v={image.version}")}',
-            'download': download_name(image),
+            'original': f'{prefix}{link(original)}',
+            'download': name,
         }
         template = string.Template(self._gallery.template(TEMPLATE, root_path))
         return template.substitute(

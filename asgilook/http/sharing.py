@@ -49,7 +49,7 @@ VISIBILITY = 'visibility'
 EXPIRES = 'expires'
 SIGNATURE = 'signature'
 #: What the URLs of a document are, by field; ``srcset`` is handled apart.
-_URL_FIELDS = ('image', 'page', 'animation')
+_URL_FIELDS = ('image', 'page', 'animation', 'original')
 
 
 def bearer(req: falcon.asgi.Request) -> str | None:

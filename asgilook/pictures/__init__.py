@@ -14,6 +14,9 @@ The modules, each with one reason to change:
 - :mod:`~asgilook.pictures.renditions`: thumbnails in AVIF or WebP, and
   placeholders.
 - :mod:`~asgilook.pictures.jpeg`: a JPEG's metadata stripped, its data untouched.
+- :mod:`~asgilook.pictures.containers`: the same for PNG, GIF and WebP.
+- :mod:`~asgilook.pictures.kept`: the original kept as uploaded beside the
+  stored JPEG, for people to download.
 - :mod:`~asgilook.pictures.heif`: the sizes an HEIF or AVIF file declares, read
   without decoding.
 

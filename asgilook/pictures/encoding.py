@@ -57,6 +57,8 @@ class Decoded:
     pixels: PIL.Image.Image | None
     #: At least as large as the largest thumbnail (None if there is none).
     source: PIL.Image.Image | None
+    #: Whether the pixels were turned upright, by the upload's EXIF orientation.
+    turned: bool = False
 
 
 def encode_original(decoded: Decoded) -> bytes:

@@ -122,9 +122,12 @@ def decode(data: bytes, max_pixels: int, min_thumb_size: int) -> Decoded:
         return Decoded(image.size, sizes, kept, None, source if sizes else None)
     rgb = decoding.converted(image)
     sizes = thumbnail_sizes(rgb.size, min_thumb_size)
+    # NOTE: Read again after converted() did: decoded, its EXIF is at hand.
+    turned = decoding.upright(image) is not None
     # NOTE: A box filter halves a full bitmap as well as any filter would,
     #   at a fraction of the cost: the source of the largest thumbnail.
-    return Decoded(rgb.size, sizes, None, rgb, rgb.reduce(2) if sizes else None)
+    half = rgb.reduce(2) if sizes else None
+    return Decoded(rgb.size, sizes, None, rgb, half, turned)
 
 
 def convert(data: bytes, max_pixels: int) -> tuple[bytes, Size]:

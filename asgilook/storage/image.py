@@ -16,6 +16,7 @@ from typing import Any
 
 from asgilook.config import Config
 from asgilook.pictures import Size
+from asgilook.pictures import kept
 from asgilook.pictures import pixels
 from asgilook.pictures import renditions
 
@@ -35,6 +36,7 @@ class Image:
         name: str = '',
         visibility: str = 'public',
         owner: str = '',
+        original: str = '',
     ) -> None:
         self._config = config
         self.image_id = image_id
@@ -50,6 +52,9 @@ class Image:
         self.visibility = visibility
         #: The name of the upload key it was uploaded with ('' if none).
         self.owner = owner
+        #: The extension of the original kept as uploaded ('' if the JPEG is
+        #: the original; see :mod:`asgilook.pictures.kept`).
+        self.original = original
         #: Whether storing this version replaced another of the same id (as
         #: :meth:`asgilook.storage.store.Store.save` tells).
         self.replaced = False
@@ -72,6 +77,16 @@ class Image:
     @property
     def animation_uri(self) -> str:
         return f'/images/{self.image_id}.webp'
+
+    @property
+    def original_uri(self) -> str:
+        """The URI of the original kept as uploaded (if there is one)."""
+        return f'/images/{self.image_id}/original'
+
+    @property
+    def original_type(self) -> str:
+        """The media type of the original kept as uploaded."""
+        return kept.MEDIA_TYPES[self.original]
 
     @property
     def file(self) -> str:
@@ -156,6 +171,7 @@ class Image:
             'page': self.page_uri,
             'name': self.name or None,
             'visibility': self.visibility,
+            'original': self.original_uri if self.original else None,
         }
 
 

@@ -3,6 +3,8 @@
 A version whose original is ``<id>.<version>.jpeg`` has these objects:
 
 - ``images/<id>.<version>.jpeg``: the original, with the originals;
+- ``images/<id>.<version>.original``: the original kept as uploaded (a PNG,
+  GIF or WebP, which the index names), if it has one, with the originals;
 - ``images/<id>.<version>.webp``: its animated rendition, if it has one;
 - ``thumbnails/<id>.<version>/<width>x<height>.<format>``: its thumbnails
   (JPEG at upload; AVIF and WebP when first asked for);
@@ -86,6 +88,16 @@ def original_key(file: str) -> str:
     return f'{IMAGES}/{file}'
 
 
+def kept_key(file: str) -> str:
+    """The key of the original kept as uploaded of the version ``file``.
+
+    NOTE: Its format is the index's to say (``Entry.original``), not its
+    name's: with an extension, a kept WebP would end as an animation does,
+    and the commands that walk the objects tell those apart by their name.
+    """
+    return f'{IMAGES}/{file.removesuffix(".jpeg")}.original'
+
+
 def animation_key(file: str) -> str:
     """The key of the animated rendition of the version whose original is ``file``."""
     return f'{IMAGES}/{file.removesuffix(".jpeg")}.webp'
@@ -153,6 +165,10 @@ class Objects:
     async def write_original(self, file: str, data: bytes) -> None:
         await self.originals.put(original_key(file), data)
 
+    async def write_kept(self, file: str, data: bytes) -> None:
+        """Write the original kept as uploaded of the version ``file``."""
+        await self.originals.put(kept_key(file), data)
+
     async def write_thumbnails(
         self, file: str, thumbnails: list[tuple[Size, bytes]], name: str = 'jpeg'
     ) -> None:
@@ -170,7 +186,10 @@ class Objects:
         #   neither listed nor served, whatever else is left of it.
         await self.renditions.delete_prefix(thumbnails_prefix(file))
         await self.renditions.delete([animation_key(file)])
-        await self.originals.delete([original_key(file)])
+        # NOTE: In one request to S3 (which takes a key with no object as
+        #   deleted): a kept original left behind is an orphan, which
+        #   ``asgilook check`` finds.
+        await self.originals.delete([kept_key(file), original_key(file)])
 
     # Reading
 
@@ -179,6 +198,12 @@ class Objects:
     ) -> Content | None:
         """The original whose file name is ``file``; None if it is gone."""
         return await _fetch(self.originals, original_key(file), whole_up_to, window)
+
+    async def kept(
+        self, file: str, whole_up_to: int, window: Window | None = None
+    ) -> Content | None:
+        """The original kept as uploaded of the version ``file``; None if gone."""
+        return await _fetch(self.originals, kept_key(file), whole_up_to, window)
 
     async def thumbnail(
         self,

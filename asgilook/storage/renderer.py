@@ -1,8 +1,9 @@
 """The files of a version, made from its picture with Pillow, in threads.
 
 When an image is uploaded, its original, its whole thumbnail series, its
-animated rendition and its placeholder are made at once, each in a thread of
-the Pillow pool, and written to the version's objects (see
+animated rendition, the original kept as uploaded (see
+:mod:`asgilook.pictures.kept`) and its placeholder are made at once, each in
+a thread of the Pillow pool, and written to the version's objects (see
 :mod:`asgilook.storage.objects`). Later, a series that is missing (a version
 stored before thumbnails were rendered at upload) or that no request asked
 for yet (the AVIF or WebP thumbnails) is rendered in the background: once,
@@ -12,6 +13,7 @@ however many requests find it missing at the same moment.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable
@@ -22,6 +24,7 @@ from typing import Any
 from asgilook import logs
 from asgilook.config import Config
 from asgilook.pictures import Size
+from asgilook.pictures import kept
 from asgilook.pictures import pixels
 from asgilook.pictures import renditions
 from asgilook.storage.image import Image
@@ -29,6 +32,17 @@ from asgilook.storage.objects import Objects
 from asgilook.storage.workers import Workers
 
 logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Written:
+    """What the index records of a version whose files are written."""
+
+    placeholder: str
+    #: Whether it has an animated rendition.
+    animated: bool
+    #: The extension of its original kept as uploaded; '' if it has none.
+    original: str = ''
 
 
 class Renderer:
@@ -68,20 +82,19 @@ class Renderer:
         data: bytes,
         decoded: pixels.Decoded,
         small: tuple[bytes, str] | None,
-    ) -> tuple[str, bool]:
+    ) -> Written:
         """Make and write every file of the new version whose original is ``name``.
 
-        Returns its placeholder, and whether it has an animated rendition.
         If this fails, files may have been written: the caller discards the
         version.
         """
         # NOTE: Encoded at once, each in a thread of the pool: the original
-        #   (written as soon as it is ready), the largest thumbnail, the
-        #   rest, the animation. Every one is awaited, even if another
-        #   failed, so that nothing is written after the caller's cleanup. A
-        #   picture too small for thumbnails, or a still one, asks no
-        #   thread for what it has not got: each hop costs a small upload
-        #   more than its encoding.
+        #   and the one kept as uploaded (each written as soon as it is
+        #   ready), the largest thumbnail, the rest, the animation. Every one
+        #   is awaited, even if another failed, so that nothing is written
+        #   after the caller's cleanup. A picture too small for thumbnails, or
+        #   a still one, asks no thread for what it has not got: each hop
+        #   costs a small upload more than its encoding.
         started = time.perf_counter()
         jobs: dict[str, Awaitable[Any]] = {
             'original': self._store_original(name, decoded, small)
@@ -93,6 +106,8 @@ class Renderer:
             jobs['animation'] = self._workers.pillow(
                 pixels.animate, data, self._config.max_pixels
             )
+        if decoded.kept is None and kept.may_keep(data):
+            jobs['kept'] = self._store_kept(name, data, decoded.turned)
         results = await asyncio.gather(*jobs.values(), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -112,7 +127,7 @@ class Renderer:
             placeholder = await self._workers.pillow(
                 renditions.placeholder, thumbnails[-1][1]
             )
-        return placeholder, animation is not None
+        return Written(placeholder, animation is not None, done.get('kept', ''))
 
     async def _store_original(
         self, name: str, decoded: pixels.Decoded, small: tuple[bytes, str] | None
@@ -132,6 +147,16 @@ class Renderer:
             original = decoded.kept
         await self._objects.write_original(name, original)
         return placeholder
+
+    async def _store_kept(self, name: str, data: bytes, turned: bool) -> str:
+        """Write the original kept as uploaded, if any; return its extension."""
+        found = await self._workers.pillow(
+            kept.keep, data, turned, self._config.max_pixels
+        )
+        if found is None:
+            return ''
+        await self._objects.write_kept(name, found.data)
+        return found.extension
 
     # After the fact
 

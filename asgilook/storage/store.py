@@ -242,6 +242,7 @@ class Store:
             name=entry.name,
             visibility=entry.visibility,
             owner=entry.owner,
+            original=entry.original,
         )
 
     async def get(self, image_id: str) -> Image:
@@ -347,9 +348,10 @@ class Store:
         """Store an upload, and its thumbnails, under ``image_id``.
 
         An upright sRGB JPEG is kept as it is, minus its metadata; anything
-        else is converted (see :func:`asgilook.pictures.pixels.decode`). An existing
-        image with the same id is replaced and becomes the newest. Nothing is
-        written unless the upload decodes.
+        else is converted (see :func:`asgilook.pictures.pixels.decode`), and
+        the upload kept beside it if it can be (see
+        :mod:`asgilook.pictures.kept`). An existing image with the same id is
+        replaced and becomes the newest. Nothing is written unless it decodes.
 
         Args:
             image_id: The id to store the image under.
@@ -364,17 +366,14 @@ class Store:
                 many with QuotaExceeded, and its files are removed).
 
         Returns:
-            The image, and the token that may delete it. Only a hash of the
-            token is kept.
+            The image, and the token that may delete it (only its hash is kept).
         """
         decoded, small = await self._renderer.decode(data)
         index = await self._open()
         file = f'{image_id}.{secrets.token_hex(6)}.jpeg'
         token = secrets.token_urlsafe(24)
         try:
-            placeholder, animated = await self._renderer.write_version(
-                file, data, decoded, small
-            )
+            written = await self._renderer.write_version(file, data, decoded, small)
             if before_commit is not None:
                 await before_commit()
         except BaseException:
@@ -387,12 +386,13 @@ class Store:
                 file,
                 decoded.size,
                 _token_hash(token),
-                placeholder,
-                animated=animated,
+                written.placeholder,
+                animated=written.animated,
                 name=name,
                 visibility=visibility,
                 owner=owner,
                 bytes=len(data),
+                original=written.original,
             ),
         )
         image = self._image(entry)
@@ -517,6 +517,14 @@ class Store:
         if not image.animated:
             return None
         return await self._objects.animation(image.file, whole_up_to, window)
+
+    async def read_kept(
+        self, image: Image, whole_up_to: int, window: Window | None = None
+    ) -> Content | None:
+        """Open the original kept as uploaded; None if it has none (any more)."""
+        if not image.original:
+            return None
+        return await self._objects.kept(image.file, whole_up_to, window)
 
     async def read_rendition(
         self,

@@ -9,16 +9,17 @@ the originals: ``ASGI_LOOK_STORAGE_URL``, ``ASGI_LOOK_RENDITIONS_URL``), and
 reports, by :class:`~asgilook.commands.check.report.Kind`:
 
 * images of the index whose picture, the original, is missing or empty;
-* images missing some of their JPEG thumbnails, or their animation;
-* damaged objects: an original, animation or thumbnail of an image of the
-  index that fails authentication (sealed with a key this service does not
-  have, swapped, or damaged; see :mod:`asgilook.storage.crypto`). By default
-  each object's header and size are read, which finds all but a damaged
-  byte inside a segment; ``verify`` reads every object whole, which finds
-  that too (see :mod:`~asgilook.commands.check.reading`);
-* orphans: originals, animations and thumbnail folders that no image of the
-  index refers to, left by an upload that died before its commit, or whose
-  commit was not confirmed;
+* images missing some of their JPEG thumbnails, their animation, or the
+  original kept as uploaded that the index says they have;
+* damaged objects: an original, kept original, animation or thumbnail of an
+  image of the index that fails authentication (sealed with a key this service
+  does not have, swapped, or damaged; see :mod:`asgilook.storage.crypto`). By
+  default each object's header and size are read, which finds all but a
+  damaged byte inside a segment; ``verify`` reads every object whole, which
+  finds that too (see :mod:`~asgilook.commands.check.reading`);
+* orphans: originals, kept originals, animations and thumbnail folders that no
+  image of the index refers to, left by an upload that died before its commit,
+  or whose commit was not confirmed;
 * stale ``.partial`` files of a local directory: writes that never finished.
 
 With ``repair`` it removes the images without their picture from the index
@@ -26,9 +27,9 @@ With ``repair`` it removes the images without their picture from the index
 again from the original, and removes orphans and stale ``.partial`` files.
 When it removed an image from the index, it makes the service's cached
 responses in Redis (``ASGI_LOOK_REDIS_URL``) stale, as a deletion does, so
-that no cached listing shows it. A missing animation cannot be made again,
-as only the still JPEG of an upload is kept, nor can a damaged original or
-animation: they are reported as problems that stay, with what to do.
+that no cached listing shows it. A missing animation or kept original cannot
+be made again, nor can a damaged original, kept original or animation: they
+are reported as problems that stay, with what to do.
 
 It may run beside a service on the same objects and index. An upload
 writes its objects before the index lists it, and a local write in progress

@@ -3,11 +3,11 @@
 :func:`scan` lists ``images/`` and ``thumbnails/`` where they are kept
 (:meth:`~asgilook.storage.blobs.Blobs.list`, a page at a time, on a local
 directory and on S3 alike; never every key in memory) and finds the orphans:
-originals and animations of versions the index does not list, and thumbnail
-folders (the objects under ``thumbnails/<id>.<version>/``) of such versions,
-each as one problem with the bytes of all its objects. The other thumbnails
-(AVIF, WebP) of the versions it lists are read as they come (see
-:mod:`~asgilook.commands.check.reading`). What the layout does not name
+originals, kept originals and animations of versions the index does not list,
+and thumbnail folders (the objects under ``thumbnails/<id>.<version>/``) of
+such versions, each as one problem with the bytes of all its objects. The
+other thumbnails (AVIF, WebP) of the versions it lists are read as they come
+(see :mod:`~asgilook.commands.check.reading`). What the layout does not name
 (deeper keys, other names) is not asgilook's: it is left alone, uncounted.
 
 :func:`partials` finds the ``.partial`` files of local directories: writes
@@ -59,12 +59,12 @@ async def scan(objects: Objects, listed: set[str], report: Report) -> None:
     Raises:
         StorageUnavailable, StorageFull: a backend cannot be used.
     """
-    # NOTE: Apart, the originals' images/ holds originals, the renditions'
-    #   animations.
+    # NOTE: Apart, the originals' images/ holds originals (and those kept as
+    #   uploaded), the renditions' animations.
     images = (
-        [(objects.originals, ('jpeg',)), (objects.renditions, ('webp',))]
+        [(objects.originals, ('jpeg', 'original')), (objects.renditions, ('webp',))]
         if objects.apart
-        else [(objects.originals, ('jpeg', 'webp'))]
+        else [(objects.originals, ('jpeg', 'original', 'webp'))]
     )
     for blobs, suffixes in images:
         await _images(blobs, listed, report, suffixes)
@@ -77,7 +77,8 @@ async def _images(
     report: Report,
     suffixes: tuple[str, ...],
 ) -> None:
-    """The originals and animations in ``images/`` (by their ``suffixes``)."""
+    """The originals, kept originals and animations in ``images/`` (by their
+    ``suffixes``)."""
     async for item in blobs.list(IMAGES):
         _, _, name = item.key.partition('/')
         if '/' in name:

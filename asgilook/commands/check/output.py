@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from asgilook.commands.check.report import ANIMATION
+from asgilook.commands.check.report import KEPT_ORIGINAL
 from asgilook.commands.check.report import ORIGINAL
 from asgilook.commands.check.report import Kind
 from asgilook.commands.check.report import Problem
@@ -25,6 +26,8 @@ _HEADINGS = {
     Kind.NO_PICTURE: 'Images without their picture (the original is missing or empty)',
     Kind.THUMBNAILS: 'Images missing thumbnails',
     Kind.ANIMATION: 'Images missing their animation (it cannot be made again)',
+    Kind.KEPT_ORIGINAL: 'Images missing their original kept as uploaded (it '
+    'cannot be made again)',
     Kind.DAMAGED: 'Damaged objects (they fail authentication: damaged, swapped, '
     'or sealed with a key that is not configured)',
     Kind.ORPHAN: 'Orphans ({files} and thumbnail folders no image refers to)',
@@ -86,16 +89,18 @@ def _conclusion(report: Report) -> str:
         return f'{problems} found. {report.refused}'
     if not report.repair:
         missing = len(report.problems[Kind.ANIMATION])
+        kept = len(report.problems[Kind.KEPT_ORIGINAL])
         damaged = sum(
-            problem.role in (ORIGINAL, ANIMATION)
+            problem.role in (ORIGINAL, KEPT_ORIGINAL, ANIMATION)
             for problem in report.problems[Kind.DAMAGED]
         )
-        if missing + damaged == found:
+        if missing + kept + damaged == found:
             return f'{problems} found, which --repair cannot repair.'
         phrases = [
             phrase
             for count, phrase in (
                 (missing, 'a missing animation'),
+                (kept, 'a missing kept original'),
                 (damaged, 'a damaged original or animation'),
             )
             if count

@@ -27,6 +27,7 @@ from asgilook.caching.guard import Unavailable
 from asgilook.caching.keys import Keys
 from asgilook.commands import processes
 from asgilook.commands.check.reading import rendition
+from asgilook.commands.check.report import KEPT_ORIGINAL
 from asgilook.commands.check.report import ORIGINAL
 from asgilook.commands.check.report import THUMBNAIL
 from asgilook.commands.check.report import Kind
@@ -49,6 +50,10 @@ _UNLISTED = 'removed from the index'
 _NO_ANIMATION = (
     'cannot be repaired: it was made from the upload, which is not kept '
     '(delete the image, and upload the picture again)'
+)
+_NO_KEPT_ORIGINAL = (
+    'cannot be repaired: it was the upload itself (restore it from a backup; '
+    'meanwhile its JPEG is served, and its "original" link is a 404)'
 )
 _DAMAGED_ORIGINAL = (
     'cannot be repaired: restore this object from a backup, or delete the '
@@ -157,6 +162,8 @@ class _Repairs:
                 await self._render(problem, problem.missing)
             case Kind.ANIMATION:
                 problem.outcome = _NO_ANIMATION
+            case Kind.KEPT_ORIGINAL:
+                problem.outcome = _NO_KEPT_ORIGINAL
             case Kind.DAMAGED:
                 await self._damaged(problem)
             case Kind.ORPHAN:
@@ -182,7 +189,7 @@ class _Repairs:
             )
 
     async def _damaged(self, problem: Problem) -> None:
-        if problem.role == ORIGINAL:
+        if problem.role in (ORIGINAL, KEPT_ORIGINAL):
             problem.outcome = _DAMAGED_ORIGINAL
             return
         if problem.role != THUMBNAIL:

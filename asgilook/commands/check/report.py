@@ -24,6 +24,7 @@ CANNOT_CHECK = 3
 
 #: What a damaged object is to its version (:attr:`Problem.role`).
 ORIGINAL = 'original'
+KEPT_ORIGINAL = 'kept original'
 ANIMATION = 'animation'
 THUMBNAIL = 'thumbnail'
 
@@ -37,9 +38,12 @@ class Kind(enum.StrEnum):
     THUMBNAILS = 'thumbnails'
     #: An animated image of the index missing its animated rendition.
     ANIMATION = 'animation'
-    #: An object of an image of the index (its original, animation or a
-    #: thumbnail) that fails authentication: damaged, swapped, or sealed with
-    #: a key that is not configured.
+    #: An image of the index missing the original kept as uploaded that the
+    #: index says it has.
+    KEPT_ORIGINAL = 'kept-original'
+    #: An object of an image of the index (its original, kept original,
+    #: animation or a thumbnail) that fails authentication: damaged, swapped,
+    #: or sealed with a key that is not configured.
     DAMAGED = 'damaged'
     #: An object in ``images/``, or a folder in ``thumbnails/``, of a version
     #: that the index does not list.
@@ -72,7 +76,8 @@ class Problem:
     #: The entry of the image, and its missing thumbnails (THUMBNAILS).
     entry: Entry | None = dataclasses.field(default=None, repr=False)
     missing: tuple[Size, ...] = dataclasses.field(default=(), repr=False)
-    #: What a damaged object is to its version: ORIGINAL, ANIMATION, THUMBNAIL.
+    #: What a damaged object is to its version: ORIGINAL, KEPT_ORIGINAL,
+    #: ANIMATION, THUMBNAIL.
     role: str = dataclasses.field(default='', repr=False)
     #: Where an orphan is kept.
     blobs: SealedBlobs | None = dataclasses.field(default=None, repr=False)

@@ -3,9 +3,9 @@
 :func:`find` reads the index (newest first, :data:`PAGE` entries at a time)
 and reads the objects of each version it lists, by key, where they are kept
 (:class:`~asgilook.storage.objects.Objects`: the originals, and the
-renditions, in one backend or two): its original, its JPEG thumbnails and
-its animation, each its header and size, or all of it with ``verify`` (see
-:mod:`~asgilook.commands.check.reading`). Then
+renditions, in one backend or two): its original, its JPEG thumbnails, its
+animation and the original kept as uploaded, each its header and size, or
+all of it with ``verify`` (see :mod:`~asgilook.commands.check.reading`). Then
 :mod:`~asgilook.commands.check.listing` lists the objects, a page at a time,
 for those no listed version refers to. What it keeps is the set of the
 original file names in the index, and the problems it found, in the report.
@@ -19,6 +19,7 @@ from asgilook.commands.check.reading import bounded
 from asgilook.commands.check.reading import damaged
 from asgilook.commands.check.reading import look
 from asgilook.commands.check.report import ANIMATION
+from asgilook.commands.check.report import KEPT_ORIGINAL
 from asgilook.commands.check.report import ORIGINAL
 from asgilook.commands.check.report import THUMBNAIL
 from asgilook.commands.check.report import Kind
@@ -27,10 +28,12 @@ from asgilook.commands.check.report import Report
 from asgilook.config import Config
 from asgilook.pictures import Size
 from asgilook.pictures import pixels
+from asgilook.storage.blobs.sealed import SealedBlobs
 from asgilook.storage.index import Entry
 from asgilook.storage.index import Index
 from asgilook.storage.objects import Objects
 from asgilook.storage.objects import animation_key
+from asgilook.storage.objects import kept_key
 from asgilook.storage.objects import original_key
 from asgilook.storage.objects import thumbnail_key
 from asgilook.storage.objects import thumbnails_prefix
@@ -104,6 +107,8 @@ class _Walk:
         problems = await self._thumbnails(entry)
         if entry.animated:
             problems.extend(await self._animation(entry))
+        if entry.original:
+            problems.extend(await self._kept(entry))
         return problems
 
     async def _thumbnails(self, entry: Entry) -> list[Problem]:
@@ -138,17 +143,27 @@ class _Walk:
 
     async def _animation(self, entry: Entry) -> list[Problem]:
         key = animation_key(entry.file)
-        animation = await look(self._objects.renditions, key, self._report.verify)
-        if animation.damage:
-            return [
-                damaged(key, ANIMATION, entry.image_id, entry.file, animation.damage)
-            ]
-        if animation.size:
+        return await self._beside(entry, key, self._objects.renditions, Kind.ANIMATION)
+
+    async def _kept(self, entry: Entry) -> list[Problem]:
+        key = kept_key(entry.file)
+        return await self._beside(
+            entry, key, self._objects.originals, Kind.KEPT_ORIGINAL
+        )
+
+    async def _beside(
+        self, entry: Entry, key: str, blobs: SealedBlobs, kind: Kind
+    ) -> list[Problem]:
+        """The problem of an object that cannot be made again, if it has one:
+        the animation, or the original kept as uploaded."""
+        found = await look(blobs, key, self._report.verify)
+        if found.damage:
+            role = ANIMATION if kind is Kind.ANIMATION else KEPT_ORIGINAL
+            return [damaged(key, role, entry.image_id, entry.file, found.damage)]
+        if found.size:
             return []
-        detail = 'missing' if animation.size is None else 'empty'
-        return [
-            Problem(Kind.ANIMATION, key, entry.image_id, detail=detail, file=entry.file)
-        ]
+        detail = 'missing' if found.size is None else 'empty'
+        return [Problem(kind, key, entry.image_id, detail=detail, file=entry.file)]
 
 
 def _thumbnail(size: Size) -> str:

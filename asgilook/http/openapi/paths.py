@@ -15,6 +15,7 @@ from asgilook.http.openapi.paths_images import delete_image
 from asgilook.http.openapi.paths_images import get_animation
 from asgilook.http.openapi.paths_images import get_image
 from asgilook.http.openapi.paths_images import get_images
+from asgilook.http.openapi.paths_images import get_original
 from asgilook.http.openapi.paths_images import get_thumbnail
 from asgilook.http.openapi.paths_images import upload_image
 from asgilook.http.openapi.paths_service import get_health
@@ -39,6 +40,7 @@ def paths(config: Config) -> Schema:
             'delete': delete_image(),
         },
         '/images/{image_id}.webp': _get_and_head(get_animation()),
+        '/images/{image_id}/original': _get_and_head(get_original()),
         '/thumbnails/{image_id}/{width}x{height}.jpeg': _get_and_head(get_thumbnail()),
         '/healthz': _get_and_head(get_health()),
         '/metrics': {'get': get_metrics()},

@@ -1,4 +1,5 @@
-"""The operations on pictures: list, upload, fetch, delete; and thumbnails."""
+"""The operations on pictures: list, upload, fetch, delete; originals kept,
+animations and thumbnails."""
 
 from __future__ import annotations
 
@@ -178,6 +179,38 @@ def get_animation() -> Schema:
         ),
         'responses': {
             '200': ref('responses', 'AnimationFile'),
+            '206': ref('responses', 'PartialFile'),
+            **not_modified(),
+            **error_refs('404', '416', '500', '503'),
+        },
+    }
+
+
+def get_original() -> Schema:
+    return {
+        'summary': 'Download the original kept as uploaded',
+        'description': (
+            'The upload itself, for a picture whose JPEG is a conversion (its '
+            "document's `original`): a PNG, GIF or WebP with its metadata "
+            'removed and every pixel, frame and alpha value as uploaded; a BMP '
+            'or TIFF as a lossless PNG. `Content-Disposition: attachment` names '
+            'the file. The same headers, `HEAD`, `304`, ranges, `?v=` and '
+            'signed links as the picture; `404` for a picture that has none '
+            '(its JPEG is the original).'
+        ),
+        'tags': ['images'],
+        'operationId': 'getOriginal',
+        'parameters': parameter_refs(
+            'ImageId',
+            'Version',
+            *SIGNED,
+            'IfNoneMatch',
+            'IfModifiedSince',
+            'Range',
+            'IfRange',
+        ),
+        'responses': {
+            '200': ref('responses', 'OriginalFile'),
             '206': ref('responses', 'PartialFile'),
             **not_modified(),
             **error_refs('404', '416', '500', '503'),

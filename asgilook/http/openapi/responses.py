@@ -33,6 +33,7 @@ from asgilook.http.purge import MAX_KEYS_LENGTH
 from asgilook.http.purge import image_key
 from asgilook.http.uploads import IMAGE_FIELD
 from asgilook.http.uploads import TEXT_FIELDS
+from asgilook.pictures import kept
 from asgilook.pictures import renditions
 
 # The form's text fields, by name: `name` or `visibility`.
@@ -187,6 +188,7 @@ def headers() -> Schema:
             },
         },
         **_range_headers(),
+        **_download_headers(),
         **_access_headers(),
         'Allow': {
             'description': (
@@ -220,6 +222,27 @@ def _range_headers() -> Schema:
             'required': True,
             'schema': {'type': 'string', 'pattern': '^bytes \\*/[0-9]+$'},
         },
+    }
+
+
+def _download_headers() -> Schema:
+    """``Content-Disposition``: the name a picture's file is saved under (see
+    asgilook.http.downloads)."""
+    names = '; filename="[^"]*"; filename\\*=UTF-8\'\'[A-Za-z0-9!#$&+.^_`|~%-]+$'
+    saved = (
+        "`filename*`: the picture's name (`name`, else `asgilook-<id>`) with "
+        "the file's extension, in UTF-8; `filename`: an ASCII stand-in."
+    )
+    return {
+        f'Content-Disposition.{disposition}': {
+            'description': f'{what} {saved}',
+            'required': True,
+            'schema': {'type': 'string', 'pattern': f'^{disposition}{names}'},
+        }
+        for disposition, what in (
+            ('inline', 'To be shown; if saved, under its name.'),
+            ('attachment', 'To be saved as a file, under its name.'),
+        )
     }
 
 
@@ -493,33 +516,38 @@ _ERROR_HEADERS = {
 
 # The surrogate keys of a picture's files.
 _KEYS = ('Surrogate-Key', 'Cache-Tag')
+# The media types of the originals kept as uploaded.
+_KEPT_TYPES = sorted(kept.MEDIA_TYPES.values())
+
+
+def _picture_headers(*more: str) -> Schema:
+    """The headers of a picture's file (not a thumbnail), and ``more``."""
+    return header_refs(
+        'ETag', 'Last-Modified', 'Cache-Control.image', 'Accept-Ranges', *more,
+        CACHE, *_KEYS,
+    )  # fmt: skip
 
 
 def _file_responses() -> Schema:
-    """The picture, its animation and its thumbnails."""
+    """The picture, its original kept as uploaded, its animation and its
+    thumbnails."""
     return {
         'ImageFile': {
             'description': 'The JPEG.',
-            'headers': header_refs(
-                'ETag',
-                'Last-Modified',
-                'Cache-Control.image',
-                'Accept-Ranges',
-                CACHE,
-                *_KEYS,
-            ),
+            'headers': _picture_headers('Content-Disposition.inline'),
             'content': {falcon.MEDIA_JPEG: BINARY},
+        },
+        'OriginalFile': {
+            'description': (
+                'The original kept as uploaded: a PNG, GIF or WebP, as its '
+                "document's `original` says."
+            ),
+            'headers': _picture_headers('Content-Disposition.attachment'),
+            'content': {media_type: BINARY for media_type in _KEPT_TYPES},
         },
         'AnimationFile': {
             'description': 'The animated WebP.',
-            'headers': header_refs(
-                'ETag',
-                'Last-Modified',
-                'Cache-Control.image',
-                'Accept-Ranges',
-                CACHE,
-                *_KEYS,
-            ),
+            'headers': _picture_headers(),
             'content': {'image/webp': BINARY},
         },
         'ThumbnailFile': {
@@ -553,7 +581,9 @@ def _file_responses() -> Schema:
             ),
             'content': {
                 media_type: BINARY
-                for media_type in sorted(set(renditions.MEDIA_TYPES.values()))
+                for media_type in sorted(
+                    {*renditions.MEDIA_TYPES.values(), *_KEPT_TYPES}
+                )
             },
         },
     }

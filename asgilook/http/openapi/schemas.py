@@ -146,7 +146,7 @@ def _image_properties(config: Config) -> Schema:
 
 def _shared_properties() -> Schema:
     """The fields of the image document for pages and sharing: its
-    placeholder, animation, page, name and visibility."""
+    placeholder, animation, original kept, page, name and visibility."""
     return {
         'placeholder': {
             'type': ['string', 'null'],
@@ -164,6 +164,16 @@ def _shared_properties() -> Schema:
                 'animated WebP: `/images/{id}.webp`; else null.'
             ),
             'pattern': f'^/images/{UUID_PATTERN}\\.webp{SIGNED_QUERY}$',
+        },
+        'original': {
+            'type': ['string', 'null'],
+            'description': (
+                'For an upload whose JPEG is a conversion (a PNG, GIF, WebP, '
+                'BMP or TIFF), the URI of the original kept as uploaded, to '
+                'download: `/images/{id}/original`; null when the JPEG is the '
+                'original (a JPEG, HEIC or AVIF upload) or none could be kept.'
+            ),
+            'pattern': f'^/images/{UUID_PATTERN}/original{SIGNED_QUERY}$',
         },
         'page': {
             'type': 'string',

@@ -68,6 +68,9 @@ class Entry:
     owner: str = ''
     #: The bytes uploaded: what the version counts against its owner's quota.
     bytes: int = 0
+    #: The extension of the original kept as uploaded beside the JPEG
+    #: (``png``, ``gif`` or ``webp``); empty when the JPEG is the original.
+    original: str = ''
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -282,6 +285,7 @@ class Index(abc.ABC):
         visibility: str = PUBLIC,
         owner: str = '',
         bytes: int = 0,
+        original: str = '',
     ) -> tuple[Entry, Entry | None]:
         """Record that ``file`` (already durable) is the image's version now.
 

@@ -58,6 +58,7 @@ from asgilook.storage.index.sqlite_schema import _MIGRATIONS
 from asgilook.storage.index.sqlite_schema import COLUMNS as _COLUMNS
 from asgilook.storage.index.sqlite_schema import SCHEMA_VERSION
 from asgilook.storage.index.sqlite_schema import entry as _entry
+from asgilook.storage.index.sqlite_schema import insert
 from asgilook.storage.index.sqlite_schema import migrate
 from asgilook.storage.index.sqlite_schema import page_query
 from asgilook.storage.index.wal import WalHeader
@@ -412,6 +413,7 @@ class SQLiteIndex(Index):
         visibility: str = PUBLIC,
         owner: str = '',
         bytes: int = 0,
+        original: str = '',
     ) -> tuple[Entry, Entry | None]:
         """Record a version; it is on disk when this returns.
 
@@ -422,7 +424,7 @@ class SQLiteIndex(Index):
         and the turn was held while its thread waited for the interpreter.
         """
         entry = Entry(image_id, file, size, 0, token_hash, placeholder, animated,
-                      name, visibility, owner, bytes)  # fmt: skip
+                      name, visibility, owner, bytes, original)  # fmt: skip
         done: concurrent.futures.Future[tuple[Entry, Entry | None]]
         done = concurrent.futures.Future()
         with self._queue_lock:
@@ -489,7 +491,7 @@ class SQLiteIndex(Index):
                 #   the upload order even if the system clock steps back.
                 clock = max(clock + 1, _now())
                 entry = dataclasses.replace(entry, modified=clock)
-                self._insert(connection, entry)
+                insert(connection, entry)
                 connection.execute(
                     'DELETE FROM tombstones WHERE id = ?', (entry.image_id,)
                 )
@@ -498,17 +500,6 @@ class SQLiteIndex(Index):
                 'UPDATE counters SET clock = ?, images = images + ?', (clock, added)
             )
         return written
-
-    @staticmethod
-    def _insert(connection: sqlite3.Connection, entry: Entry) -> None:
-        width, height = entry.size
-        connection.execute(
-            f'INSERT INTO images ({_COLUMNS}) '
-            'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-            (entry.image_id, entry.file, width, height, entry.modified,
-             entry.token_hash, entry.placeholder, int(entry.animated), entry.name,
-             entry.visibility, entry.owner, entry.bytes),
-        )  # fmt: skip
 
     async def delete(self, image_id: str, allowed: Callable[[Entry], bool]) -> Entry:
         return await self._run(self._delete, image_id, allowed)
@@ -558,7 +549,7 @@ class SQLiteIndex(Index):
                 if self._get(connection, entry.image_id) is None
             ]
             for entry in added:
-                self._insert(connection, entry)
+                insert(connection, entry)
             newest = max((entry.modified for entry in added), default=0)
             self._tick(connection, len(added), newest)
             connection.execute('INSERT INTO adopted VALUES (?)', (source,))

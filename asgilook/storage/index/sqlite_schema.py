@@ -70,6 +70,7 @@ ALTER TABLE images ADD COLUMN name TEXT NOT NULL DEFAULT '';
 ALTER TABLE images ADD COLUMN visibility TEXT NOT NULL DEFAULT 'public';
 ALTER TABLE images ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE images ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE images ADD COLUMN original TEXT NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS images_public ON images (seq)
 WHERE visibility = 'public';
 CREATE INDEX IF NOT EXISTS images_by_owner ON images (owner, seq);
@@ -107,7 +108,7 @@ INSERT OR IGNORE INTO url_secret VALUES (1, X'{secret}');
 
 COLUMNS = (
     'id, file, width, height, modified, token_hash, placeholder, animated, '
-    'name, visibility, owner, bytes'
+    'name, visibility, owner, bytes, original'
 )
 KEY_COLUMNS = 'name, key_hash, quota, rate, admin, created, revoked, used'
 
@@ -157,7 +158,7 @@ def page_query(owner: str | None, everyone: bool, newest_first: bool) -> str:
 def entry(row: tuple[Any, ...]) -> Entry:
     """The entry of a row of :data:`COLUMNS`."""
     (image_id, file, width, height, modified, token_hash, placeholder, animated,
-     name, visibility, owner, size) = row  # fmt: skip
+     name, visibility, owner, size, original) = row  # fmt: skip
     return Entry(
         image_id,
         file,
@@ -170,7 +171,20 @@ def entry(row: tuple[Any, ...]) -> Entry:
         visibility,
         owner,
         size,
+        original,
     )
+
+
+def insert(connection: sqlite3.Connection, entry: Entry) -> None:
+    """Write ``entry`` as a new row of ``images``."""
+    width, height = entry.size
+    connection.execute(
+        f'INSERT INTO images ({COLUMNS}) '
+        'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        (entry.image_id, entry.file, width, height, entry.modified,
+         entry.token_hash, entry.placeholder, int(entry.animated), entry.name,
+         entry.visibility, entry.owner, entry.bytes, entry.original),
+    )  # fmt: skip
 
 
 def key(row: tuple[Any, ...]) -> UploadKey:

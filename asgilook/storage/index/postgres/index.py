@@ -160,6 +160,7 @@ class PostgresIndex(_ListeningIndex, _BatchingIndex):
                 [entry.visibility for entry in entries],
                 [entry.owner for entry in entries],
                 [entry.bytes for entry in entries],
+                [entry.original for entry in entries],
             )
             # NOTE: As a put would, the clock moves on to the newest image.
             newest = max((row['modified'] for row in added), default=0)

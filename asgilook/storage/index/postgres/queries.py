@@ -25,7 +25,7 @@ TOMBSTONE_MICROSECONDS = 7 * 24 * 3600 * 1_000_000
 
 _COLUMNS = (
     'id, file, width, height, modified, token_hash, placeholder, animated, '
-    'name, visibility, owner, bytes'
+    'name, visibility, owner, bytes, original'
 )
 _NOW = '(extract(epoch FROM clock_timestamp()) * 1000000)::bigint'
 
@@ -77,7 +77,7 @@ _QUOTAS = """
                     RETURN QUERY SELECT v_put.id, NULL::text, NULL::integer,
                         NULL::integer, NULL::bigint, NULL::text, NULL::text,
                         NULL::boolean, NULL::text, NULL::text, v_put.owner,
-                        v_before, true;
+                        v_before, NULL::text, true;
                     CONTINUE;
                 END IF;
                 v_used[v_at] := v_used[v_at] + v_put.bytes;
@@ -108,12 +108,13 @@ _PUT_FUNCTION = f"""
 CREATE FUNCTION pg_temp.asgilook_put(
     p_ids text[], p_files text[], p_widths integer[], p_heights integer[],
     p_token_hashes text[], p_placeholders text[], p_animated boolean[],
-    p_names text[], p_visibilities text[], p_owners text[], p_bytes bigint[]
+    p_names text[], p_visibilities text[], p_owners text[], p_bytes bigint[],
+    p_originals text[]
 ) RETURNS TABLE (
     r_id text, r_file text, r_width integer, r_height integer,
     r_modified bigint, r_token_hash text, r_placeholder text, r_animated boolean,
     r_name text, r_visibility text, r_owner text, r_bytes bigint,
-    r_refused boolean
+    r_original text, r_refused boolean
 ) LANGUAGE plpgsql AS $$
 DECLARE
     v_keep boolean[] := array_fill(true, ARRAY[cardinality(p_ids)]);
@@ -145,20 +146,20 @@ BEGIN
     SELECT put.id, put.file, put.width, put.height,
            v_newest - v_count + row_number() OVER (ORDER BY put.position),
            put.token_hash, put.placeholder, put.animated, put.name,
-           put.visibility, put.owner, put.bytes
+           put.visibility, put.owner, put.bytes, put.original
     FROM unnest(p_ids, p_files, p_widths, p_heights, p_token_hashes,
                 p_placeholders, p_animated, p_names, p_visibilities, p_owners,
-                p_bytes, v_keep)
+                p_bytes, p_originals, v_keep)
          WITH ORDINALITY AS put (id, file, width, height, token_hash,
                                  placeholder, animated, name, visibility, owner,
-                                 bytes, keep, position)
+                                 bytes, original, keep, position)
     WHERE put.keep
     ORDER BY put.position;
     UPDATE counters SET images = images + v_count - v_replaced;
     RETURN QUERY SELECT NULL::text, NULL::text, NULL::integer, NULL::integer,
                         v_newest, NULL::text, NULL::text, NULL::boolean,
                         NULL::text, NULL::text, NULL::text, NULL::bigint,
-                        NULL::boolean;
+                        NULL::text, NULL::boolean;
 END
 $$
 """
@@ -167,8 +168,8 @@ SELECT r_id AS id, r_file AS file, r_width AS width, r_height AS height,
        r_modified AS modified, r_token_hash AS token_hash,
        r_placeholder AS placeholder, r_animated AS animated, r_name AS name,
        r_visibility AS visibility, r_owner AS owner, r_bytes AS bytes,
-       r_refused AS refused
-FROM pg_temp.asgilook_put($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+       r_original AS original, r_refused AS refused
+FROM pg_temp.asgilook_put($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 """
 _FIND_FOR_DELETE = f'SELECT seq, {_COLUMNS} FROM images WHERE id = $1 FOR UPDATE'
 _BURY = """
@@ -188,7 +189,7 @@ INSERT INTO images ({_COLUMNS})
 SELECT {_COLUMNS}
 FROM unnest($1::text[], $2::text[], $3::integer[], $4::integer[],
             $5::bigint[], $6::text[], $7::text[], $8::boolean[], $9::text[],
-            $10::text[], $11::text[], $12::bigint[])
+            $10::text[], $11::text[], $12::bigint[], $13::text[])
      WITH ORDINALITY AS adopted ({_COLUMNS}, position)
 ORDER BY position
 ON CONFLICT (id) DO NOTHING
@@ -278,6 +279,7 @@ def _entry(row: Any) -> Entry:
         row['visibility'],
         row['owner'],
         row['bytes'],
+        row['original'],
     )
 
 

@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS deployment (
 );
 """
 _DEPLOYMENT = 'INSERT INTO deployment VALUES (true, $1) ON CONFLICT DO NOTHING'
-#: What version 4 added: names, visibility, owners and their bytes; upload
+#: What version 4 added: names, visibility, owners and their bytes, the
+#: format of the original kept as uploaded; upload
 #: keys, whose ``used`` the triggers keep (reading a key is one row); and the
 #: secret of signed URLs, made once (see Index.url_secret).
 #:
@@ -75,6 +76,7 @@ ALTER TABLE images
     ADD COLUMN IF NOT EXISTS visibility text NOT NULL DEFAULT 'public';
 ALTER TABLE images ADD COLUMN IF NOT EXISTS owner text NOT NULL DEFAULT '';
 ALTER TABLE images ADD COLUMN IF NOT EXISTS bytes bigint NOT NULL DEFAULT 0;
+ALTER TABLE images ADD COLUMN IF NOT EXISTS original text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS images_public ON images (seq)
 WHERE visibility = 'public';
 CREATE INDEX IF NOT EXISTS images_by_owner ON images (owner, seq);

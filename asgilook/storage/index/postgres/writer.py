@@ -45,6 +45,7 @@ class _BatchingIndex(_PooledIndex):
         visibility: str = PUBLIC,
         owner: str = '',
         bytes: int = 0,
+        original: str = '',
     ) -> tuple[Entry, Entry | None]:
         """Record a version; it is committed when this returns.
 
@@ -55,7 +56,7 @@ class _BatchingIndex(_PooledIndex):
         """
         binding = self._bind()
         entry = Entry(image_id, file, size, 0, token_hash, placeholder, animated,
-                      name, visibility, owner, bytes)  # fmt: skip
+                      name, visibility, owner, bytes, original)  # fmt: skip
         done: asyncio.Future[tuple[Entry, Entry | None]] = binding.loop.create_future()
         binding.queued.append((entry, done))
         if binding.writer is None:
@@ -133,6 +134,7 @@ class _BatchingIndex(_PooledIndex):
                 [entry.visibility for entry in entries],
                 [entry.owner for entry in entries],
                 [entry.bytes for entry in entries],
+                [entry.original for entry in entries],
             )
             # NOTE: Only for a put refused, a read after the change.
             refused: dict[str, tuple[UploadKey, int]] = {}

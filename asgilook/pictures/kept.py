@@ -1,0 +1,130 @@
+"""The original kept as uploaded, beside the JPEG that the service stores.
+
+Every upload is stored as an upright sRGB JPEG, which the contract serves;
+for most formats that JPEG is a conversion, which flattens transparency,
+keeps one frame of an animation, and loses some detail. :func:`keep` makes
+the copy of the upload that is kept beside it, for people to download:
+
+- a PNG (APNG too), GIF or WebP: the uploaded bytes with their metadata
+  removed at the container level (see :mod:`asgilook.pictures.containers`),
+  every pixel, frame and alpha value as uploaded;
+- a BMP or TIFF: a lossless PNG of the pixels Pillow decodes, with their
+  alpha and colour profile (a PNG is what browsers show; the upload's own
+  metadata is not written again);
+- a still PNG whose EXIF says to turn it: a lossless PNG of it upright, as
+  its JPEG is (without its EXIF, a viewer would show the kept copy unturned).
+
+None is kept for a JPEG (its stored JPEG is the download: the upload minus
+its metadata if it was upright and sRGB, else its conversion), for HEIC and
+AVIF (their metadata is in item tables that these walks do not rewrite, and
+a PNG of them would be many times the upload's size), for an animation or a
+WebP that is to be turned, for a TIFF of several pages or whose pixels a PNG
+cannot hold as they are (CMYK, Lab, floating point, 32-bit integers), and
+for a container that cannot be rewritten safely.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import NamedTuple
+
+from asgilook.pictures import containers
+from asgilook.pictures import decoding
+
+PNG, GIF, WEBP = 'png', 'gif', 'webp'
+#: The media type of a kept original, by its extension.
+MEDIA_TYPES = {PNG: 'image/png', GIF: 'image/gif', WEBP: 'image/webp'}
+#: The Pillow modes whose pixels a PNG holds exactly.
+PNG_MODES = frozenset({'1', 'L', 'LA', 'I;16', 'I;16B', 'P', 'RGB', 'RGBA'})
+#: How BMP and TIFF (little- and big-endian, classic and BigTIFF) files start.
+_CONVERTED = (b'BM', b'II*\x00', b'MM\x00*', b'II+\x00', b'MM\x00+')
+
+
+class Kept(NamedTuple):
+    """The original kept of an upload: its bytes, and their extension."""
+
+    data: bytes
+    #: One of :data:`MEDIA_TYPES`.
+    extension: str
+
+
+def may_keep(data: bytes) -> bool:
+    """Whether an original may be kept of an upload, from its first bytes.
+
+    For the caller to ask :func:`keep` (a hop to a thread) only when it may
+    answer something.
+    """
+    return (
+        data.startswith((containers.PNG_SIGNATURE, *containers.GIF_SIGNATURES))
+        or _is_webp(data)
+        or data.startswith(_CONVERTED)
+    )
+
+
+def keep(data: bytes, turned: bool, max_pixels: int) -> Kept | None:
+    """The original to keep of an upload that decoded, or None.
+
+    Args:
+        data: The uploaded bytes, which :func:`~asgilook.pictures.pixels.decode`
+            accepted.
+        turned: Whether its stored picture was turned upright (by its EXIF
+            orientation).
+        max_pixels: The most pixels, as for ``decode``.
+    """
+    if data.startswith(containers.PNG_SIGNATURE):
+        if not turned:
+            return _kept(containers.strip_png(data), PNG)
+        # NOTE: A frame of an APNG turned would be another animation.
+        if b'acTL' in data[: data.find(b'IDAT')]:
+            return None
+        return _lossless(data, max_pixels)
+    if turned:
+        return None if _is_webp(data) else _lossless(data, max_pixels)
+    if data.startswith(containers.GIF_SIGNATURES):
+        return _kept(containers.strip_gif(data), GIF)
+    if _is_webp(data):
+        return _kept(containers.strip_webp(data), WEBP)
+    return _lossless(data, max_pixels)
+
+
+def _is_webp(data: bytes) -> bool:
+    return data[:4] == b'RIFF' and data[8:12] == b'WEBP'
+
+
+def _kept(data: bytes | None, extension: str) -> Kept | None:
+    return None if data is None else Kept(data, extension)
+
+
+def _lossless(data: bytes, max_pixels: int) -> Kept | None:
+    """A lossless PNG of a BMP, TIFF or still PNG, upright; None if there
+    can be none (see the module)."""
+    image = decoding.open_upload(data, max_pixels)
+    if (
+        image.format not in ('BMP', 'TIFF', 'PNG')
+        or getattr(image, 'n_frames', 1) > 1
+        or image.mode not in PNG_MODES
+    ):
+        return None
+    try:
+        image.load()
+        turn = decoding.upright(image)
+    except MemoryError:
+        raise
+    except Exception:
+        # NOTE: Its JPEG was made of it, so this is not expected; the JPEG
+        #   is the download then.
+        return None
+    profile = image.info.get('icc_profile')
+    transparency = image.info.get('transparency')
+    if turn is not None:
+        image = image.transpose(turn)
+    # NOTE: Pillow writes some of ``info`` by itself: only what is passed.
+    image.info = {}
+    params = {'icc_profile': profile, 'transparency': transparency}
+    output = io.BytesIO()
+    image.save(
+        output,
+        'PNG',
+        **{name: value for name, value in params.items() if value is not None},
+    )
+    return Kept(output.getvalue(), PNG)
