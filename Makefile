@@ -53,7 +53,9 @@ lint: $(VENV)/.lint
 # The benchmarks: serving, against Falcon's tutorial app (real Redis, uvicorn,
 # wrk); the index, against the journal of the previous release (SQLite, and
 # PostgreSQL if it is installed); the thumbnail formats, bytes against SSIM
-# (NumPy, from the bench extra); the disk one picture takes. `make bench
+# (NumPy, from the bench extra); the disk one picture takes; Lighthouse's
+# scores of the gallery and a picture's page (Chromium; Lighthouse from npm,
+# installed into bench/.lighthouse on the first run). `make bench
 # BENCH_ARGS=--quick` to try the first three out; they get BENCH_ARGS, so give
 # --json to one target at a time.
 bench: $(VENV)/.bench
@@ -62,6 +64,7 @@ bench: $(VENV)/.bench
 	$(BIN)/python bench/storage.py $(BENCH_ARGS)
 	$(BIN)/python bench/formats.py
 	$(BIN)/python bench/disk.py
+	$(BIN)/python bench/lighthouse.py
 
 bench-index: $(VENV)/.bench
 	$(BIN)/python bench/index.py $(BENCH_ARGS)

@@ -121,6 +121,7 @@ return {
   shownWidth: rect.width,
   caption: box.querySelector('.caption').textContent,
   download: box.querySelector('a.download').getAttribute('href'),
+  downloadName: box.querySelector('a.download').getAttribute('download'),
   copy: box.querySelector('button.copy-link').checkVisibility(),
   deletable: !box.querySelector('button.delete').hidden,
   said: box.querySelector('.said').textContent,
@@ -867,7 +868,10 @@ def test_the_lightbox_is_the_pictures_page_and_back_closes_it(
     print(f'{name}: the lightbox shows {width} px across {needed} device px')
     assert state['copy'], state
     document = documents[first]
+    # A JPEG's original is its JPEG, under the name it came with.
+    assert document['original'] is None, document
     assert state['download'] == f'{document["image"]}?v={document["version"]}'
+    assert state['downloadName'] == f'asgilook-{document["id"]}.jpeg', state
     assert state['deletable'] is False, state
 
     # The arrow keys and the buttons go through the pictures; the URL follows.
@@ -1006,6 +1010,15 @@ def test_a_pasted_picture_is_uploaded_and_offers_its_link(
     screenshot(driver, 'pasted-narrow')
     state = open_lightbox(driver, new)
     assert state['deletable'], state
+    # A pasted picture is a PNG: its original is kept as it came, and the
+    # download is that PNG, named by the server.
+    assert document['original'], document
+    assert state['download'] == f'{document["original"]}?v={document["version"]}'
+    assert state['downloadName'] == '', state
+    original = http.get(state['download'])
+    assert original.headers['Content-Type'] == 'image/png'
+    assert original.headers['Content-Disposition'].startswith('attachment;')
+    assert original.content.startswith(b'\x89PNG')
     driver.find_element(By.CSS_SELECTOR, '#lightbox button.copy-link').click()
     wait_for(
         driver,
