@@ -168,13 +168,24 @@ def wait_for_tiles(driver, expected):
 
 
 def wait_for_rows(driver, expected):
-    """Wait until the upload rows' last classes are ``expected`` (done, failed)."""
+    """Wait until the upload rows' last classes are ``expected`` (done, failed),
+    in any order; return the rows, in the order of ``expected``.
+
+    NOTE: The gallery sends two uploads at once: which of two files chosen
+    together reaches the server first (and takes a rate's one slot) is the
+    network's to say.
+    """
+
+    def classes(driver):
+        return sorted(row['classes'][-1] for row in upload_rows(driver))
+
     wait_for(
         driver,
-        lambda driver: [row['classes'][-1] for row in upload_rows(driver)] == expected,
+        lambda driver: classes(driver) == sorted(expected),
         lambda driver: f'#uploads: expected {expected}, seen {upload_rows(driver)}',
     )
-    return upload_rows(driver)
+    rows = upload_rows(driver)
+    return sorted(rows, key=lambda row: expected.index(row['classes'][-1]))
 
 
 def wait_for_tile(driver, image_id, **expected):
@@ -386,7 +397,8 @@ def test_a_keys_rate_and_quota_say_why_beside_the_file(
     large.write_bytes(picture('#16a085', (1600, 1200)))
     choose_files(driver, [str(large)])
     rows = wait_for_rows(driver, ['done', 'failed', 'failed'])
-    error = rows[-1]['error']
+    # The new row is the newest: the list keeps the order files were chosen.
+    error = upload_rows(driver)[-1]['error']
     assert error.startswith('The upload key "small" may keep 20 kB of pictures'), rows
     assert 'is left' in error, rows
     shoot(driver, 'phone-over-quota')
