@@ -220,3 +220,143 @@ def _webp(data: bytes) -> bytes:
     body = b''.join(chunks)
     riff = b'RIFF' + struct.pack('<I', 4 + len(body)) + b'WEBP'
     return riff + body
+
+
+# HEIF and AVIF
+
+
+def strip_heif(data: bytes) -> bytes | None:
+    """An HEIF (HEIC) or AVIF file without its EXIF and XMP; None if it
+    cannot be.
+
+    NOTE: Unlike the others, rewritten in place, every byte where it was: an
+    item's data is found by file offsets (``iloc``), which moving anything
+    would break. The metadata items (type ``Exif``, and ``mime`` of
+    ``application/rdf+xml``) get the type :data:`HEIF_HIDDEN`, which no
+    reader knows and every reader passes by, and their data is zeroed. The
+    orientation is no loss: HEIF's is its ``irot`` and ``imir`` properties,
+    and readers ignore the EXIF one.
+    """
+    try:
+        return _heif(data)
+    except _Unsupported:
+        return None
+
+
+#: The item type the metadata items are given, one no reader knows.
+HEIF_HIDDEN = b'hide'
+#: XMP's media type, as a ``mime`` item gives it.
+XMP_TYPE = b'application/rdf+xml'
+
+
+def _heif(data: bytes) -> bytes:
+    meta = _heif_box(data, 0, len(data), b'meta')
+    # NOTE: A full box: its version and flags come before its children.
+    start, end = meta[0] + 4, meta[1]
+    iinf = _heif_box(data, start, end, b'iinf')
+    iloc = _heif_box(data, start, end, b'iloc')
+    try:
+        idat: tuple[int, int] | None = _heif_box(data, start, end, b'idat')
+    except _Unsupported:
+        idat = None
+    hidden = _metadata_items(data, *iinf)
+    output = bytearray(data)
+    for at in hidden.values():
+        output[at : at + 4] = HEIF_HIDDEN
+    for item, method, base, extents in _heif_locations(data, *iloc):
+        if item not in hidden:
+            continue
+        source = (0, len(data)) if method == 0 else idat if method == 1 else None
+        if source is None:
+            raise _Unsupported
+        for offset, length in extents:
+            first = source[0] + base + offset
+            last = first + length if length else source[1]
+            if last > source[1]:
+                raise _Unsupported
+            output[first:last] = bytes(last - first)
+    return bytes(output)
+
+
+def _heif_box(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int]:
+    """Where the body of the first box of ``kind`` between ``start`` and
+    ``end`` starts and ends."""
+    at = start
+    while at + 8 <= end:
+        (size,) = struct.unpack_from('>I', data, at)
+        body = at + 8
+        if size == 1 and at + 16 <= end:
+            (size,) = struct.unpack_from('>Q', data, at + 8)
+            body = at + 16
+        elif size == 0:
+            size = end - at
+        if size < body - at or at + size > end:
+            raise _Unsupported
+        if data[at + 4 : at + 8] == kind:
+            return body, at + size
+        at += size
+    raise _Unsupported
+
+
+def _metadata_items(data: bytes, start: int, end: int) -> dict[int, int]:
+    """The metadata items of an ``iinf`` body: where each one's type is, by ID."""
+    # A full box, then the number of entries: 16 bits in version 0, else 32.
+    if start >= end:
+        raise _Unsupported
+    at = start + (6 if data[start] == 0 else 8)
+    found = {}
+    while at < end:
+        entry, after = _heif_box(data, at, end, b'infe')
+        version = data[entry]
+        if version in (2, 3):
+            # Its ID (16 or 32 bits), its protection index, its type, its
+            # name; a ``mime`` item's media type after that.
+            id_size = 2 if version == 2 else 4
+            item = int.from_bytes(data[entry + 4 : entry + 4 + id_size], 'big')
+            kind_at = entry + 6 + id_size
+            kind = data[kind_at : kind_at + 4]
+            name_end = data.find(b'\0', kind_at + 4, after)
+            media = data[name_end + 1 : after] if name_end >= 0 else b''
+            if kind == b'Exif' or (kind == b'mime' and media.startswith(XMP_TYPE)):
+                found[item] = kind_at
+        at = after
+    return found
+
+
+def _heif_locations(
+    data: bytes, start: int, end: int
+) -> list[tuple[int, int, int, list[tuple[int, int]]]]:
+    """Each item of an ``iloc`` body: its ID, construction method, base offset
+    and extents (offset, length)."""
+
+    def number(at: int, size: int) -> int:
+        if at + size > end:
+            raise _Unsupported
+        return int.from_bytes(data[at : at + size], 'big')
+
+    version = number(start, 1)
+    sizes = number(start + 4, 2)
+    offset_size, length_size, base_size = sizes >> 12, sizes >> 8 & 15, sizes >> 4 & 15
+    index_size = sizes & 15 if version in (1, 2) else 0
+    id_size = 4 if version == 2 else 2
+    at = start + 6 + id_size
+    items = []
+    for _ in range(number(start + 6, id_size)):
+        item, method = number(at, id_size), 0
+        at += id_size
+        if version in (1, 2):
+            method = number(at, 2) & 15
+            at += 2
+        base = number(at + 2, base_size)  # After the data reference: this file.
+        at += 2 + base_size
+        extents = []
+        count = number(at, 2)
+        at += 2
+        for _ in range(count):
+            at += index_size
+            extents.append(
+                (number(at, offset_size), number(at + offset_size, length_size))
+            )
+            at += offset_size + length_size
+        items.append((item, method, base, extents))
+    return items

@@ -5,9 +5,10 @@ for most formats that JPEG is a conversion, which flattens transparency,
 keeps one frame of an animation, and loses some detail. :func:`keep` makes
 the copy of the upload that is kept beside it, for people to download:
 
-- a PNG (APNG too), GIF or WebP: the uploaded bytes with their metadata
-  removed at the container level (see :mod:`asgilook.pictures.containers`),
-  every pixel, frame and alpha value as uploaded;
+- a PNG (APNG too), GIF, WebP, HEIC or AVIF: the uploaded bytes with their
+  metadata removed at the container level (see
+  :mod:`asgilook.pictures.containers`), every pixel, frame and alpha value
+  as uploaded;
 - a BMP or TIFF: a lossless PNG of the pixels Pillow decodes, with their
   alpha and colour profile (a PNG is what browsers show; the upload's own
   metadata is not written again);
@@ -15,12 +16,11 @@ the copy of the upload that is kept beside it, for people to download:
   its JPEG is (without its EXIF, a viewer would show the kept copy unturned).
 
 None is kept for a JPEG (its stored JPEG is the download: the upload minus
-its metadata if it was upright and sRGB, else its conversion), for HEIC and
-AVIF (their metadata is in item tables that these walks do not rewrite, and
-a PNG of them would be many times the upload's size), for an animation or a
-WebP that is to be turned, for a TIFF of several pages or whose pixels a PNG
-cannot hold as they are (CMYK, Lab, floating point, 32-bit integers), and
-for a container that cannot be rewritten safely.
+its metadata if it was upright and sRGB, else its conversion), for an
+animation, or a WebP, HEIC or AVIF, that is to be turned by its EXIF, for a
+TIFF of several pages or whose pixels a PNG cannot hold as they are (CMYK,
+Lab, floating point, 32-bit integers), and for a container that cannot be
+rewritten safely.
 """
 
 from __future__ import annotations
@@ -31,9 +31,17 @@ from typing import NamedTuple
 from asgilook.pictures import containers
 from asgilook.pictures import decoding
 
-PNG, GIF, WEBP = 'png', 'gif', 'webp'
+PNG, GIF, WEBP, HEIC, AVIF = 'png', 'gif', 'webp', 'heic', 'avif'
 #: The media type of a kept original, by its extension.
-MEDIA_TYPES = {PNG: 'image/png', GIF: 'image/gif', WEBP: 'image/webp'}
+MEDIA_TYPES = {
+    PNG: 'image/png',
+    GIF: 'image/gif',
+    WEBP: 'image/webp',
+    HEIC: 'image/heic',
+    AVIF: 'image/avif',
+}
+#: The brands (``ftyp``) of an AVIF file; any other HEIF file is a HEIC.
+AVIF_BRANDS = (b'avif', b'avis')
 #: The Pillow modes whose pixels a PNG holds exactly.
 PNG_MODES = frozenset({'1', 'L', 'LA', 'I;16', 'I;16B', 'P', 'RGB', 'RGBA'})
 #: How BMP and TIFF (little- and big-endian, classic and BigTIFF) files start.
@@ -57,6 +65,7 @@ def may_keep(data: bytes) -> bool:
     return (
         data.startswith((containers.PNG_SIGNATURE, *containers.GIF_SIGNATURES))
         or _is_webp(data)
+        or _is_heif(data)
         or data.startswith(_CONVERTED)
     )
 
@@ -79,7 +88,10 @@ def keep(data: bytes, turned: bool, max_pixels: int) -> Kept | None:
             return None
         return _lossless(data, max_pixels)
     if turned:
-        return None if _is_webp(data) else _lossless(data, max_pixels)
+        still = not (_is_webp(data) or _is_heif(data))
+        return _lossless(data, max_pixels) if still else None
+    if _is_heif(data):
+        return _kept(containers.strip_heif(data), _heif_extension(data))
     if data.startswith(containers.GIF_SIGNATURES):
         return _kept(containers.strip_gif(data), GIF)
     if _is_webp(data):
@@ -89,6 +101,19 @@ def keep(data: bytes, turned: bool, max_pixels: int) -> Kept | None:
 
 def _is_webp(data: bytes) -> bool:
     return data[:4] == b'RIFF' and data[8:12] == b'WEBP'
+
+
+def _is_heif(data: bytes) -> bool:
+    """Whether ``data`` starts as an ISO BMFF file does (HEIF, AVIF)."""
+    return data[4:8] == b'ftyp'
+
+
+def _heif_extension(data: bytes) -> str:
+    """``avif`` for an AVIF file, by its brands (``ftyp``); else ``heic``."""
+    size = int.from_bytes(data[:4], 'big')
+    brands = data[8 : min(size, 64)]
+    found = {brands[at : at + 4] for at in range(0, len(brands), 4)}
+    return AVIF if found.intersection(AVIF_BRANDS) else HEIC
 
 
 def _kept(data: bytes | None, extension: str) -> Kept | None:

@@ -191,9 +191,10 @@ def get_original() -> Schema:
         'summary': 'Download the original kept as uploaded',
         'description': (
             'The upload itself, for a picture whose JPEG is a conversion (its '
-            "document's `original`): a PNG, GIF or WebP with its metadata "
-            'removed and every pixel, frame and alpha value as uploaded; a BMP '
-            'or TIFF as a lossless PNG. `Content-Disposition: attachment` names '
+            "document's `original`): a PNG, GIF, WebP, HEIC or AVIF with its "
+            'metadata removed and every pixel, frame and alpha value as '
+            'uploaded; a BMP or TIFF as a lossless PNG. `Content-Disposition: '
+            'attachment` names '
             'the file. The same headers, `HEAD`, `304`, ranges, `?v=` and '
             'signed links as the picture; `404` for a picture that has none '
             '(its JPEG is the original).'

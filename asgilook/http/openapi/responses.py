@@ -539,7 +539,7 @@ def _file_responses() -> Schema:
         },
         'OriginalFile': {
             'description': (
-                'The original kept as uploaded: a PNG, GIF or WebP, as its '
+                'The original kept as uploaded: a PNG, GIF, WebP, HEIC or AVIF, as its '
                 "document's `original` says."
             ),
             'headers': _picture_headers('Content-Disposition.attachment'),

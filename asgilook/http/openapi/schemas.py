@@ -169,9 +169,9 @@ def _shared_properties() -> Schema:
             'type': ['string', 'null'],
             'description': (
                 'For an upload whose JPEG is a conversion (a PNG, GIF, WebP, '
-                'BMP or TIFF), the URI of the original kept as uploaded, to '
-                'download: `/images/{id}/original`; null when the JPEG is the '
-                'original (a JPEG, HEIC or AVIF upload) or none could be kept.'
+                'HEIC, AVIF, BMP or TIFF), the URI of the original kept as '
+                'uploaded, to download: `/images/{id}/original`; null when the '
+                'JPEG is the original (a JPEG upload) or none could be kept.'
             ),
             'pattern': f'^/images/{UUID_PATTERN}/original{SIGNED_QUERY}$',
         },

@@ -69,7 +69,8 @@ class Entry:
     #: The bytes uploaded: what the version counts against its owner's quota.
     bytes: int = 0
     #: The extension of the original kept as uploaded beside the JPEG
-    #: (``png``, ``gif`` or ``webp``); empty when the JPEG is the original.
+    #: (``png``, ``gif``, ``webp``, ``heic`` or ``avif``); empty when the
+    #: JPEG is the original.
     original: str = ''
 
 
