@@ -306,6 +306,11 @@ def images_on_disk(service):
     return sorted(os.listdir(service.storage / 'images'))
 
 
+def versions(names):
+    """The versions that files of ``images/`` belong to (``<id>.<version>``)."""
+    return {name.rsplit('.', 1)[0] for name in names}
+
+
 def honest_upload(service):
     """POST the honest picture; its status and the seconds it took."""
     sock = connect(service)
@@ -380,7 +385,9 @@ def test_a_chunked_body_cut_off_mid_chunk_stores_nothing(service):
     sock.close()
     time.sleep(0.5)
 
-    assert len(stored) == len(before) + 1
+    # One version more: its JPEG, and the PNG kept as uploaded beside it.
+    assert len(versions(stored)) == len(versions(before)) + 1
+    assert len(stored) == len(before) + 2
     assert images_on_disk(service) == stored
     assert len(service_listing(service)) == len(listing) + 1
 
