@@ -111,6 +111,25 @@ class ConditionalRequests:
             not_modified_response(resp)
 
 
+def answer_not_modified(
+    req: falcon.asgi.Request,
+    resp: falcon.asgi.Response,
+    etag: str,
+    modified: datetime.datetime,
+) -> bool:
+    """Make ``resp`` a 304 if the request's validators match ``etag`` or
+    ``modified``, before any work; say whether it did."""
+    if not_modified(
+        req.get_header('If-None-Match'),
+        req.get_header('If-Modified-Since'),
+        etag,
+        modified,
+    ):
+        not_modified_response(resp)
+        return True
+    return False
+
+
 def not_modified_response(resp: falcon.asgi.Response) -> None:
     """Make ``resp`` a 304: no body, validators and cache headers kept."""
     resp.status = falcon.HTTP_304

@@ -103,13 +103,9 @@ class _ImageFiles:
         if size is not None and not await self._store.rendered(image, size, wanted):
             served = renditions.JPEG
         self._describe(resp, image, size, uri, version, served, wanted)
-        if conditional.not_modified(
-            req.get_header('If-None-Match'),
-            req.get_header('If-Modified-Since'),
-            image.etag(size, served),
-            image.modified,
+        if conditional.answer_not_modified(
+            req, resp, image.etag(size, served), image.modified
         ):
-            conditional.not_modified_response(resp)
             return
         whole_up_to = self._whole_up_to(req, f'{uri}?v={version}' if version else uri)
         window = _window(req, image.etag(size, served), image.modified)
@@ -171,13 +167,7 @@ class _ImageFiles:
         _check_kept(image)
         self._describe(resp, image, None, uri, version, KEPT, KEPT)
         etag = image.etag(None, KEPT)
-        if conditional.not_modified(
-            req.get_header('If-None-Match'),
-            req.get_header('If-Modified-Since'),
-            etag,
-            image.modified,
-        ):
-            conditional.not_modified_response(resp)
+        if conditional.answer_not_modified(req, resp, etag, image.modified):
             return
         whole_up_to = self._whole_up_to(req, f'{uri}?v={version}' if version else uri)
         window = _window(req, etag, image.modified)

@@ -131,15 +131,13 @@ def _upload_body() -> Schema:
     }
 
 
-def get_image() -> Schema:
+def _file(schema: Schema, operation_id: str, response: str) -> Schema:
+    """The operation of ``schema`` (its summary and description) on one file
+    of a picture: the same parameters, ranges, 304 and errors for each."""
     return {
-        'summary': 'Fetch a picture',
-        'description': (
-            'The JPEG; a private picture only through a signed link (its '
-            "document's `image`), else `404`."
-        ),
+        **schema,
         'tags': ['images'],
-        'operationId': 'getImage',
+        'operationId': operation_id,
         'parameters': parameter_refs(
             'ImageId',
             'Version',
@@ -150,7 +148,7 @@ def get_image() -> Schema:
             'IfRange',
         ),
         'responses': {
-            '200': ref('responses', 'ImageFile'),
+            '200': ref('responses', response),
             '206': ref('responses', 'PartialFile'),
             **not_modified(),
             **error_refs('404', '416', '500', '503'),
@@ -158,65 +156,43 @@ def get_image() -> Schema:
     }
 
 
+def get_image() -> Schema:
+    schema = {
+        'summary': 'Fetch a picture',
+        'description': (
+            'The JPEG; a private picture only through a signed link (its '
+            "document's `image`), else `404`."
+        ),
+    }
+    return _file(schema, 'getImage', 'ImageFile')
+
+
 def get_animation() -> Schema:
-    return {
+    schema = {
         'summary': 'Fetch the animation of an animated picture',
         'description': (
             'The animated WebP of an animated upload, with the same headers, '
             '`HEAD`, `304`, `?v=` and signed links as the picture; `404` for a '
             'still one.'
         ),
-        'tags': ['images'],
-        'operationId': 'getAnimation',
-        'parameters': parameter_refs(
-            'ImageId',
-            'Version',
-            *SIGNED,
-            'IfNoneMatch',
-            'IfModifiedSince',
-            'Range',
-            'IfRange',
-        ),
-        'responses': {
-            '200': ref('responses', 'AnimationFile'),
-            '206': ref('responses', 'PartialFile'),
-            **not_modified(),
-            **error_refs('404', '416', '500', '503'),
-        },
     }
+    return _file(schema, 'getAnimation', 'AnimationFile')
 
 
 def get_original() -> Schema:
-    return {
+    schema = {
         'summary': 'Download the original kept as uploaded',
         'description': (
             'The upload itself, for a picture whose JPEG is a conversion (its '
             "document's `original`): a PNG, GIF, WebP, HEIC or AVIF with its "
             'metadata removed and every pixel, frame and alpha value as '
             'uploaded; a BMP or TIFF as a lossless PNG. `Content-Disposition: '
-            'attachment` names '
-            'the file. The same headers, `HEAD`, `304`, ranges, `?v=` and '
-            'signed links as the picture; `404` for a picture that has none '
-            '(its JPEG is the original).'
+            'attachment` names the file. The same headers, `HEAD`, `304`, '
+            'ranges, `?v=` and signed links as the picture; `404` for a picture '
+            'that has none (its JPEG is the original).'
         ),
-        'tags': ['images'],
-        'operationId': 'getOriginal',
-        'parameters': parameter_refs(
-            'ImageId',
-            'Version',
-            *SIGNED,
-            'IfNoneMatch',
-            'IfModifiedSince',
-            'Range',
-            'IfRange',
-        ),
-        'responses': {
-            '200': ref('responses', 'OriginalFile'),
-            '206': ref('responses', 'PartialFile'),
-            **not_modified(),
-            **error_refs('404', '416', '500', '503'),
-        },
     }
+    return _file(schema, 'getOriginal', 'OriginalFile')
 
 
 def delete_image() -> Schema:
