@@ -210,6 +210,16 @@ def test_the_default_put_many_puts_each(blobs):
     assert sorted(run(scenario())) == [('images/a.jpeg', 1), ('images/b.jpeg', 1)]
 
 
+def test_create_many(blobs):
+    items = [('images/a.1.jpeg', b'jpeg'), ('images/a.1.original', b'png')]
+
+    async def scenario():
+        await blobs.create_many(items)
+        return [await blobs.open(key, 100) for key, _ in items]
+
+    assert run(scenario()) == [Found(len(data), data) for _, data in items]
+
+
 def test_delete(blobs):
     async def scenario():
         await blobs.put('images/a.jpeg', b'a')
@@ -432,6 +442,33 @@ def test_local_failed_write_leaves_no_partial_file(
         assert 'Input/output error' in str(raised.value)
     assert os.listdir(tmp_path / 'storage' / 'images') == ['a.jpeg']
     assert run(disk.open('images/a.jpeg', 100)) == Found(3, b'old')
+
+
+def test_local_create_many_refuses_a_file_that_exists(disk, tmp_path):
+    run(disk.put('images/a.jpeg', b'old'))
+    with pytest.raises(StorageUnavailable, match='File exists'):
+        run(disk.create_many([('images/a.jpeg', b'new')]))
+    # NOTE: The file there is someone else's: it stays, whole.
+    assert os.listdir(tmp_path / 'storage' / 'images') == ['a.jpeg']
+    assert run(disk.open('images/a.jpeg', 100)) == Found(3, b'old')
+
+
+@pytest.mark.parametrize('code', [errno.EIO, errno.ENOSPC])
+def test_local_failed_create_leaves_nothing(disk, tmp_path, monkeypatch, code):
+    run(disk.put('images/b.jpeg', b'other'))
+    written = []
+
+    def failing(fd):
+        written.append(os.fstat(fd).st_size)
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, 'fsync', failing)
+    with pytest.raises(StorageFull if code == errno.ENOSPC else StorageUnavailable):
+        run(disk.create_many([('images/a.jpeg', b'new'), ('images/c.jpeg', b'c')]))
+    monkeypatch.undo()
+    # Written in place, then removed when it could not be synced.
+    assert written == [3]
+    assert os.listdir(tmp_path / 'storage' / 'images') == ['b.jpeg']
 
 
 def test_local_put_many_syncs_each_directory_once(disk, tmp_path, monkeypatch):

@@ -313,7 +313,7 @@ def test_a_full_disk_is_counted_among_refused_uploads(client, png_image, monkeyp
 
     from asgilook.storage.blobs import local
 
-    def full(items):
+    def full(*_):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(local, '_write', full)
@@ -380,7 +380,7 @@ def test_a_store_that_is_away_is_no_refusal(client, png_image, monkeypatch):
 
     from asgilook.storage.blobs import local
 
-    def away(items):
+    def away(*_):
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
     monkeypatch.setattr(local, '_write', away)

@@ -198,8 +198,11 @@ def test_a_jpeg_upload_has_no_original_but_its_jpeg(client):
     assert unknown.status_code == 404
 
 
-def test_a_cmyk_tiff_keeps_none_and_its_jpeg_is_the_download(client):
-    data = encoded(gradient((64, 48), mode='RGB').convert('CMYK'), 'TIFF')
+# NOTE: Both sizes: a picture too small for thumbnails finds what to keep
+# while it decodes, a larger one beside its thumbnails.
+@pytest.mark.parametrize('size', [(64, 48), (640, 480)])
+def test_a_cmyk_tiff_keeps_none_and_its_jpeg_is_the_download(client, size):
+    data = encoded(gradient(size, mode='RGB').convert('CMYK'), 'TIFF')
     document = upload(client, data, name='print.tiff')
     assert document['original'] is None
     page = client.simulate_get(document['page']).text

@@ -162,12 +162,19 @@ class Objects:
 
     # Writing
 
-    async def write_original(self, file: str, data: bytes) -> None:
-        await self.originals.put(original_key(file), data)
+    async def write_original(
+        self, file: str, data: bytes, kept: bytes | None = None
+    ) -> None:
+        """Write the new version ``file``'s original, and the original kept as
+        uploaded if given (at once: a local directory is synced once)."""
+        items = [(original_key(file), data)]
+        if kept is not None:
+            items.append((kept_key(file), kept))
+        await self.originals.create_many(items)
 
     async def write_kept(self, file: str, data: bytes) -> None:
-        """Write the original kept as uploaded of the version ``file``."""
-        await self.originals.put(kept_key(file), data)
+        """Write the original kept as uploaded of the new version ``file``."""
+        await self.originals.create_many([(kept_key(file), data)])
 
     async def write_thumbnails(
         self, file: str, thumbnails: list[tuple[Size, bytes]], name: str = 'jpeg'

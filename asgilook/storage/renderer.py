@@ -20,6 +20,7 @@ from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Coroutine
 from typing import Any
+from typing import NamedTuple
 
 from asgilook import logs
 from asgilook.config import Config
@@ -45,6 +46,17 @@ class Written:
     original: str = ''
 
 
+class Small(NamedTuple):
+    """What a picture too small for thumbnails comes with from its decoding
+    (see :func:`_decode`)."""
+
+    #: Its stored JPEG, and its placeholder.
+    original: bytes
+    placeholder: str
+    #: The original kept as uploaded, if one is (see :mod:`asgilook.pictures.kept`).
+    kept: kept.Kept | None
+
+
 class Renderer:
     """Makes the files of a store's versions, at upload and after the fact.
 
@@ -68,9 +80,7 @@ class Renderer:
 
     # At upload
 
-    async def decode(
-        self, data: bytes
-    ) -> tuple[pixels.Decoded, tuple[bytes, str] | None]:
+    async def decode(self, data: bytes) -> tuple[pixels.Decoded, Small | None]:
         """Decode an upload (see :func:`_decode`), in a thread of the pool."""
         return await self._workers.pillow(
             _decode, data, self._config.max_pixels, self._config.min_thumb_size
@@ -81,7 +91,7 @@ class Renderer:
         name: str,
         data: bytes,
         decoded: pixels.Decoded,
-        small: tuple[bytes, str] | None,
+        small: Small | None,
     ) -> Written:
         """Make and write every file of the new version whose original is ``name``.
 
@@ -106,7 +116,7 @@ class Renderer:
             jobs['animation'] = self._workers.pillow(
                 pixels.animate, data, self._config.max_pixels
             )
-        if decoded.kept is None and kept.may_keep(data):
+        if small is None and decoded.kept is None and kept.may_keep(data):
             jobs['kept'] = self._store_kept(name, data, decoded.turned)
         results = await asyncio.gather(*jobs.values(), return_exceptions=True)
         for result in results:
@@ -127,26 +137,33 @@ class Renderer:
             placeholder = await self._workers.pillow(
                 renditions.placeholder, thumbnails[-1][1]
             )
-        return Written(placeholder, animation is not None, done.get('kept', ''))
+        extension = done.get('kept', '')
+        if small is not None and small.kept is not None:
+            extension = small.kept.extension
+        return Written(placeholder, animation is not None, extension)
 
     async def _store_original(
-        self, name: str, decoded: pixels.Decoded, small: tuple[bytes, str] | None
+        self, name: str, decoded: pixels.Decoded, small: Small | None
     ) -> str | None:
         """Write the original; return the placeholder of a picture without thumbnails.
 
         A picture with thumbnails gets its placeholder from the smallest one,
         once they are made; one without came with its original encoded and
-        its placeholder made (``small``, see :func:`_decode`).
+        its placeholder made, and the original to keep as uploaded found
+        (``small``, see :func:`_decode`): both originals are written at once.
         """
-        placeholder = None
         if small is not None:
-            original, placeholder = small
-        elif decoded.kept is None:
+            found = small.kept
+            await self._objects.write_original(
+                name, small.original, None if found is None else found.data
+            )
+            return small.placeholder
+        if decoded.kept is None:
             original = await self._workers.pillow(pixels.encode_original, decoded)
         else:
             original = decoded.kept
         await self._objects.write_original(name, original)
-        return placeholder
+        return None
 
     async def _store_kept(self, name: str, data: bytes, turned: bool) -> str:
         """Write the original kept as uploaded, if any; return its extension."""
@@ -238,9 +255,9 @@ class Renderer:
 
 def _decode(
     data: bytes, max_pixels: int, min_thumb_size: int
-) -> tuple[pixels.Decoded, tuple[bytes, str] | None]:
+) -> tuple[pixels.Decoded, Small | None]:
     """Decode an upload; and, for a picture too small for thumbnails, encode
-    its original and make its placeholder too.
+    its original, make its placeholder and find the original to keep too.
 
     NOTE: All in one thread's turn: for a small picture, each hop to a thread
     cost more than the work done there.
@@ -249,4 +266,7 @@ def _decode(
     if decoded.source is not None:
         return decoded, None
     original = pixels.encode_original(decoded)
-    return decoded, (original, renditions.placeholder(original))
+    found = None
+    if decoded.kept is None and kept.may_keep(data):
+        found = kept.keep(data, decoded.turned, max_pixels)
+    return decoded, Small(original, renditions.placeholder(original), found)

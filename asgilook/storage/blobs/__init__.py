@@ -111,6 +111,18 @@ class Blobs(abc.ABC):
         for key, data in items:
             await self.put(key, data)
 
+    async def create_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Write new objects under keys that nothing reads yet (a new version's).
+
+        Each is durable once this returns, but not written atomically: a crash
+        midway may leave one cut short. Nothing refers to it (the version is
+        not in the index yet), so ``asgilook check`` finds it as an orphan, as
+        it finds the objects of a version whose index entry never committed.
+        A backend may refuse a key that already exists; this one replaces it,
+        as :meth:`put_many`.
+        """
+        await self.put_many(items)
+
     @abc.abstractmethod
     async def open(
         self, key: str, whole_up_to: int, start: int = 0, end: int | None = None

@@ -82,6 +82,24 @@ def _write_durably(path: pathlib.Path, data: bytes) -> None:
         raise
 
 
+def _create_durably(path: pathlib.Path, data: bytes) -> None:
+    """Write a new file in place and sync it; FileExistsError if it exists.
+
+    NOTE: For a file nobody reads yet (see :meth:`Blobs.create_many`): without
+    a temporary name to rename, a small file costs a third less to write.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        with open(fd, 'wb') as output:
+            output.write(data)
+            output.flush()
+            os.fsync(output.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise
+
+
 def _make_directories(directory: pathlib.Path) -> list[pathlib.Path]:
     """Make ``directory`` and its missing parents; the ones made, top first."""
     missing = []
@@ -95,13 +113,16 @@ def _make_directories(directory: pathlib.Path) -> list[pathlib.Path]:
     return missing
 
 
-def _write(items: list[tuple[pathlib.Path, bytes]]) -> None:
+def _write(
+    items: list[tuple[pathlib.Path, bytes]],
+    write: Callable[[pathlib.Path, bytes], None] = _write_durably,
+) -> None:
     """Write every file durably, then sync each directory touched, once."""
     touched: dict[pathlib.Path, None] = {}
     for path, data in items:
         for made in _make_directories(path.parent):
             touched[made.parent] = None
-        _write_durably(path, data)
+        write(path, data)
         touched[path.parent] = None
     for directory in touched:
         _fsync_directory(directory)
@@ -248,6 +269,12 @@ class LocalBlobs(Blobs):
     async def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Write every file, then sync each directory touched once."""
         await _in_thread(_write, [(self.path(key), data) for key, data in items])
+
+    async def create_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Write every new file in place (none may exist), then sync each
+        directory touched once."""
+        paths = [(self.path(key), data) for key, data in items]
+        await _in_thread(_write, paths, _create_durably)
 
     async def open(
         self, key: str, whole_up_to: int, start: int = 0, end: int | None = None

@@ -268,6 +268,10 @@ class SealedBlobs(Blobs):
         stored = [(key, await self._stored(key, data)) for key, data in items]
         await self.inner.put_many(stored)
 
+    async def create_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        stored = [(key, await self._stored(key, data)) for key, data in items]
+        await self.inner.create_many(stored)
+
     async def open(
         self, key: str, whole_up_to: int, start: int = 0, end: int | None = None
     ) -> Found | None:
