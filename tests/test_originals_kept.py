@@ -211,6 +211,31 @@ def test_a_cmyk_tiff_keeps_none_and_its_jpeg_is_the_download(client, size):
     assert 'download="print.jpeg"' in page
 
 
+def tiff_with_a_broken_second_page():
+    """A TIFF whose first page is whole and whose second has no size."""
+    data = bytearray(encoded(gradient((64, 48), mode='RGB'), 'TIFF'))
+    assert data[:4] == b'II*\0'
+    first = int.from_bytes(data[4:8], 'little')
+    entries = int.from_bytes(data[first : first + 2], 'little')
+    link = first + 2 + 12 * entries
+    assert data[link : link + 4] == bytes(4)
+    data += bytes(len(data) % 2)
+    data[link : link + 4] = len(data).to_bytes(4, 'little')
+    # One entry, PhotometricInterpretation = RGB; no width, no height.
+    data += (1).to_bytes(2, 'little')
+    data += (262).to_bytes(2, 'little') + (3).to_bytes(2, 'little')
+    data += (1).to_bytes(4, 'little') + (2).to_bytes(4, 'little') + bytes(4)
+    return bytes(data)
+
+
+def test_a_tiff_whose_other_page_is_broken_keeps_none(client):
+    # NOTE: Found by tests/test_fuzz.py: counting its pages failed, a 500.
+    document = upload(client, tiff_with_a_broken_second_page(), name='scan.tif')
+    assert document['original'] is None
+    stored = PIL.Image.open(io.BytesIO(client.simulate_get(document['image']).content))
+    assert stored.size == (64, 48)
+
+
 def test_the_page_offers_the_original_kept(client):
     document = upload(client, animated('GIF'), name='loop.gif')
     page = client.simulate_get(document['page']).text

@@ -124,13 +124,13 @@ def _lossless(data: bytes, max_pixels: int) -> Kept | None:
     """A lossless PNG of a BMP, TIFF or still PNG, upright; None if there
     can be none (see the module)."""
     image = decoding.open_upload(data, max_pixels)
-    if (
-        image.format not in ('BMP', 'TIFF', 'PNG')
-        or getattr(image, 'n_frames', 1) > 1
-        or image.mode not in PNG_MODES
-    ):
+    if image.format not in ('BMP', 'TIFF', 'PNG') or image.mode not in PNG_MODES:
         return None
     try:
+        # NOTE: Counting a TIFF's pages reads every page's header: one that
+        #   is broken fails here, though the first page decoded.
+        if getattr(image, 'n_frames', 1) > 1:
+            return None
         image.load()
         turn = decoding.upright(image)
     except MemoryError:
