@@ -123,6 +123,16 @@ def placeholder(jpeg: bytes) -> str:
     """
     image = PIL.Image.open(io.BytesIO(jpeg), formats=['JPEG'])
     image.draft('RGB', (PLACEHOLDER_SIDE * 2, PLACEHOLDER_SIDE * 2))
+    return placeholder_of(image)
+
+
+def placeholder_of(image: PIL.Image.Image) -> str:
+    """As :func:`placeholder`, of pixels already decoded (left unchanged).
+
+    NOTE: For a picture too small for thumbnails, from the pixels its JPEG
+    was encoded from: decoding that JPEG again was a fifth of such an
+    upload's work in its thread.
+    """
     small = image.convert('RGB')
     small.thumbnail((PLACEHOLDER_SIDE, PLACEHOLDER_SIDE), PIL.Image.Resampling.LANCZOS)
     output = io.BytesIO()

@@ -266,7 +266,11 @@ def _decode(
     if decoded.source is not None:
         return decoded, None
     original = pixels.encode_original(decoded)
+    if decoded.pixels is None:
+        placeholder = renditions.placeholder(original)
+    else:
+        placeholder = renditions.placeholder_of(decoded.pixels)
     found = None
     if decoded.kept is None and kept.may_keep(data):
         found = kept.keep(data, decoded.turned, max_pixels)
-    return decoded, Small(original, renditions.placeholder(original), found)
+    return decoded, Small(original, placeholder, found)
