@@ -102,13 +102,10 @@ class _ImageFiles:
         served = wanted
         if size is not None and not await self._store.rendered(image, size, wanted):
             served = renditions.JPEG
-        self._describe(resp, image, size, uri, version, served, wanted)
-        if conditional.answer_not_modified(
-            req, resp, image.etag(size, served), image.modified
-        ):
+        started = self._start(req, resp, image, size, uri, version, served, wanted)
+        if started is None:
             return
-        whole_up_to = self._whole_up_to(req, f'{uri}?v={version}' if version else uri)
-        window = _window(req, image.etag(size, served), image.modified)
+        whole_up_to, window = started
         content: Content | None = None
         if animation:
             content = await self._store.read_animation(image, whole_up_to, window)
@@ -139,6 +136,26 @@ class _ImageFiles:
                     )
         await _send(req, resp, content)
 
+    def _start(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        image: Image,
+        size: Size | None,
+        uri: str,
+        version: str | None,
+        served: str,
+        wanted: str,
+    ) -> tuple[int, Window | None] | None:
+        """Describe the answer (see :meth:`_describe`); None if it is a 304,
+        else how many bytes to read whole and the window of a range."""
+        self._describe(resp, image, size, uri, version, served, wanted)
+        etag = image.etag(size, served)
+        if conditional.answer_not_modified(req, resp, etag, image.modified):
+            return None
+        whole_up_to = self._whole_up_to(req, f'{uri}?v={version}' if version else uri)
+        return whole_up_to, _window(req, etag, image.modified)
+
     def _whole_up_to(self, req: falcon.asgi.Request, key: str) -> int:
         """The most bytes of a file read whole rather than sent in chunks.
 
@@ -165,12 +182,10 @@ class _ImageFiles:
         uri = image.original_uri
         version = _version(req, image, uri)
         _check_kept(image)
-        self._describe(resp, image, None, uri, version, KEPT, KEPT)
-        etag = image.etag(None, KEPT)
-        if conditional.answer_not_modified(req, resp, etag, image.modified):
+        started = self._start(req, resp, image, None, uri, version, KEPT, KEPT)
+        if started is None:
             return
-        whole_up_to = self._whole_up_to(req, f'{uri}?v={version}' if version else uri)
-        window = _window(req, etag, image.modified)
+        whole_up_to, window = started
         content = await self._store.read_kept(image, whole_up_to, window)
         if content is None:
             # NOTE: Replaced or deleted meanwhile: its objects are gone. The

@@ -19,6 +19,7 @@ import PIL.Image
 from asgilook.errors import ImageTooLarge
 from asgilook.pictures import Size
 from asgilook.pictures import colour
+from asgilook.pictures import containers
 from asgilook.pictures import decoding
 
 #: The formats whose animations :func:`animate` keeps (PNG: APNG).
@@ -51,11 +52,14 @@ def may_animate(data: bytes) -> bool:
     which comes before its pixels. Everything else is a still picture, and
     :func:`animate` need not be asked.
     """
-    if data[:6] in (b'GIF87a', b'GIF89a'):
+    if data[:6] in containers.GIF_SIGNATURES:
         return True
-    if data[:4] == b'RIFF' and data[8:12] == b'WEBP':
+    if containers.is_webp(data):
         return True
-    return data[:8] == b'\x89PNG\r\n\x1a\n' and b'acTL' in data[: data.find(b'IDAT')]
+    return (
+        data.startswith(containers.PNG_SIGNATURE)
+        and b'acTL' in data[: data.find(b'IDAT')]
+    )
 
 
 def animate(

@@ -65,6 +65,11 @@ class _Unsupported(Exception):
     """The bytes are not a container that can be rewritten safely."""
 
 
+def is_webp(data: bytes) -> bool:
+    """Whether ``data`` starts as a WebP file does (a RIFF file of form WEBP)."""
+    return data[:4] == b'RIFF' and data[8:12] == b'WEBP'
+
+
 def strip_png(data: bytes) -> bytes | None:
     """A PNG (or APNG) without its metadata chunks; None if it cannot be."""
     try:
@@ -188,7 +193,7 @@ def _after_sub_blocks(data: bytes, position: int) -> int:
 
 
 def _webp(data: bytes) -> bytes:
-    if len(data) < 20 or data[:4] != b'RIFF' or data[8:12] != b'WEBP':
+    if len(data) < 20 or not is_webp(data):
         raise _Unsupported
     (size,) = struct.unpack_from('<I', data, 4)
     end = 8 + size

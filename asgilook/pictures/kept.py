@@ -64,7 +64,7 @@ def may_keep(data: bytes) -> bool:
     """
     return (
         data.startswith((containers.PNG_SIGNATURE, *containers.GIF_SIGNATURES))
-        or _is_webp(data)
+        or containers.is_webp(data)
         or _is_heif(data)
         or data.startswith(_CONVERTED)
     )
@@ -88,19 +88,15 @@ def keep(data: bytes, turned: bool, max_pixels: int) -> Kept | None:
             return None
         return _lossless(data, max_pixels)
     if turned:
-        still = not (_is_webp(data) or _is_heif(data))
+        still = not (containers.is_webp(data) or _is_heif(data))
         return _lossless(data, max_pixels) if still else None
     if _is_heif(data):
         return _kept(containers.strip_heif(data), _heif_extension(data))
     if data.startswith(containers.GIF_SIGNATURES):
         return _kept(containers.strip_gif(data), GIF)
-    if _is_webp(data):
+    if containers.is_webp(data):
         return _kept(containers.strip_webp(data), WEBP)
     return _lossless(data, max_pixels)
-
-
-def _is_webp(data: bytes) -> bool:
-    return data[:4] == b'RIFF' and data[8:12] == b'WEBP'
 
 
 def _is_heif(data: bytes) -> bool:

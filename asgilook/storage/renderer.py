@@ -116,7 +116,7 @@ class Renderer:
             jobs['animation'] = self._workers.pillow(
                 pixels.animate, data, self._config.max_pixels
             )
-        if small is None and decoded.kept is None and kept.may_keep(data):
+        if small is None and _keeps(decoded, data):
             jobs['kept'] = self._store_kept(name, data, decoded.turned)
         results = await asyncio.gather(*jobs.values(), return_exceptions=True)
         for result in results:
@@ -270,7 +270,13 @@ def _decode(
         placeholder = renditions.placeholder(original)
     else:
         placeholder = renditions.placeholder_of(decoded.pixels)
-    found = None
-    if decoded.kept is None and kept.may_keep(data):
-        found = kept.keep(data, decoded.turned, max_pixels)
+    found = (
+        kept.keep(data, decoded.turned, max_pixels) if _keeps(decoded, data) else None
+    )
     return decoded, Small(original, placeholder, found)
+
+
+def _keeps(decoded: pixels.Decoded, data: bytes) -> bool:
+    """Whether an original may be kept of an upload beside its JPEG: not of
+    a JPEG stored as it is, and only of the formats :mod:`kept` keeps."""
+    return decoded.kept is None and kept.may_keep(data)
