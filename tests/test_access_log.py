@@ -131,6 +131,40 @@ def test_refusals_and_replays_have_a_request_id_too(client, access_log):
     assert refused_headers.status == 431
 
 
+@pytest.mark.parametrize('failing', ['http.response.start', 'http.response.body'])
+def test_a_replay_cut_off_is_logged_with_what_was_handed_on(
+    client, access_log, failing
+):
+    assert client.simulate_post('/images', body=draw_image()).status_code == 201
+    body = client.simulate_get(IMAGE).content
+    sent = []
+
+    async def receive():
+        return {'type': 'http.request', 'body': b''}
+
+    async def send(message):
+        sent.append(message['type'])
+        if message['type'] == failing:
+            raise OSError('the client went away')
+
+    scope = {
+        'type': 'http',
+        'method': 'GET',
+        'path': IMAGE,
+        'query_string': b'',
+        'headers': [(b'x-request-id', b'cut-1')],
+    }
+    with pytest.raises(OSError, match='went away'):
+        asyncio.run(client.app(scope, receive, send))
+
+    assert sent[-1] == failing
+    *_, record = access_log()
+    # As for an app's answer: the status once the start is handed on, the
+    # body's bytes once the body is.
+    assert (record.request_id, record.status, record.cache) == ('cut-1', 200, 'Hit')
+    assert record.bytes == (len(body) if failing == 'http.response.body' else 0)
+
+
 # The access log
 
 

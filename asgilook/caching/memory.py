@@ -30,6 +30,7 @@ import time
 from collections.abc import Awaitable
 from collections.abc import Callable
 from typing import Any
+from typing import NamedTuple
 
 import falcon
 
@@ -230,18 +231,18 @@ class ResponseMemory:
         self._turn = None
         self._versions.clear()
 
-    async def replay(self, scope: dict[str, Any], send: Send) -> bool:
-        """Answer an ASGI HTTP request from memory, if it can be; say whether it was.
+    def find(self, scope: dict[str, Any]) -> Replay | None:
+        """The answer from memory to an ASGI HTTP request, if it has one.
 
         Only a GET or HEAD of a remembered request target (its path and query
         string, exactly) whose version is still current is answered;
-        conditional requests get their 304. Every answer gets the edge's
-        headers for the request's ``Origin`` after its own, as the app's do.
+        conditional requests get their 304. The answer's headers are its own
+        and then the edge's for the request's ``Origin``, as the app's are.
         """
         started = time.perf_counter()
         method = scope['method']
         if method != 'GET' and method != 'HEAD':
-            return False
+            return None
         query: bytes = scope['query_string']
         path: str = scope['path']
         target = f'{path}?{query.decode("latin-1")}' if query else path
@@ -257,7 +258,7 @@ class ResponseMemory:
         if b'authorization' in asked:
             # NOTE: Credentials may change the answer (a key lists its own
             #   pictures): the app answers them.
-            return False
+            return None
         accept = asked.get(b'accept')
         if accept is None:
             # Nothing to negotiate: a thumbnail is a JPEG, kept by its path.
@@ -267,22 +268,22 @@ class ResponseMemory:
             target += renditions.variant(renditions.negotiate(accept))
         elif 'msgpack' in accept:
             # NOTE: Only JSON is remembered; Falcon negotiates the rest.
-            return False
+            return None
         kept = self._entries.get(target)
         if kept is None or kept.response.body is None:
-            return False
+            return None
         response = kept.response
         try:
             if self._version(response.subject) != response.version:
                 self._forget(target)
-                return False
+                return None
         except Unsure:
-            return False
+            return None
         self._entries.move_to_end(target)
         answer = _answer(response, method, asked)
         if answer is None:
             # NOTE: Unsatisfiable: the app answers the 416, with its body.
-            return False
+            return None
         code, headers, body = answer
         origin = asked.get(b'origin')
         if origin is None and headers is response.headers:
@@ -290,13 +291,48 @@ class ResponseMemory:
             headers = kept.sent
         else:
             headers = self._edge(origin, headers)
-        await send({'type': 'http.response.start', 'status': code, 'headers': headers})
-        await send({'type': 'http.response.body', 'body': body})
+        return Replay(code, headers, body, response.route, method, started)
+
+    def observed(self, replay: Replay) -> None:
+        """Tell the observer that ``replay`` was sent."""
         if self._observe is not None:
             self._observe(
-                response.route, method, code, time.perf_counter() - started, status.HIT
+                replay.route,
+                replay.method,
+                replay.code,
+                time.perf_counter() - replay.started,
+                status.HIT,
             )
+
+    async def replay(self, scope: dict[str, Any], send: Send) -> bool:
+        """Answer an ASGI HTTP request from memory, if it can be (see
+        :meth:`find`); say whether it was."""
+        found = self.find(scope)
+        if found is None:
+            return False
+        await send(
+            {
+                'type': 'http.response.start',
+                'status': found.code,
+                'headers': found.headers,
+            }
+        )
+        await send({'type': 'http.response.body', 'body': found.body})
+        self.observed(found)
         return True
+
+
+class Replay(NamedTuple):
+    """An answer from memory, to send: status, headers (the edge's included)
+    and body; what :meth:`ResponseMemory.observed` tells of it."""
+
+    code: int
+    headers: Headers
+    body: bytes
+    route: str
+    method: str
+    #: When the memory was asked (time.perf_counter()).
+    started: float
 
 
 def largest(capacity: int) -> int:

@@ -43,6 +43,7 @@ import falcon.asgi
 from asgilook import logs
 from asgilook.caching import status
 from asgilook.caching.memory import Observe
+from asgilook.caching.memory import Replay
 from asgilook.http.metrics import UNMATCHED
 
 logger = logging.getLogger(__name__)
@@ -105,16 +106,7 @@ class AccessLog:
     ) -> None:
         """Answer an HTTP request with ``app``, then log the answer."""
         started = time.perf_counter()
-        query: bytes = scope['query_string']
-        path: str = scope['path']
-        if query:
-            path = f'{path}?{query.decode("latin-1")}'
-        client = scope.get('client')
-        if client is not None and not isinstance(client, tuple):
-            # NOTE: Any iterable, says ASGI (falcon.testing sends an
-            #   iterator): read once, and left as a tuple for Falcon.
-            client = scope['client'] = tuple(client)
-        answer = _Answer(_request_id(scope), path, client[0] if client else None)
+        answer = _Answer(_request_id(scope), _target(scope), _client(scope))
         scope[ANSWER] = answer
         token = logs.CURRENT.set(answer)
         try:
@@ -130,6 +122,35 @@ class AccessLog:
                 # NOTE: Falcon runs the tasks it was given (a purge) after the
                 #   answer: they are no part of its latency.
                 _write(scope, answer, (answer.sent or time.perf_counter()) - started)
+
+    async def replay(self, scope: dict[str, Any], send: _Send, found: Replay) -> None:
+        """Send an answer from memory with the request's id, then log it.
+
+        The hot path: what :meth:`__call__` does around the app, for an
+        answer known before the app is called, with nothing kept for a log
+        that is not written. Nothing else is logged while it is sent.
+        """
+        request_id = _request_id(scope)
+        # NOTE: As _sending() counts them: the body's bytes once it is handed on.
+        sent = 0
+        try:
+            await send(
+                {
+                    'type': 'http.response.start',
+                    'status': found.code,
+                    'headers': [*found.headers, (_HEADER, request_id.encode('ascii'))],
+                }
+            )
+            sent = len(found.body)
+            await send({'type': 'http.response.body', 'body': found.body})
+        finally:
+            if logger.isEnabledFor(logging.INFO):
+                answer = _Answer(request_id, _target(scope), _client(scope))
+                answer.route = found.route
+                answer.status = found.code
+                answer.bytes = sent
+                answer.cache = status.HIT
+                _write(scope, answer, time.perf_counter() - found.started)
 
     def observing(self, observe: Observe) -> Observe:
         """``observe``, which also tells the log the route and cache result of
@@ -169,6 +190,23 @@ def note_key(name: str) -> None:
     answer = logs.CURRENT.get()
     if isinstance(answer, _Answer):
         answer.upload_key = name
+
+
+def _target(scope: dict[str, Any]) -> str:
+    """The request's path, and its query string if it has one."""
+    query: bytes = scope['query_string']
+    path: str = scope['path']
+    return f'{path}?{query.decode("latin-1")}' if query else path
+
+
+def _client(scope: dict[str, Any]) -> str | None:
+    """The client's address, as the server gives it."""
+    client = scope.get('client')
+    if client is not None and not isinstance(client, tuple):
+        # NOTE: Any iterable, says ASGI (falcon.testing sends an iterator):
+        #   read once, and left as a tuple for Falcon.
+        client = scope['client'] = tuple(client)
+    return client[0] if client else None
 
 
 def _request_id(scope: dict[str, Any]) -> str:

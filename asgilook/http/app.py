@@ -13,6 +13,7 @@ import falcon.asgi
 from asgilook import logs
 from asgilook.caching.cache import RedisCache
 from asgilook.caching.conditional import ConditionalRequests
+from asgilook.caching.memory import Replay
 from asgilook.caching.memory import ResponseMemory
 from asgilook.caching.rates import Rates
 from asgilook.config import Config
@@ -145,20 +146,27 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
             # NOTE: Called again by the access log, which so sees every
             #   answer, the refusals and replays below included.
             if ANSWER not in scope:
+                found = self._quick(scope)
+                if found is not None:
+                    await self._access.replay(scope, send, found)
+                    self._memory.observed(found)
+                    return
                 await self._access(scope, receive, send, self)
                 return
-            query = len(scope['query_string'])
-            path = len(scope.get('raw_path') or scope['path'])
-            if query > MAX_QUERY or query + path > MAX_TARGET:
+            if _too_long(scope):
+                query = len(scope['query_string'])
+                path = len(scope.get('raw_path') or scope['path'])
                 origin = self._edge.origin(_listed(scope))
                 send = adding(send, self._edge, origin)
                 await _refuse(send, _uri_too_long(path, query))
                 return
+            # NOTE: What _quick() could answer, it did.
+            tried = not scope.get('root_path') and self._compression.plain(scope)
             # NOTE: Under a path prefix, every layer below sees the app's own
             #   paths, and the URLs sent get the prefix (see asgilook.http.mount).
             if scope.get('root_path') and mount(scope, self._router):
                 send = prefixing(send, scope['root_path'])
-            if await self._replay(scope, send):
+            if not tried and await self._replay(scope, send):
                 return
             send = self._compression.wrap(scope, send)
             headers = _listed(scope)
@@ -171,6 +179,24 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
                 receive, self._upload_timeout, self._upload_min_rate
             )
         await super().__call__(scope, receive, send)
+
+    def _quick(self, scope: dict[str, Any]) -> Replay | None:
+        """The memory's answer to ``scope``, if it goes out as it was kept:
+        the hot path, taken before anything else is done for a request.
+
+        NOTE: Not under a path prefix (its URLs are rewritten as they are
+        sent), nor for a client that takes a coding this answer may come in;
+        a target too long to be answered is never remembered, but is looked
+        at first all the same, so that every such request gets its 414.
+        """
+        _listed(scope)
+        if (
+            scope.get('root_path')
+            or _too_long(scope)
+            or not self._compression.plain(scope)
+        ):
+            return None
+        return self._memory.find(scope)
 
     async def _replay(self, scope: dict[str, Any], send: Any) -> bool:
         """Answer from memory, compressed as Falcon's answers are, if it can.
@@ -192,10 +218,22 @@ def _listed(scope: dict[str, Any]) -> list[tuple[bytes, bytes]]:
     """The request's headers, as a list of pairs.
 
     NOTE: ASGI allows any iterables (falcon.testing sends iterators of
-    iterators): the access log, which reads them first, leaves a list.
+    iterators): read them once, and leave a list for those after.
     """
-    headers: list[tuple[bytes, bytes]] = scope['headers']
-    return headers
+    headers = scope['headers']
+    if not isinstance(headers, list):
+        headers = scope['headers'] = [tuple(pair) for pair in headers]
+    listed: list[tuple[bytes, bytes]] = headers
+    return listed
+
+
+def _too_long(scope: dict[str, Any]) -> bool:
+    """Whether the request's target is longer than this service answers."""
+    query = len(scope['query_string'])
+    return (
+        query > MAX_QUERY
+        or query + len(scope.get('raw_path') or scope['path']) > MAX_TARGET
+    )
 
 
 def _uri_too_long(path: int, query: int) -> falcon.HTTPError:

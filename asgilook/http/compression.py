@@ -204,19 +204,30 @@ class Compression:
         not at hand; the wrapped ``send`` raises :class:`Unknown` for a HEAD
         whose compressed length is not known, before it sends anything.
         """
+        if self._untouched(scope, replaying):
+            return send
+        return _Answer(self, scope, send, replaying)
+
+    def plain(self, scope: dict[str, Any]) -> bool:
+        """Whether an answer from memory to ``scope`` passes here untouched,
+        so that it may be sent as it was kept."""
+        return self._untouched(scope, replaying=True)
+
+    @staticmethod
+    def _untouched(scope: dict[str, Any], replaying: bool) -> bool:
         method = scope['method']
         if method != 'GET' and method != 'HEAD':
-            return send
+            return True
         # NOTE: A picture's route answers pictures or errors, neither of them
         #   compressed: its answers (the hot path) pass by untouched.
         if scope.get('path', '').startswith(PICTURES):
-            return send
-        if replaying and not any(name in _CODED_COPIES for name, _ in scope['headers']):
-            # NOTE: A replay's headers are varied already (see varied()): to a
-            #   client that takes no coding and holds no coded copy, there is
-            #   nothing to add.
-            return send
-        return _Answer(self, scope, send, replaying)
+            return True
+        # NOTE: A replay's headers are varied already (see varied()): to a
+        #   client that takes no coding and holds no coded copy, there is
+        #   nothing to add.
+        return replaying and not any(
+            name in _CODED_COPIES for name, _ in scope['headers']
+        )
 
     async def process_response(
         self,
