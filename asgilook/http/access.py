@@ -4,7 +4,9 @@
 :class:`AccessLog` first, which calls the app back around everything it does
 for it: the ``414`` and ``431`` it refuses before Falcon, the memory's
 replays, and Falcon's answers. So it sees every answer as it is sent, after
-the edge's headers and the compression (``bytes`` are those sent).
+the edge's headers and the compression (``bytes`` are those sent). The one
+exception is the hot path, a replay the app finds before anything else:
+:meth:`AccessLog.replay` sends it and logs it the same way.
 
 Every request has an id: the ``X-Request-ID`` that the client or a proxy in
 front sent, when it is a sane one (1 to 128 letters, digits and ``-._:/+=@``),

@@ -120,6 +120,11 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
     compressed if it should be (see :mod:`asgilook.http.compression`). Around
     all of it, the :class:`~asgilook.http.access.AccessLog` gives the request
     its id, sends it back, and logs the answer.
+
+    The hot path goes first: a replay that goes out as it was kept (no path
+    prefix, no coding to apply) is found before the access log wraps the
+    request, and :meth:`~asgilook.http.access.AccessLog.replay` sends it with
+    the request's id and logs it, with nothing made for a log that is off.
     """
 
     def __init__(
