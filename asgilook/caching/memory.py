@@ -248,13 +248,7 @@ class ResponseMemory:
         target = f'{path}?{query.decode("latin-1")}' if query else path
         # NOTE: Kept by prefix too (see RedisCache): mount() left the root.
         target = scope.get('root_path', '') + target
-        headers = scope['headers']
-        if not isinstance(headers, list):
-            # NOTE: ASGI allows any iterables here (falcon.testing sends
-            #   iterators of iterators): read them once, leave a list of pairs
-            #   for Falcon.
-            headers = scope['headers'] = [tuple(pair) for pair in headers]
-        asked = _asked(headers)
+        asked = _asked(listed(scope))
         if b'authorization' in asked:
             # NOTE: Credentials may change the answer (a key lists its own
             #   pictures): the app answers them.
@@ -333,6 +327,20 @@ class Replay(NamedTuple):
     method: str
     #: When the memory was asked (time.perf_counter()).
     started: float
+
+
+def listed(scope: dict[str, Any]) -> Headers:
+    """An ASGI request's headers, as a list of pairs, left so in its scope.
+
+    NOTE: ASGI allows any iterables (falcon.testing sends iterators of
+    iterators): they are read once, and Falcon and every layer after find
+    a list.
+    """
+    headers = scope['headers']
+    if not isinstance(headers, list):
+        headers = scope['headers'] = [tuple(pair) for pair in headers]
+    pairs: Headers = headers
+    return pairs
 
 
 def largest(capacity: int) -> int:

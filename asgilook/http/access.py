@@ -46,6 +46,7 @@ from asgilook import logs
 from asgilook.caching import status
 from asgilook.caching.memory import Observe
 from asgilook.caching.memory import Replay
+from asgilook.caching.memory import listed
 from asgilook.http.metrics import UNMATCHED
 
 logger = logging.getLogger(__name__)
@@ -213,12 +214,7 @@ def _client(scope: dict[str, Any]) -> str | None:
 
 def _request_id(scope: dict[str, Any]) -> str:
     """The request's ``X-Request-ID`` if it is sane, else a new id."""
-    headers = scope['headers']
-    if not isinstance(headers, list):
-        # NOTE: ASGI allows any iterables (falcon.testing sends iterators):
-        #   read them once, and leave a list for those after.
-        headers = scope['headers'] = [tuple(pair) for pair in headers]
-    for name, value in headers:
+    for name, value in listed(scope):
         if name == _HEADER:
             if _SANE.fullmatch(value):
                 return str(value.decode('ascii'))

@@ -15,6 +15,7 @@ from asgilook.caching.cache import RedisCache
 from asgilook.caching.conditional import ConditionalRequests
 from asgilook.caching.memory import Replay
 from asgilook.caching.memory import ResponseMemory
+from asgilook.caching.memory import listed
 from asgilook.caching.rates import Rates
 from asgilook.config import Config
 from asgilook.errors import DamagedObject
@@ -161,7 +162,7 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
             if _too_long(scope):
                 query = len(scope['query_string'])
                 path = len(scope.get('raw_path') or scope['path'])
-                origin = self._edge.origin(_listed(scope))
+                origin = self._edge.origin(listed(scope))
                 send = adding(send, self._edge, origin)
                 await _refuse(send, _uri_too_long(path, query))
                 return
@@ -174,7 +175,7 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
             if not tried and await self._replay(scope, send):
                 return
             send = self._compression.wrap(scope, send)
-            headers = _listed(scope)
+            headers = listed(scope)
             send = adding(send, self._edge, self._edge.origin(headers))
             size = sum(len(name) + len(value) for name, value in headers)
             if size > MAX_HEADERS:
@@ -194,7 +195,7 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
         a target too long to be answered is never remembered, but is looked
         at first all the same, so that every such request gets its 414.
         """
-        _listed(scope)
+        listed(scope)
         if (
             scope.get('root_path')
             or _too_long(scope)
@@ -217,19 +218,6 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
             )
         except Unknown:
             return False
-
-
-def _listed(scope: dict[str, Any]) -> list[tuple[bytes, bytes]]:
-    """The request's headers, as a list of pairs.
-
-    NOTE: ASGI allows any iterables (falcon.testing sends iterators of
-    iterators): read them once, and leave a list for those after.
-    """
-    headers = scope['headers']
-    if not isinstance(headers, list):
-        headers = scope['headers'] = [tuple(pair) for pair in headers]
-    listed: list[tuple[bytes, bytes]] = headers
-    return listed
 
 
 def _too_long(scope: dict[str, Any]) -> bool:
