@@ -184,7 +184,11 @@ class ResponseMemory:
         if response.cost > self._capacity:
             return
         self._forget(target)
-        self._entries[target] = _Kept(response, self._edge(None, response.headers))
+        sent = self._edge(None, response.headers)
+        whole = None
+        if response.body is not None:
+            whole = Replay(200, sent, response.body, response.route, 'GET')
+        self._entries[target] = _Kept(response, sent, whole)
         self._size += response.cost
         while self._size > self._capacity:
             self._forget(next(iter(self._entries)))
@@ -238,17 +242,54 @@ class ResponseMemory:
         string, exactly) whose version is still current is answered;
         conditional requests get their 304. The answer's headers are its own
         and then the edge's for the request's ``Origin``, as the app's are.
+
+        NOTE: The hot path of the service. A request that sends none of the
+        headers the memory reads (:data:`_ASKED`) gets the answer made when
+        it was remembered, with nothing made anew.
         """
-        started = time.perf_counter()
         method = scope['method']
         if method != 'GET' and method != 'HEAD':
             return None
         query: bytes = scope['query_string']
         path: str = scope['path']
         target = f'{path}?{query.decode("latin-1")}' if query else path
-        # NOTE: Kept by prefix too (see RedisCache): mount() left the root.
-        target = scope.get('root_path', '') + target
-        asked = _asked(listed(scope))
+        root = scope.get('root_path')
+        if root:
+            # NOTE: Kept by prefix too (see RedisCache): mount() left the root.
+            target = root + target
+        asked = {}
+        for name, value in listed(scope):
+            if name in _ASKED:
+                asked[name] = value.decode('latin-1')
+        if asked:
+            return self._find_asked(target, path, method, asked)
+        kept = self._current_kept(target)
+        if kept is None:
+            return None
+        if method == 'GET':
+            return kept.whole
+        response = kept.response
+        return Replay(200, kept.sent, b'', response.route, method)
+
+    def _current_kept(self, target: str) -> _Kept | None:
+        """What is kept for ``target``, with its body, if its version is current."""
+        kept = self._entries.get(target)
+        if kept is None or kept.whole is None:
+            return None
+        response = kept.response
+        try:
+            if self._version(response.subject) != response.version:
+                self._forget(target)
+                return None
+        except Unsure:
+            return None
+        self._entries.move_to_end(target)
+        return kept
+
+    def _find_asked(
+        self, target: str, path: str, method: str, asked: dict[bytes, str]
+    ) -> Replay | None:
+        """:meth:`find`, for a request that sends headers the memory reads."""
         if b'authorization' in asked:
             # NOTE: Credentials may change the answer (a key lists its own
             #   pictures): the app answers them.
@@ -263,17 +304,10 @@ class ResponseMemory:
         elif 'msgpack' in accept:
             # NOTE: Only JSON is remembered; Falcon negotiates the rest.
             return None
-        kept = self._entries.get(target)
-        if kept is None or kept.response.body is None:
+        kept = self._current_kept(target)
+        if kept is None:
             return None
         response = kept.response
-        try:
-            if self._version(response.subject) != response.version:
-                self._forget(target)
-                return None
-        except Unsure:
-            return None
-        self._entries.move_to_end(target)
         answer = _answer(response, method, asked)
         if answer is None:
             # NOTE: Unsatisfiable: the app answers the 416, with its body.
@@ -285,22 +319,24 @@ class ResponseMemory:
             headers = kept.sent
         else:
             headers = self._edge(origin, headers)
-        return Replay(code, headers, body, response.route, method, started)
+        return Replay(code, headers, body, response.route, method)
 
-    def observed(self, replay: Replay) -> None:
-        """Tell the observer that ``replay`` was sent."""
+    def observed(self, replay: Replay, started: float) -> None:
+        """Tell the observer that ``replay`` was sent, for a request whose
+        answer was looked for at ``started`` (``time.perf_counter()``)."""
         if self._observe is not None:
             self._observe(
                 replay.route,
                 replay.method,
                 replay.code,
-                time.perf_counter() - replay.started,
+                time.perf_counter() - started,
                 status.HIT,
             )
 
     async def replay(self, scope: dict[str, Any], send: Send) -> bool:
         """Answer an ASGI HTTP request from memory, if it can be (see
         :meth:`find`); say whether it was."""
+        started = time.perf_counter()
         found = self.find(scope)
         if found is None:
             return False
@@ -312,21 +348,20 @@ class ResponseMemory:
             }
         )
         await send({'type': 'http.response.body', 'body': found.body})
-        self.observed(found)
+        self.observed(found, started)
         return True
 
 
 class Replay(NamedTuple):
     """An answer from memory, to send: status, headers (the edge's included)
-    and body; what :meth:`ResponseMemory.observed` tells of it."""
+    and body; the route and method that :meth:`ResponseMemory.observed` tells
+    of it."""
 
     code: int
     headers: Headers
     body: bytes
     route: str
     method: str
-    #: When the memory was asked (time.perf_counter()).
-    started: float
 
 
 def listed(scope: dict[str, Any]) -> Headers:
@@ -351,7 +386,8 @@ def largest(capacity: int) -> int:
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Kept:
     """A response kept, and the headers of its whole answer to a request
-    without ``Origin``, the edge's included: made once, sent many times.
+    without ``Origin``, the edge's included, and that answer itself: made
+    once, sent many times.
 
     NOTE: The same list goes out with every such answer: a layer that adds
     a header to it makes a new list, as the ASGI servers do.
@@ -359,6 +395,9 @@ class _Kept:
 
     response: Remembered
     sent: Headers
+    #: The whole answer to a GET with none of the headers the memory reads;
+    #: None for a response whose body is not kept.
+    whole: Replay | None
 
 
 # The request headers the replay reads.
@@ -373,11 +412,6 @@ _ASKED = frozenset(
         b'authorization',
     }
 )
-
-
-def _asked(headers: Headers) -> dict[bytes, str]:
-    """The request headers that the replay reads, by name."""
-    return {name: value.decode('latin-1') for name, value in headers if name in _ASKED}
 
 
 def _answer(

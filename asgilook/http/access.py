@@ -126,8 +126,11 @@ class AccessLog:
                 #   answer: they are no part of its latency.
                 _write(scope, answer, (answer.sent or time.perf_counter()) - started)
 
-    async def replay(self, scope: dict[str, Any], send: _Send, found: Replay) -> None:
-        """Send an answer from memory with the request's id, then log it.
+    async def replay(
+        self, scope: dict[str, Any], send: _Send, found: Replay, started: float
+    ) -> None:
+        """Send an answer from memory with the request's id, then log it, as
+        taking the time since ``started`` (``time.perf_counter()``).
 
         The hot path: what :meth:`__call__` does around the app, for an
         answer known before the app is called, with nothing kept for a log
@@ -153,7 +156,7 @@ class AccessLog:
                 answer.status = found.code
                 answer.bytes = sent
                 answer.cache = status.HIT
-                _write(scope, answer, time.perf_counter() - found.started)
+                _write(scope, answer, time.perf_counter() - started)
 
     def observing(self, observe: Observe) -> Observe:
         """``observe``, which also tells the log the route and cache result of

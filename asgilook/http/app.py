@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -152,10 +153,11 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
             # NOTE: Called again by the access log, which so sees every
             #   answer, the refusals and replays below included.
             if ANSWER not in scope:
+                started = time.perf_counter()
                 found = self._quick(scope)
                 if found is not None:
-                    await self._access.replay(scope, send, found)
-                    self._memory.observed(found)
+                    await self._access.replay(scope, send, found, started)
+                    self._memory.observed(found, started)
                     return
                 await self._access(scope, receive, send, self)
                 return
@@ -195,7 +197,6 @@ class App(falcon.asgi.App):  # type: ignore[type-arg]
         a target too long to be answered is never remembered, but is looked
         at first all the same, so that every such request gets its 414.
         """
-        listed(scope)
         if (
             scope.get('root_path')
             or _too_long(scope)

@@ -44,6 +44,7 @@ import falcon.asgi
 from asgilook.caching.conditional import CODINGS
 from asgilook.caching.conditional import coded
 from asgilook.caching.conditional import uncoded
+from asgilook.caching.memory import listed
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
@@ -225,9 +226,7 @@ class Compression:
         # NOTE: A replay's headers are varied already (see varied()): to a
         #   client that takes no coding and holds no coded copy, there is
         #   nothing to add.
-        return replaying and not any(
-            name in _CODED_COPIES for name, _ in scope['headers']
-        )
+        return replaying and not any(name in _CODED_COPIES for name, _ in listed(scope))
 
     async def process_response(
         self,
