@@ -203,6 +203,59 @@ def test_the_index_is_asked_once_per_turn_of_the_event_loop():
     assert index.asked == 5
 
 
+def test_the_running_loop_is_asked_for_once_per_turn(monkeypatch):
+    # NOTE: Asking for it costs a system call (getpid) in CPython 3.11: a
+    #   replay knows its turn by the loop it saw, still running.
+    memory = ResponseMemory(1000, Index(a='a.1.jpeg'))
+    memory.remember('/a', response(), AT_ONCE)
+    asked = []
+    running = asyncio.get_running_loop
+
+    def get_running_loop():
+        asked.append(True)
+        return running()
+
+    monkeypatch.setattr(asyncio, 'get_running_loop', get_running_loop)
+
+    async def send(event):
+        pass
+
+    async def turns():
+        together = [memory.replay(scope(), send) for _ in range(3)]
+        assert await asyncio.gather(*together) == [True] * 3
+        assert len(asked) == 1
+        await asyncio.sleep(0)
+        assert await memory.replay(scope(), send)
+        assert len(asked) == 2
+
+    asyncio.run(turns())
+
+
+def test_a_loop_closed_within_a_turn_ends_it():
+    index = Index(a='a.1.jpeg')
+    memory = ResponseMemory(1000, index)
+    memory.remember('/a', response(), AT_ONCE)
+
+    async def send(event):
+        pass
+
+    async def last_turn():
+        # The loop stops after this step: the callback that would end the
+        # turn never runs, as the loop is closed.
+        asyncio.get_running_loop().stop()
+        return await memory.replay(scope(), send)
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(last_turn())
+    finally:
+        loop.close()
+    assert index.asked == 1
+    index.files['a'] = 'a.2.jpeg'
+    assert replay(memory) is None
+    assert index.asked == 2
+
+
 def test_a_response_too_big_to_keep_is_only_known_as_given():
     memory = ResponseMemory(1000, Index(a='a.1.jpeg'))
     memory.remember('/a', response(body=None), AT_ONCE)

@@ -211,17 +211,21 @@ class ResponseMemory:
     def _version(self, subject: str | None) -> object:
         """The current version of ``subject``, told once per turn of the loop.
 
-        NOTE: Asking the index costs more than the rest of a replay (SQLite
-        locks and reads its shared memory, two system calls). One answer
-        serves every replay of a turn, and is as fresh for each as its own:
-        a request is read from its socket before its task is scheduled, so
-        every replay that runs before the callback scheduled here (the ready
-        queue is first in, first out) is of a request read before the index
-        was asked; any request read later is answered after it, and asks
-        again.
+        NOTE: Asking the index is the dearest step of a replay, and under
+        load one turn answers many requests (a dozen or more a wakeup). One
+        answer serves every replay of a turn, and is as fresh for each as its
+        own: a request is read from its socket before its task is scheduled,
+        so every replay that runs before the callback scheduled here (the
+        ready queue is first in, first out) is of a request read before the
+        index was asked; any request read later is answered after it, and
+        asks again. The turn is known by the loop it was seen on, still
+        running: not by asking for the running loop, which costs a system
+        call (``getpid``, which CPython 3.11 makes to tell a forked child).
+        A loop that stopped before the callback ran ends its turn too.
         """
-        loop = asyncio.get_running_loop()
-        if self._turn is not loop:
+        turn = self._turn
+        if turn is None or not turn.is_running():
+            loop = asyncio.get_running_loop()
             self._turn = loop
             self._versions.clear()
             loop.call_soon(self._next_turn)
