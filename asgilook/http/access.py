@@ -231,8 +231,9 @@ def new_id() -> str:
     NOTE: Drawn from the random module, not os.urandom as uuid.uuid4() does:
     an id is no secret, and a system call a request is a cost (uuid4() took
     four times as long). The random module is seeded again in a forked child.
+    Its 16 bytes in hex, which takes half the time of formatting the number.
     """
-    return f'{random.getrandbits(128) & _RANDOM | _UUID4:032x}'
+    return (random.getrandbits(128) & _RANDOM | _UUID4).to_bytes(16).hex()
 
 
 def _sending(send: _Send, answer: _Answer) -> _Send:
