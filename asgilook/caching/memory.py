@@ -247,7 +247,7 @@ class ResponseMemory:
         conditional requests get their 304. The answer's headers are its own
         and then the edge's for the request's ``Origin``, as the app's are.
 
-        NOTE: The hot path of the service. A request that sends none of the
+        NOTE: The hot path of the service. A GET that sends none of the
         headers the memory reads (:data:`_ASKED`) gets the answer made when
         it was remembered, with nothing made anew.
         """
@@ -265,15 +265,10 @@ class ResponseMemory:
         for name, value in listed(scope):
             if name in _ASKED:
                 asked[name] = value.decode('latin-1')
-        if asked:
+        if asked or method != 'GET':
             return self._find_asked(target, path, method, asked)
         kept = self._current_kept(target)
-        if kept is None:
-            return None
-        if method == 'GET':
-            return kept.whole
-        response = kept.response
-        return Replay(200, kept.sent, b'', response.route, method)
+        return None if kept is None else kept.whole
 
     def _current_kept(self, target: str) -> _Kept | None:
         """What is kept for ``target``, with its body, if its version is current."""
@@ -293,7 +288,8 @@ class ResponseMemory:
     def _find_asked(
         self, target: str, path: str, method: str, asked: dict[bytes, str]
     ) -> Replay | None:
-        """:meth:`find`, for a request that sends headers the memory reads."""
+        """:meth:`find`, for a HEAD or a request that sends headers the memory
+        reads: the answer worked out for the request."""
         if b'authorization' in asked:
             # NOTE: Credentials may change the answer (a key lists its own
             #   pictures): the app answers them.
